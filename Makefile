@@ -1,0 +1,56 @@
+# The two commands a newcomer needs: `make lab` and `make test`.
+# Both install what they need (scripts/deps.sh) and build first.
+
+SHELL      := /bin/bash
+GO         ?= go
+BIN        := $(CURDIR)/bin
+TOOLS      := $(BIN)/tools
+GOTESTSUM  := $(TOOLS)/gotestsum
+TOPO       ?= containerlab/mini-lab.clab.yml
+# Go packages whose tests need a full kernel (VRF, VLAN); they re-run
+# themselves in the VM when the host kernel lacks those.
+E2E_PKGS   := ./integration/e2e/
+
+.PHONY: all deps build generate test e2e lab lab-down bench lint clean
+
+all: build
+
+deps:
+	@./scripts/deps.sh
+
+build:
+	@mkdir -p $(BIN)
+	$(GO) build -o $(BIN)/ ./cmd/...
+
+generate: deps
+	PATH=$(TOOLS):$$PATH protoc -I controlplane/api/v1 -I /usr/include \
+		--go_out=controlplane/api/v1 --go_opt=paths=source_relative \
+		--go-grpc_out=controlplane/api/v1 --go-grpc_opt=paths=source_relative \
+		controlplane/api/v1/fabric.proto
+
+# Unit tests, privileged host tests (namespaces, veth) and the full-kernel
+# tests (in a qemu VM when this kernel has no VRFs), with a summary at the end.
+test: deps build
+	$(GOTESTSUM) --format testname --format-hide-empty-pkg -- -count=1 -timeout 25m ./...
+
+e2e: deps build
+	$(GOTESTSUM) --format standard-verbose -- -count=1 -timeout 20m $(E2E_PKGS)
+
+# Bring up the mini-lab, allocate both machines and check the leaves' kernels.
+# LAB_KEEP=1 leaves it running (in the VM: an interactive shell).
+lab: deps build
+	@./scripts/lab.sh $(TOPO)
+
+lab-down: build
+	$(BIN)/fabric-lab down $(TOPO)
+
+bench: deps build
+	$(GO) test -run '^$$' -bench . -benchtime 1x ./...
+
+lint:
+	@out=$$(gofmt -l $$(git ls-files '*.go' | grep -v '\.pb\.go$$')); \
+		if [ -n "$$out" ]; then echo "gofmt needed:"; echo "$$out"; exit 1; fi
+	$(GO) vet ./...
+
+clean:
+	rm -rf $(BIN)

@@ -1,0 +1,285 @@
+package main
+
+import (
+	"context"
+	"fmt"
+	"io"
+	"os"
+	"strings"
+	"time"
+
+	"github.com/spf13/cobra"
+	"google.golang.org/grpc"
+	"google.golang.org/grpc/credentials/insecure"
+	"google.golang.org/protobuf/proto"
+
+	apiv1 "github.com/metalfabric/fabric/controlplane/api/v1"
+)
+
+// cli holds the global flags and the lazily dialled client.
+type cli struct {
+	out        io.Writer
+	controller string
+	output     string
+	timeout    time.Duration
+
+	conn   *grpc.ClientConn
+	client apiv1.OperatorServiceClient
+}
+
+func newRootCmd(out io.Writer) *cobra.Command {
+	c := &cli{out: out}
+	root := &cobra.Command{
+		Use:           "fabricctl",
+		Short:         "Operate the fabric controller: networks, devices, machines, allocations",
+		SilenceUsage:  true,
+		SilenceErrors: true,
+		PersistentPreRunE: func(cmd *cobra.Command, _ []string) error {
+			switch c.output {
+			case "table", "json", "yaml":
+				return nil
+			}
+			return fmt.Errorf("unknown output format %q (want table, json or yaml)", c.output)
+		},
+		PersistentPostRun: func(*cobra.Command, []string) {
+			if c.conn != nil {
+				c.conn.Close()
+			}
+		},
+	}
+	def := os.Getenv("FABRIC_CONTROLLER")
+	if def == "" {
+		def = "127.0.0.1:50051"
+	}
+	root.PersistentFlags().StringVar(&c.controller, "controller", def, "controller address HOST:PORT (env FABRIC_CONTROLLER)")
+	root.PersistentFlags().StringVarP(&c.output, "output", "o", "table", "output format: table, json or yaml")
+	root.PersistentFlags().DurationVar(&c.timeout, "timeout", 10*time.Second, "timeout of each API call")
+
+	root.AddCommand(c.networkCmd(), c.deviceCmd(), c.machineCmd())
+	return root
+}
+
+func (c *cli) api() (apiv1.OperatorServiceClient, error) {
+	if c.client != nil {
+		return c.client, nil
+	}
+	conn, err := grpc.NewClient(c.controller, grpc.WithTransportCredentials(insecure.NewCredentials()))
+	if err != nil {
+		return nil, fmt.Errorf("connecting to controller %s: %w", c.controller, err)
+	}
+	c.conn, c.client = conn, apiv1.NewOperatorServiceClient(conn)
+	return c.client, nil
+}
+
+// call runs one API call with the configured timeout and prints its result.
+func call[Req, Resp proto.Message](c *cli, cmd *cobra.Command, fn func(context.Context, Req, ...grpc.CallOption) (Resp, error), req Req, table func(Resp) [][]string) error {
+	if _, err := c.api(); err != nil {
+		return err
+	}
+	ctx, cancel := context.WithTimeout(cmd.Context(), c.timeout)
+	defer cancel()
+	resp, err := fn(ctx, req)
+	if err != nil {
+		return err
+	}
+	return render(c.out, c.output, resp, table(resp))
+}
+
+func (c *cli) networkCmd() *cobra.Command {
+	cmd := &cobra.Command{Use: "network", Aliases: []string{"networks", "net"}, Short: "Tenant networks"}
+	var prefix string
+	create := &cobra.Command{
+		Use:   "create NAME --prefix CIDR",
+		Short: "Create a network; its VNI comes from the controller's pool",
+		Args:  cobra.ExactArgs(1),
+		RunE: func(cmd *cobra.Command, args []string) error {
+			api, err := c.api()
+			if err != nil {
+				return err
+			}
+			return call(c, cmd, api.CreateNetwork, &apiv1.CreateNetworkRequest{Name: args[0], Prefix: prefix}, func(n *apiv1.Network) [][]string {
+				return networkTable(n)
+			})
+		},
+	}
+	create.Flags().StringVar(&prefix, "prefix", "", "the network's prefix, e.g. 10.0.1.0/24")
+	_ = create.MarkFlagRequired("prefix")
+	list := &cobra.Command{
+		Use:   "list",
+		Short: "List networks",
+		Args:  cobra.NoArgs,
+		RunE: func(cmd *cobra.Command, _ []string) error {
+			api, err := c.api()
+			if err != nil {
+				return err
+			}
+			return call(c, cmd, api.ListNetworks, &apiv1.ListNetworksRequest{}, func(r *apiv1.ListNetworksResponse) [][]string {
+				return networkTable(r.GetNetworks()...)
+			})
+		},
+	}
+	del := &cobra.Command{
+		Use:   "delete NAME",
+		Short: "Delete a network without allocations",
+		Args:  cobra.ExactArgs(1),
+		RunE: func(cmd *cobra.Command, args []string) error {
+			api, err := c.api()
+			if err != nil {
+				return err
+			}
+			return call(c, cmd, api.DeleteNetwork, &apiv1.DeleteNetworkRequest{Name: args[0]}, func(*apiv1.DeleteNetworkResponse) [][]string {
+				return [][]string{{"DELETED"}, {args[0]}}
+			})
+		},
+	}
+	cmd.AddCommand(create, list, del)
+	return cmd
+}
+
+func (c *cli) deviceCmd() *cobra.Command {
+	cmd := &cobra.Command{Use: "device", Aliases: []string{"devices", "switch"}, Short: "Switches and firewalls"}
+	list := &cobra.Command{
+		Use:   "list",
+		Short: "List registered devices with their config versions",
+		Args:  cobra.NoArgs,
+		RunE: func(cmd *cobra.Command, _ []string) error {
+			api, err := c.api()
+			if err != nil {
+				return err
+			}
+			return call(c, cmd, api.ListDevices, &apiv1.ListDevicesRequest{}, deviceTable)
+		},
+	}
+	cmd.AddCommand(list)
+	return cmd
+}
+
+func (c *cli) machineCmd() *cobra.Command {
+	cmd := &cobra.Command{Use: "machine", Aliases: []string{"machines"}, Short: "Machines, their cabling and allocations"}
+	list := &cobra.Command{
+		Use:   "list",
+		Short: "List machines",
+		Args:  cobra.NoArgs,
+		RunE: func(cmd *cobra.Command, _ []string) error {
+			api, err := c.api()
+			if err != nil {
+				return err
+			}
+			return call(c, cmd, api.ListMachines, &apiv1.ListMachinesRequest{}, func(r *apiv1.ListMachinesResponse) [][]string {
+				return machineTable(r.GetMachines()...)
+			})
+		},
+	}
+	var ports []string
+	cable := &cobra.Command{
+		Use:   "cable NAME --port SWITCH:PORT [--port SWITCH:PORT]",
+		Short: "Declare which switch ports a machine is cabled to (replaces its cabling)",
+		Args:  cobra.ExactArgs(1),
+		RunE: func(cmd *cobra.Command, args []string) error {
+			conns, err := parseConnections(ports)
+			if err != nil {
+				return err
+			}
+			api, err := c.api()
+			if err != nil {
+				return err
+			}
+			return call(c, cmd, api.CableMachine, &apiv1.CableMachineRequest{Machine: args[0], Connections: conns}, func(m *apiv1.Machine) [][]string {
+				return machineTable(m)
+			})
+		},
+	}
+	cable.Flags().StringArrayVar(&ports, "port", nil, "SWITCH:PORT the machine is cabled to (repeat for each NIC)")
+	_ = cable.MarkFlagRequired("port")
+	var network string
+	allocate := &cobra.Command{
+		Use:   "allocate NAME --network NETWORK",
+		Short: "Allocate a machine into a network (an IP from its prefix)",
+		Args:  cobra.ExactArgs(1),
+		RunE: func(cmd *cobra.Command, args []string) error {
+			api, err := c.api()
+			if err != nil {
+				return err
+			}
+			return call(c, cmd, api.AllocateMachine, &apiv1.AllocateMachineRequest{Machine: args[0], Network: network}, func(m *apiv1.Machine) [][]string {
+				return machineTable(m)
+			})
+		},
+	}
+	allocate.Flags().StringVar(&network, "network", "", "network to allocate the machine into")
+	_ = allocate.MarkFlagRequired("network")
+	free := &cobra.Command{
+		Use:   "free NAME",
+		Short: "Release a machine's allocation",
+		Args:  cobra.ExactArgs(1),
+		RunE: func(cmd *cobra.Command, args []string) error {
+			api, err := c.api()
+			if err != nil {
+				return err
+			}
+			return call(c, cmd, api.FreeMachine, &apiv1.FreeMachineRequest{Machine: args[0]}, func(m *apiv1.Machine) [][]string {
+				return machineTable(m)
+			})
+		},
+	}
+	var wait time.Duration
+	conv := &cobra.Command{
+		Use:   "convergence NAME [--wait DURATION]",
+		Short: "Show which devices have applied the machine's last allocate/free",
+		Args:  cobra.ExactArgs(1),
+		RunE: func(cmd *cobra.Command, args []string) error {
+			api, err := c.api()
+			if err != nil {
+				return err
+			}
+			conv, err := waitConverged(cmd.Context(), api, args[0], wait, c.timeout)
+			if err != nil {
+				return err
+			}
+			if err := render(c.out, c.output, conv, convergenceTable(conv)); err != nil {
+				return err
+			}
+			if wait > 0 && !conv.GetConverged() {
+				return fmt.Errorf("machine %s did not converge within %s", args[0], wait)
+			}
+			return nil
+		},
+	}
+	conv.Flags().DurationVar(&wait, "wait", 0, "wait up to this long for all devices to converge (non-zero exit if they do not)")
+	cmd.AddCommand(list, cable, allocate, free, conv)
+	return cmd
+}
+
+// waitConverged asks for a machine's convergence until it is converged or
+// wait has passed; with wait 0 it asks once.
+func waitConverged(ctx context.Context, api apiv1.OperatorServiceClient, machine string, wait, timeout time.Duration) (*apiv1.Convergence, error) {
+	deadline := time.Now().Add(wait)
+	for {
+		cctx, cancel := context.WithTimeout(ctx, timeout)
+		conv, err := api.GetConvergence(cctx, &apiv1.GetConvergenceRequest{Machine: machine})
+		cancel()
+		if err != nil {
+			return nil, err
+		}
+		if conv.GetConverged() || !time.Now().Before(deadline) {
+			return conv, nil
+		}
+		select {
+		case <-ctx.Done():
+			return nil, ctx.Err()
+		case <-time.After(100 * time.Millisecond):
+		}
+	}
+}
+
+func parseConnections(ports []string) ([]*apiv1.Connection, error) {
+	conns := make([]*apiv1.Connection, 0, len(ports))
+	for _, p := range ports {
+		dev, port, ok := strings.Cut(p, ":")
+		if !ok || dev == "" || port == "" {
+			return nil, fmt.Errorf("bad --port %q: want SWITCH:PORT, e.g. leaf01:swp1", p)
+		}
+		conns = append(conns, &apiv1.Connection{Device: dev, Port: port})
+	}
+	return conns, nil
+}
