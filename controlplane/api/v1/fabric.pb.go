@@ -1625,7 +1625,7 @@ func (x *DeviceConvergence) GetErrors() []*StepError {
 type Convergence struct {
 	state   protoimpl.MessageState `protogen:"open.v1"`
 	Machine string                 `protobuf:"bytes,1,opt,name=machine,proto3" json:"machine,omitempty"`
-	// Revision of the machine's last allocate/free.
+	// Revision of the machine's last allocate, free or re-cabling.
 	Revision uint64               `protobuf:"varint,2,opt,name=revision,proto3" json:"revision,omitempty"`
 	Devices  []*DeviceConvergence `protobuf:"bytes,3,rep,name=devices,proto3" json:"devices,omitempty"`
 	// True when every device the machine is cabled to has converged.

@@ -247,7 +247,7 @@ type OperatorServiceClient interface {
 	// FreeMachine releases a machine's allocation.
 	FreeMachine(ctx context.Context, in *FreeMachineRequest, opts ...grpc.CallOption) (*Machine, error)
 	// GetConvergence tells which devices have applied the config version that
-	// contains a machine's current allocation (or its release).
+	// contains a machine's last allocate, free or re-cabling.
 	GetConvergence(ctx context.Context, in *GetConvergenceRequest, opts ...grpc.CallOption) (*Convergence, error)
 }
 
@@ -368,7 +368,7 @@ type OperatorServiceServer interface {
 	// FreeMachine releases a machine's allocation.
 	FreeMachine(context.Context, *FreeMachineRequest) (*Machine, error)
 	// GetConvergence tells which devices have applied the config version that
-	// contains a machine's current allocation (or its release).
+	// contains a machine's last allocate, free or re-cabling.
 	GetConvergence(context.Context, *GetConvergenceRequest) (*Convergence, error)
 	mustEmbedUnimplementedOperatorServiceServer()
 }

@@ -1,0 +1,81 @@
+// Command fabric-controller is the fabric's central controller: it keeps the
+// inventory in a bbolt file under --state-dir and serves the gRPC API on
+// --listen. Flags live here; everything else is in controlplane/server.
+package main
+
+import (
+	"context"
+	"errors"
+	"flag"
+	"fmt"
+	"log/slog"
+	"net"
+	"os"
+	"os/signal"
+	"path/filepath"
+	"syscall"
+
+	"github.com/metalfabric/fabric/controlplane/ipam"
+	"github.com/metalfabric/fabric/controlplane/server"
+	"github.com/metalfabric/fabric/controlplane/store/bolt"
+)
+
+func main() {
+	if err := run(); err != nil {
+		fmt.Fprintln(os.Stderr, "fabric-controller:", err)
+		os.Exit(1)
+	}
+}
+
+func run() error {
+	var (
+		listen   = flag.String("listen", ":50051", "gRPC listen address")
+		stateDir = flag.String("state-dir", "/var/lib/fabric-controller", "directory of the state file controller.db (created if missing)")
+		vniRange = flag.String("vni-range", ipam.DefaultVNIRange.String(), "VNI pool for networks, first-last")
+		logLevel = flag.String("log-level", "info", "log level: debug, info, warn, error")
+	)
+	flag.Parse()
+	if flag.NArg() > 0 {
+		return fmt.Errorf("unexpected arguments: %v", flag.Args())
+	}
+
+	var level slog.Level
+	if err := level.UnmarshalText([]byte(*logLevel)); err != nil {
+		return fmt.Errorf("--log-level: %w", err)
+	}
+	log := slog.New(slog.NewTextHandler(os.Stderr, &slog.HandlerOptions{Level: level}))
+
+	vnis, err := ipam.ParseVNIRange(*vniRange)
+	if err != nil {
+		return fmt.Errorf("--vni-range: %w", err)
+	}
+	if err := os.MkdirAll(*stateDir, 0o750); err != nil {
+		return fmt.Errorf("creating state dir: %w", err)
+	}
+	st, err := bolt.Open(filepath.Join(*stateDir, "controller.db"))
+	if err != nil {
+		return err
+	}
+	defer func() {
+		if err := st.Close(); err != nil {
+			log.Error("closing store", "error", err)
+		}
+	}()
+
+	srv, err := server.New(st, server.WithVNIRange(vnis), server.WithLogger(log))
+	if err != nil {
+		return err
+	}
+	lis, err := net.Listen("tcp", *listen)
+	if err != nil {
+		return fmt.Errorf("listening: %w", err)
+	}
+
+	ctx, stop := signal.NotifyContext(context.Background(), syscall.SIGINT, syscall.SIGTERM)
+	defer stop()
+	log.Info("starting", "state_dir", *stateDir, "vni_range", vnis.String(), "listen", lis.Addr().String())
+	if err := srv.Run(ctx, lis); err != nil && !errors.Is(err, context.Canceled) {
+		return err
+	}
+	return nil
+}

@@ -1,0 +1,733 @@
+// Package inventory owns the controller's state in the store: networks,
+// machines, devices, compiled device configs and the global revision. It
+// validates every request (returning errors that wrap one of the Err* kinds),
+// allocates VNIs and addresses, and on every mutating operation bumps the
+// revision, recompiles and stores the configs that changed, all in one
+// transaction. After the commit it hands the changed configs to a Notifier.
+//
+// It must not know about gRPC or protobuf, and must not talk to agents.
+package inventory
+
+import (
+	"cmp"
+	"context"
+	"encoding/json"
+	"errors"
+	"fmt"
+	"log/slog"
+	"net/netip"
+	"slices"
+	"strings"
+	"time"
+
+	"github.com/metalfabric/fabric/controlplane/compile"
+	"github.com/metalfabric/fabric/controlplane/ipam"
+	"github.com/metalfabric/fabric/controlplane/model"
+	"github.com/metalfabric/fabric/controlplane/store"
+)
+
+// Store layout: one bucket per record type, keyed by name; the revision
+// counter lives in the meta bucket.
+const (
+	bucketNetworks = "networks"
+	bucketMachines = "machines"
+	bucketDevices  = "devices"
+	bucketConfigs  = "configs"
+	bucketMeta     = "meta"
+	keyRevision    = "revision"
+)
+
+// Notifier receives the configs that changed, after their commit.
+type Notifier interface {
+	Publish(cfgs ...model.DeviceConfig)
+}
+
+// Inventory is the controller's state machine over a store.
+type Inventory struct {
+	st     store.Store
+	vnis   ipam.VNIRange
+	now    func() time.Time
+	notify Notifier
+	log    *slog.Logger
+}
+
+// Option configures New.
+type Option func(*Inventory)
+
+// WithVNIRange sets the VNI pool new networks draw from.
+func WithVNIRange(r ipam.VNIRange) Option { return func(i *Inventory) { i.vnis = r } }
+
+// WithClock sets the clock used for LastSeen.
+func WithClock(now func() time.Time) Option { return func(i *Inventory) { i.now = now } }
+
+// WithNotifier sets who is told about changed configs after each commit.
+func WithNotifier(n Notifier) Option { return func(i *Inventory) { i.notify = n } }
+
+// WithLogger sets the logger.
+func WithLogger(l *slog.Logger) Option { return func(i *Inventory) { i.log = l } }
+
+// New returns an inventory over st.
+func New(st store.Store, opts ...Option) (*Inventory, error) {
+	inv := &Inventory{
+		st:   st,
+		vnis: ipam.DefaultVNIRange,
+		now:  time.Now,
+		log:  slog.New(slog.DiscardHandler),
+	}
+	for _, o := range opts {
+		o(inv)
+	}
+	if err := inv.vnis.Validate(); err != nil {
+		return nil, err
+	}
+	return inv, nil
+}
+
+// NetworkInfo is a network with its number of allocated machines.
+type NetworkInfo struct {
+	model.Network
+	Allocated int
+}
+
+// DeviceInfo is a device with the version of its desired config.
+type DeviceInfo struct {
+	model.Device
+	DesiredVersion uint64
+}
+
+// commit is what a mutating transaction produced.
+type commit struct {
+	rev     uint64
+	configs map[string]model.DeviceConfig // every device, with versions
+	changed []model.DeviceConfig
+}
+
+// mutate runs fn in one transaction together with the revision bump and the
+// recompilation, then publishes the changed configs. fn may run more than
+// once (store.Store contract); it must only touch t.
+func (inv *Inventory) mutate(ctx context.Context, fn func(t txn, rev uint64) error) (commit, error) {
+	var c commit
+	err := inv.st.Update(ctx, func(tx store.Tx) error {
+		c = commit{}
+		t := txn{tx}
+		rev, err := t.bumpRevision()
+		if err != nil {
+			return err
+		}
+		if err := fn(t, rev); err != nil {
+			return err
+		}
+		c.configs, c.changed, err = t.recompile(rev)
+		c.rev = rev
+		return err
+	})
+	if err != nil {
+		return commit{}, err
+	}
+	for _, cfg := range c.changed {
+		inv.log.Info("device config changed", "device", cfg.Hostname, "version", cfg.Version, "vrfs", len(cfg.VRFs))
+	}
+	if inv.notify != nil && len(c.changed) > 0 {
+		inv.notify.Publish(c.changed...)
+	}
+	return c, nil
+}
+
+// CreateNetwork creates a network on prefix with the lowest free VNI.
+func (inv *Inventory) CreateNetwork(ctx context.Context, name, prefix string) (model.Network, error) {
+	if err := validName("network", name); err != nil {
+		return model.Network{}, fmt.Errorf("creating network: %w", err)
+	}
+	p, err := ipam.ParsePrefix(prefix)
+	if err != nil {
+		return model.Network{}, fmt.Errorf("creating network %s: %w", name, errorf(ErrInvalid, "%v", err))
+	}
+	var n model.Network
+	_, err = inv.mutate(ctx, func(t txn, _ uint64) error {
+		nets, err := list[model.Network](t, bucketNetworks)
+		if err != nil {
+			return err
+		}
+		used := make(map[uint32]bool, len(nets))
+		for _, o := range nets {
+			if o.Name == name {
+				return errorf(ErrExists, "network %s already exists (%s)", name, o.Prefix)
+			}
+			used[o.VNI] = true
+		}
+		for _, o := range nets {
+			if o.Prefix.Overlaps(p) {
+				return errorf(ErrPrecondition, "prefix %s overlaps network %s (%s)", p, o.Name, o.Prefix)
+			}
+		}
+		vni, err := ipam.NextVNI(inv.vnis, used)
+		if errors.Is(err, ipam.ErrExhausted) {
+			return errorf(ErrExhausted, "no free VNI left in the VNI pool %s", inv.vnis)
+		}
+		if err != nil {
+			return fmt.Errorf("allocating vni: %w", err)
+		}
+		n = model.Network{Name: name, Prefix: p, VNI: vni}
+		return t.put(bucketNetworks, name, n)
+	})
+	if err != nil {
+		return model.Network{}, fmt.Errorf("creating network %s: %w", name, err)
+	}
+	inv.log.Info("network created", "network", n.Name, "prefix", n.Prefix, "vni", n.VNI)
+	return n, nil
+}
+
+// DeleteNetwork deletes a network without allocations.
+func (inv *Inventory) DeleteNetwork(ctx context.Context, name string) error {
+	if err := validName("network", name); err != nil {
+		return fmt.Errorf("deleting network: %w", err)
+	}
+	_, err := inv.mutate(ctx, func(t txn, _ uint64) error {
+		if _, err := t.network(name); err != nil {
+			return err
+		}
+		machines, err := list[model.Machine](t, bucketMachines)
+		if err != nil {
+			return err
+		}
+		var users []string
+		for _, m := range machines {
+			if m.Allocation != nil && m.Allocation.Network == name {
+				users = append(users, m.Name)
+			}
+		}
+		if len(users) > 0 {
+			return errorf(ErrPrecondition, "network %s still has %d allocated machine(s) (%s); free them first",
+				name, len(users), strings.Join(users, ", "))
+		}
+		return t.tx.Delete(bucketNetworks, name)
+	})
+	if err != nil {
+		return fmt.Errorf("deleting network %s: %w", name, err)
+	}
+	inv.log.Info("network deleted", "network", name)
+	return nil
+}
+
+// ListNetworks returns all networks sorted by name.
+func (inv *Inventory) ListNetworks(ctx context.Context) ([]NetworkInfo, error) {
+	var out []NetworkInfo
+	err := inv.st.View(ctx, func(tx store.Tx) error {
+		t := txn{tx}
+		nets, err := list[model.Network](t, bucketNetworks)
+		if err != nil {
+			return err
+		}
+		machines, err := list[model.Machine](t, bucketMachines)
+		if err != nil {
+			return err
+		}
+		count := make(map[string]int)
+		for _, m := range machines {
+			if m.Allocation != nil {
+				count[m.Allocation.Network]++
+			}
+		}
+		out = make([]NetworkInfo, 0, len(nets))
+		for _, n := range nets {
+			out = append(out, NetworkInfo{Network: n, Allocated: count[n.Name]})
+		}
+		return nil
+	})
+	if err != nil {
+		return nil, fmt.Errorf("listing networks: %w", err)
+	}
+	return out, nil
+}
+
+// Register records or refreshes a device: role, chassis MAC and ports are
+// replaced, status and every machine's cabling and allocation are kept.
+// It returns the version of the device's desired config.
+func (inv *Inventory) Register(ctx context.Context, d model.Device) (uint64, error) {
+	if err := validHostname(d.Hostname); err != nil {
+		return 0, fmt.Errorf("registering device: %w", err)
+	}
+	if d.Role == "" {
+		return 0, fmt.Errorf("registering device %s: %w", d.Hostname, errorf(ErrInvalid, "role is missing; want leaf, spine or firewall"))
+	}
+	if !d.Role.Valid() {
+		return 0, fmt.Errorf("registering device %s: %w", d.Hostname, errorf(ErrInvalid, "role %q is not one of leaf, spine, firewall", d.Role))
+	}
+	if err := validMAC("chassis mac", d.ChassisMAC); err != nil {
+		return 0, fmt.Errorf("registering device %s: %w", d.Hostname, err)
+	}
+	ports, err := validPorts(d.Ports)
+	if err != nil {
+		return 0, fmt.Errorf("registering device %s: %w", d.Hostname, err)
+	}
+	now := inv.now()
+	created := false
+	c, err := inv.mutate(ctx, func(t txn, _ uint64) error {
+		cur, err := t.device(d.Hostname)
+		created = errors.Is(err, ErrNotFound)
+		if err != nil && !created {
+			return err
+		}
+		cur.Hostname = d.Hostname
+		cur.Role = d.Role
+		cur.ChassisMAC = d.ChassisMAC
+		cur.Ports = ports
+		cur.LastSeen = now
+		return t.put(bucketDevices, d.Hostname, cur)
+	})
+	if err != nil {
+		return 0, fmt.Errorf("registering device %s: %w", d.Hostname, err)
+	}
+	version := c.configs[d.Hostname].Version
+	inv.log.Info("device registered", "device", d.Hostname, "role", d.Role, "ports", len(ports), "new", created, "version", version)
+	return version, nil
+}
+
+// Status is what an agent reports.
+type Status struct {
+	AppliedVersion uint64
+	Errors         []model.StepError
+	// Ports replaces the device's ports when not empty.
+	Ports []model.Port
+}
+
+// ReportStatus records a device's applied version, errors and port states.
+// It does not bump the revision: status is not part of any desired config.
+func (inv *Inventory) ReportStatus(ctx context.Context, hostname string, s Status) error {
+	if err := validHostname(hostname); err != nil {
+		return fmt.Errorf("recording status: %w", err)
+	}
+	ports, err := validPorts(s.Ports)
+	if err != nil {
+		return fmt.Errorf("recording status of %s: %w", hostname, err)
+	}
+	now := inv.now()
+	err = inv.st.Update(ctx, func(tx store.Tx) error {
+		t := txn{tx}
+		d, err := t.device(hostname)
+		if err != nil {
+			return err
+		}
+		var cfg model.DeviceConfig
+		if err := t.get(bucketConfigs, hostname, &cfg); err != nil && !errors.Is(err, store.ErrNotFound) {
+			return err
+		}
+		if s.AppliedVersion > cfg.Version {
+			return errorf(ErrPrecondition, "applied version %d is newer than the desired version %d; the agent's config did not come from this controller",
+				s.AppliedVersion, cfg.Version)
+		}
+		d.AppliedVersion = s.AppliedVersion
+		d.Errors = slices.Clone(s.Errors)
+		if len(ports) > 0 {
+			d.Ports = ports
+		}
+		d.LastSeen = now
+		return t.put(bucketDevices, hostname, d)
+	})
+	if err != nil {
+		return fmt.Errorf("recording status of %s: %w", hostname, err)
+	}
+	inv.log.Debug("device status", "device", hostname, "applied_version", s.AppliedVersion, "errors", len(s.Errors))
+	return nil
+}
+
+// ListDevices returns all devices sorted by hostname.
+func (inv *Inventory) ListDevices(ctx context.Context) ([]DeviceInfo, error) {
+	var out []DeviceInfo
+	err := inv.st.View(ctx, func(tx store.Tx) error {
+		t := txn{tx}
+		devs, err := list[model.Device](t, bucketDevices)
+		if err != nil {
+			return err
+		}
+		cfgs, err := list[model.DeviceConfig](t, bucketConfigs)
+		if err != nil {
+			return err
+		}
+		versions := make(map[string]uint64, len(cfgs))
+		for _, c := range cfgs {
+			versions[c.Hostname] = c.Version
+		}
+		out = make([]DeviceInfo, 0, len(devs))
+		for _, d := range devs {
+			out = append(out, DeviceInfo{Device: d, DesiredVersion: versions[d.Hostname]})
+		}
+		return nil
+	})
+	if err != nil {
+		return nil, fmt.Errorf("listing devices: %w", err)
+	}
+	return out, nil
+}
+
+// DeviceConfig returns a registered device's current desired config.
+func (inv *Inventory) DeviceConfig(ctx context.Context, hostname string) (model.DeviceConfig, error) {
+	if err := validHostname(hostname); err != nil {
+		return model.DeviceConfig{}, fmt.Errorf("reading config: %w", err)
+	}
+	var cfg model.DeviceConfig
+	err := inv.st.View(ctx, func(tx store.Tx) error {
+		t := txn{tx}
+		if _, err := t.device(hostname); err != nil {
+			return err
+		}
+		return t.get(bucketConfigs, hostname, &cfg)
+	})
+	if err != nil {
+		return model.DeviceConfig{}, fmt.Errorf("reading config of %s: %w", hostname, err)
+	}
+	return cfg, nil
+}
+
+// ListMachines returns all machines sorted by name.
+func (inv *Inventory) ListMachines(ctx context.Context) ([]model.Machine, error) {
+	var out []model.Machine
+	err := inv.st.View(ctx, func(tx store.Tx) error {
+		var err error
+		out, err = list[model.Machine](txn{tx}, bucketMachines)
+		return err
+	})
+	if err != nil {
+		return nil, fmt.Errorf("listing machines: %w", err)
+	}
+	return out, nil
+}
+
+// Machine returns one machine.
+func (inv *Inventory) Machine(ctx context.Context, name string) (model.Machine, error) {
+	var m model.Machine
+	err := inv.st.View(ctx, func(tx store.Tx) error {
+		var err error
+		m, err = txn{tx}.machine(name)
+		return err
+	})
+	if err != nil {
+		return model.Machine{}, fmt.Errorf("reading machine %s: %w", name, err)
+	}
+	return m, nil
+}
+
+// CableMachine replaces a machine's connections, creating the machine if
+// needed. Every connection must name a registered leaf and a port it
+// reported, not cabled to another machine. Recabling an allocated machine
+// moves its ports between VRFs and counts as a change of the machine for
+// convergence.
+func (inv *Inventory) CableMachine(ctx context.Context, name string, conns []model.Connection) (model.Machine, error) {
+	if err := validName("machine", name); err != nil {
+		return model.Machine{}, fmt.Errorf("cabling machine: %w", err)
+	}
+	conns = slices.Clone(conns)
+	slices.SortFunc(conns, func(a, b model.Connection) int {
+		return cmp.Or(cmp.Compare(a.Device, b.Device), cmp.Compare(a.Port, b.Port))
+	})
+	for i, c := range conns {
+		if err := validHostname(c.Device); err != nil {
+			return model.Machine{}, fmt.Errorf("cabling machine %s: connection device: %w", name, err)
+		}
+		if err := validPortName(c.Port); err != nil {
+			return model.Machine{}, fmt.Errorf("cabling machine %s: %w", name, err)
+		}
+		if i > 0 && conns[i-1] == c {
+			return model.Machine{}, fmt.Errorf("cabling machine %s: %w", name, errorf(ErrInvalid, "connection %s/%s is listed twice", c.Device, c.Port))
+		}
+	}
+	var m model.Machine
+	_, err := inv.mutate(ctx, func(t txn, rev uint64) error {
+		machines, err := list[model.Machine](t, bucketMachines)
+		if err != nil {
+			return err
+		}
+		owner := make(map[model.Connection]string)
+		m = model.Machine{Name: name}
+		for _, o := range machines {
+			if o.Name == name {
+				m = o
+				continue
+			}
+			for _, c := range o.Connections {
+				owner[c] = o.Name
+			}
+		}
+		for _, c := range conns {
+			d, err := t.device(c.Device)
+			if errors.Is(err, ErrNotFound) {
+				return errorf(ErrNotFound, "device %s has not registered", c.Device)
+			}
+			if err != nil {
+				return err
+			}
+			if d.Role != model.RoleLeaf {
+				return errorf(ErrPrecondition, "device %s is a %s; machines are cabled to leaves", c.Device, d.Role)
+			}
+			if !d.HasPort(c.Port) {
+				return errorf(ErrNotFound, "device %s did not report a port %s", c.Device, c.Port)
+			}
+			if o, ok := owner[c]; ok {
+				return errorf(ErrPrecondition, "port %s/%s is already cabled to machine %s", c.Device, c.Port, o)
+			}
+		}
+		if m.Allocation != nil && !slices.Equal(m.Connections, conns) {
+			m.Revision = rev
+		}
+		m.Connections = conns
+		return t.put(bucketMachines, name, m)
+	})
+	if err != nil {
+		return model.Machine{}, fmt.Errorf("cabling machine %s: %w", name, err)
+	}
+	inv.log.Info("machine cabled", "machine", name, "connections", len(conns))
+	return m, nil
+}
+
+// AllocateMachine puts a free, cabled machine into a network with the lowest
+// free host address of its prefix.
+func (inv *Inventory) AllocateMachine(ctx context.Context, machine, network string) (model.Machine, error) {
+	if err := validName("machine", machine); err != nil {
+		return model.Machine{}, fmt.Errorf("allocating machine: %w", err)
+	}
+	if err := validName("network", network); err != nil {
+		return model.Machine{}, fmt.Errorf("allocating machine %s: %w", machine, err)
+	}
+	var m model.Machine
+	_, err := inv.mutate(ctx, func(t txn, rev uint64) error {
+		var err error
+		if m, err = t.machine(machine); err != nil {
+			return err
+		}
+		n, err := t.network(network)
+		if err != nil {
+			return err
+		}
+		if a := m.Allocation; a != nil {
+			return errorf(ErrExists, "machine %s is already allocated to network %s (%s)", machine, a.Network, a.IP)
+		}
+		if len(m.Connections) == 0 {
+			return errorf(ErrPrecondition, "machine %s has no connections; cable it first", machine)
+		}
+		machines, err := list[model.Machine](t, bucketMachines)
+		if err != nil {
+			return err
+		}
+		used := make(map[netip.Addr]bool)
+		for _, o := range machines {
+			if o.Allocation != nil && o.Allocation.Network == network {
+				used[o.Allocation.IP] = true
+			}
+		}
+		ip, err := ipam.NextHost(n.Prefix, used)
+		if err != nil {
+			return errorf(ErrExhausted, "network %s is full: all %d host addresses of %s are allocated",
+				network, len(used), n.Prefix)
+		}
+		m.Allocation = &model.Allocation{Network: network, IP: ip, Revision: rev}
+		m.Revision = rev
+		return t.put(bucketMachines, machine, m)
+	})
+	if err != nil {
+		return model.Machine{}, fmt.Errorf("allocating machine %s in %s: %w", machine, network, err)
+	}
+	inv.log.Info("machine allocated", "machine", machine, "network", network, "ip", m.Allocation.IP, "revision", m.Revision)
+	return m, nil
+}
+
+// FreeMachine releases a machine's allocation.
+func (inv *Inventory) FreeMachine(ctx context.Context, machine string) (model.Machine, error) {
+	if err := validName("machine", machine); err != nil {
+		return model.Machine{}, fmt.Errorf("freeing machine: %w", err)
+	}
+	var m model.Machine
+	var was model.Allocation
+	_, err := inv.mutate(ctx, func(t txn, rev uint64) error {
+		var err error
+		if m, err = t.machine(machine); err != nil {
+			return err
+		}
+		if m.Allocation == nil {
+			return errorf(ErrPrecondition, "machine %s is not allocated", machine)
+		}
+		was = *m.Allocation
+		m.Allocation = nil
+		m.Revision = rev
+		return t.put(bucketMachines, machine, m)
+	})
+	if err != nil {
+		return model.Machine{}, fmt.Errorf("freeing machine %s: %w", machine, err)
+	}
+	inv.log.Info("machine freed", "machine", machine, "network", was.Network, "ip", was.IP, "revision", m.Revision)
+	return m, nil
+}
+
+// Convergence reports, for every device the machine is cabled to, whether
+// it applied the version containing the machine's last change without
+// errors.
+func (inv *Inventory) Convergence(ctx context.Context, machine string) (model.Convergence, error) {
+	if err := validName("machine", machine); err != nil {
+		return model.Convergence{}, fmt.Errorf("reading convergence: %w", err)
+	}
+	var out model.Convergence
+	err := inv.st.View(ctx, func(tx store.Tx) error {
+		t := txn{tx}
+		m, err := t.machine(machine)
+		if err != nil {
+			return err
+		}
+		out = model.Convergence{Machine: m.Name, Revision: m.Revision, Converged: true}
+		var hosts []string
+		for _, c := range m.Connections {
+			hosts = append(hosts, c.Device)
+		}
+		slices.Sort(hosts)
+		for _, h := range slices.Compact(hosts) {
+			d, err := t.device(h)
+			if err != nil && !errors.Is(err, ErrNotFound) {
+				return err
+			}
+			dc := model.DeviceConvergence{
+				Hostname:        h,
+				RequiredVersion: m.Revision,
+				AppliedVersion:  d.AppliedVersion,
+				Errors:          d.Errors,
+			}
+			dc.Converged = err == nil && d.AppliedVersion >= m.Revision && len(d.Errors) == 0
+			out.Converged = out.Converged && dc.Converged
+			out.Devices = append(out.Devices, dc)
+		}
+		return nil
+	})
+	if err != nil {
+		return model.Convergence{}, fmt.Errorf("reading convergence of %s: %w", machine, err)
+	}
+	return out, nil
+}
+
+// Revision returns the current global revision.
+func (inv *Inventory) Revision(ctx context.Context) (uint64, error) {
+	var rev uint64
+	err := inv.st.View(ctx, func(tx store.Tx) error {
+		err := txn{tx}.get(bucketMeta, keyRevision, &rev)
+		if errors.Is(err, store.ErrNotFound) {
+			return nil
+		}
+		return err
+	})
+	if err != nil {
+		return 0, fmt.Errorf("reading revision: %w", err)
+	}
+	return rev, nil
+}
+
+// txn adds typed, JSON-encoded records on top of a store.Tx.
+type txn struct{ tx store.Tx }
+
+func (t txn) get(bucket, key string, v any) error {
+	b, err := t.tx.Get(bucket, key)
+	if err != nil {
+		return err
+	}
+	if err := json.Unmarshal(b, v); err != nil {
+		return fmt.Errorf("decoding %s/%s: %w", bucket, key, err)
+	}
+	return nil
+}
+
+func (t txn) put(bucket, key string, v any) error {
+	b, err := json.Marshal(v)
+	if err != nil {
+		return fmt.Errorf("encoding %s/%s: %w", bucket, key, err)
+	}
+	return t.tx.Put(bucket, key, b)
+}
+
+func list[T any](t txn, bucket string) ([]T, error) {
+	kvs, err := t.tx.List(bucket, "")
+	if err != nil {
+		return nil, err
+	}
+	out := make([]T, 0, len(kvs))
+	for _, kv := range kvs {
+		var v T
+		if err := json.Unmarshal(kv.Value, &v); err != nil {
+			return nil, fmt.Errorf("decoding %s/%s: %w", bucket, kv.Key, err)
+		}
+		out = append(out, v)
+	}
+	return out, nil
+}
+
+// getKind is get with store.ErrNotFound turned into an ErrNotFound naming
+// the record.
+func (t txn) getKind(bucket, what, key string, v any) error {
+	err := t.get(bucket, key, v)
+	if errors.Is(err, store.ErrNotFound) {
+		return errorf(ErrNotFound, "%s %s not found", what, key)
+	}
+	return err
+}
+
+func (t txn) network(name string) (model.Network, error) {
+	var n model.Network
+	return n, t.getKind(bucketNetworks, "network", name, &n)
+}
+
+func (t txn) machine(name string) (model.Machine, error) {
+	var m model.Machine
+	return m, t.getKind(bucketMachines, "machine", name, &m)
+}
+
+func (t txn) device(hostname string) (model.Device, error) {
+	var d model.Device
+	return d, t.getKind(bucketDevices, "device", hostname, &d)
+}
+
+func (t txn) bumpRevision() (uint64, error) {
+	var rev uint64
+	if err := t.get(bucketMeta, keyRevision, &rev); err != nil && !errors.Is(err, store.ErrNotFound) {
+		return 0, fmt.Errorf("reading revision: %w", err)
+	}
+	rev++
+	if err := t.put(bucketMeta, keyRevision, rev); err != nil {
+		return 0, fmt.Errorf("bumping revision: %w", err)
+	}
+	return rev, nil
+}
+
+// recompile compiles every device's config and stores, with version rev,
+// those that differ from what is stored. It returns all configs and the
+// changed ones.
+func (t txn) recompile(rev uint64) (map[string]model.DeviceConfig, []model.DeviceConfig, error) {
+	var in compile.Input
+	var err error
+	if in.Devices, err = list[model.Device](t, bucketDevices); err != nil {
+		return nil, nil, fmt.Errorf("recompiling: %w", err)
+	}
+	if in.Networks, err = list[model.Network](t, bucketNetworks); err != nil {
+		return nil, nil, fmt.Errorf("recompiling: %w", err)
+	}
+	if in.Machines, err = list[model.Machine](t, bucketMachines); err != nil {
+		return nil, nil, fmt.Errorf("recompiling: %w", err)
+	}
+	all := make(map[string]model.DeviceConfig, len(in.Devices))
+	var changed []model.DeviceConfig
+	for _, cfg := range compile.Compile(in) {
+		var old model.DeviceConfig
+		err := t.get(bucketConfigs, cfg.Hostname, &old)
+		switch {
+		case err == nil && compile.Equal(old, cfg):
+			all[cfg.Hostname] = old
+			continue
+		case err != nil && !errors.Is(err, store.ErrNotFound):
+			return nil, nil, fmt.Errorf("recompiling %s: %w", cfg.Hostname, err)
+		}
+		cfg.Version = rev
+		if err := t.put(bucketConfigs, cfg.Hostname, cfg); err != nil {
+			return nil, nil, fmt.Errorf("storing config of %s: %w", cfg.Hostname, err)
+		}
+		all[cfg.Hostname] = cfg
+		changed = append(changed, cfg)
+	}
+	return all, changed, nil
+}
+
+func sortPorts(ps []model.Port) {
+	slices.SortFunc(ps, func(a, b model.Port) int { return cmp.Compare(a.Name, b.Name) })
+}

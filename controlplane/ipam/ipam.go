@@ -1,0 +1,132 @@
+// Package ipam holds the controller's pure allocation arithmetic: the VNI
+// pool and host addresses inside a prefix. It owns no state; callers pass in
+// what is in use. It must not do I/O.
+package ipam
+
+import (
+	"errors"
+	"fmt"
+	"net/netip"
+	"strconv"
+	"strings"
+)
+
+// ErrExhausted is returned when nothing is left to allocate.
+var ErrExhausted = errors.New("exhausted")
+
+// MaxVNI is the largest 24-bit VXLAN network identifier.
+const MaxVNI = 1<<24 - 1
+
+// VNIRange is an inclusive range of VNIs. A tenant VRF's kernel table id
+// equals its VNI, so the range must avoid the reserved tables 253-255
+// (default, main, local).
+type VNIRange struct {
+	First, Last uint32
+}
+
+// DefaultVNIRange is the pool used unless configured otherwise.
+var DefaultVNIRange = VNIRange{First: 10000, Last: 19999}
+
+func (r VNIRange) String() string { return fmt.Sprintf("%d-%d", r.First, r.Last) }
+
+// Validate checks the range bounds.
+func (r VNIRange) Validate() error {
+	switch {
+	case r.First == 0:
+		return fmt.Errorf("vni range %s: VNI 0 is not usable", r)
+	case r.Last > MaxVNI:
+		return fmt.Errorf("vni range %s: VNIs are 24 bits, at most %d", r, MaxVNI)
+	case r.First > r.Last:
+		return fmt.Errorf("vni range %s: first is above last", r)
+	case r.First <= 255 && r.Last >= 253:
+		return fmt.Errorf("vni range %s: overlaps the reserved kernel tables 253-255 (VRF table = VNI)", r)
+	}
+	return nil
+}
+
+// ParseVNIRange parses "first-last", e.g. "10000-19999".
+func ParseVNIRange(s string) (VNIRange, error) {
+	a, b, ok := strings.Cut(strings.TrimSpace(s), "-")
+	if !ok {
+		return VNIRange{}, fmt.Errorf("vni range %q: want first-last, e.g. 10000-19999", s)
+	}
+	first, err := strconv.ParseUint(strings.TrimSpace(a), 10, 32)
+	if err != nil {
+		return VNIRange{}, fmt.Errorf("vni range %q: first: %w", s, err)
+	}
+	last, err := strconv.ParseUint(strings.TrimSpace(b), 10, 32)
+	if err != nil {
+		return VNIRange{}, fmt.Errorf("vni range %q: last: %w", s, err)
+	}
+	r := VNIRange{First: uint32(first), Last: uint32(last)}
+	if err := r.Validate(); err != nil {
+		return VNIRange{}, err
+	}
+	return r, nil
+}
+
+// NextVNI returns the lowest VNI of r not in used.
+func NextVNI(r VNIRange, used map[uint32]bool) (uint32, error) {
+	for v := uint64(r.First); v <= uint64(r.Last); v++ {
+		if !used[uint32(v)] {
+			return uint32(v), nil
+		}
+	}
+	return 0, fmt.Errorf("vni range %s: all %d VNIs in use: %w", r, uint64(r.Last)-uint64(r.First)+1, ErrExhausted)
+}
+
+// FirstHost returns the lowest assignable host address of p: the network
+// address is skipped. ok is false when p has no host addresses.
+func FirstHost(p netip.Prefix) (netip.Addr, bool) {
+	p = p.Masked()
+	a := p.Addr().Next()
+	if !a.IsValid() || !p.Contains(a) || isBroadcast(p, a) {
+		return netip.Addr{}, false
+	}
+	return a, true
+}
+
+// NextHost returns the lowest host address of p that is not in used: the
+// network address is skipped, and for IPv4 prefixes shorter than /31 the
+// broadcast address too.
+func NextHost(p netip.Prefix, used map[netip.Addr]bool) (netip.Addr, error) {
+	p = p.Masked()
+	for a := p.Addr().Next(); a.IsValid() && p.Contains(a); a = a.Next() {
+		if isBroadcast(p, a) {
+			break
+		}
+		if !used[a] {
+			return a, nil
+		}
+	}
+	return netip.Addr{}, fmt.Errorf("prefix %s: no free host address: %w", p, ErrExhausted)
+}
+
+// isBroadcast reports whether a is the IPv4 broadcast address of p.
+func isBroadcast(p netip.Prefix, a netip.Addr) bool {
+	if !p.Addr().Is4() || p.Bits() >= 31 {
+		return false
+	}
+	next := a.Next()
+	return !next.IsValid() || !p.Contains(next)
+}
+
+// ParsePrefix parses a network prefix in canonical form. A prefix with host
+// bits set is rejected with a message naming the prefix that was probably
+// meant.
+func ParsePrefix(s string) (netip.Prefix, error) {
+	p, err := netip.ParsePrefix(s)
+	if err != nil {
+		return netip.Prefix{}, fmt.Errorf("malformed prefix %q: want CIDR notation like 10.0.0.0/24 or 2001:db8::/64", s)
+	}
+	if p.Addr().Is4In6() {
+		return netip.Prefix{}, fmt.Errorf("prefix %s: IPv4-mapped IPv6 prefixes are not supported, use the IPv4 form", s)
+	}
+	if m := p.Masked(); m != p {
+		return netip.Prefix{}, fmt.Errorf("prefix %s has host bits set (did you mean %s?)", s, m)
+	}
+	if _, ok := FirstHost(p); !ok {
+		return netip.Prefix{}, fmt.Errorf("prefix %s has no host addresses", p)
+	}
+	return p, nil
+}

@@ -1,0 +1,126 @@
+package ipam_test
+
+import (
+	"errors"
+	"net/netip"
+	"strings"
+	"testing"
+
+	"github.com/metalfabric/fabric/controlplane/ipam"
+)
+
+func addrs(ss ...string) map[netip.Addr]bool {
+	m := make(map[netip.Addr]bool)
+	for _, s := range ss {
+		m[netip.MustParseAddr(s)] = true
+	}
+	return m
+}
+
+func TestNextHost(t *testing.T) {
+	tests := []struct {
+		prefix string
+		used   []string
+		want   string // "" = exhausted
+	}{
+		{"10.0.0.0/24", nil, "10.0.0.1"},
+		{"10.0.0.0/24", []string{"10.0.0.1", "10.0.0.3"}, "10.0.0.2"},
+		{"10.0.0.0/30", []string{"10.0.0.1"}, "10.0.0.2"},
+		{"10.0.0.0/30", []string{"10.0.0.1", "10.0.0.2"}, ""}, // .3 is broadcast
+		{"10.0.0.0/31", nil, "10.0.0.1"},
+		{"10.0.0.0/31", []string{"10.0.0.1"}, ""},
+		{"10.0.0.0/32", nil, ""},
+		{"255.255.255.252/30", []string{"255.255.255.253"}, "255.255.255.254"},
+		{"255.255.255.252/30", []string{"255.255.255.253", "255.255.255.254"}, ""},
+		{"2001:db8::/64", nil, "2001:db8::1"},
+		{"2001:db8::/126", []string{"2001:db8::1", "2001:db8::2"}, "2001:db8::3"}, // no broadcast in v6
+		{"2001:db8::/127", nil, "2001:db8::1"},
+		{"2001:db8::/128", nil, ""},
+		{"ffff:ffff:ffff:ffff:ffff:ffff:ffff:fffc/126", []string{"ffff:ffff:ffff:ffff:ffff:ffff:ffff:fffd", "ffff:ffff:ffff:ffff:ffff:ffff:ffff:fffe"}, "ffff:ffff:ffff:ffff:ffff:ffff:ffff:ffff"},
+	}
+	for _, tc := range tests {
+		got, err := ipam.NextHost(netip.MustParsePrefix(tc.prefix), addrs(tc.used...))
+		if tc.want == "" {
+			if !errors.Is(err, ipam.ErrExhausted) {
+				t.Errorf("NextHost(%s, %v) = %v, %v; want ErrExhausted", tc.prefix, tc.used, got, err)
+			}
+			continue
+		}
+		if err != nil || got != netip.MustParseAddr(tc.want) {
+			t.Errorf("NextHost(%s, %v) = %v, %v; want %s", tc.prefix, tc.used, got, err, tc.want)
+		}
+	}
+}
+
+func TestParsePrefix(t *testing.T) {
+	tests := []struct {
+		in      string
+		want    string
+		wantErr string
+	}{
+		{in: "10.0.0.0/24", want: "10.0.0.0/24"},
+		{in: "2001:db8::/64", want: "2001:db8::/64"},
+		{in: "10.0.0.0/31", want: "10.0.0.0/31"},
+		{in: "10.0.0.5/24", wantErr: "did you mean 10.0.0.0/24?"},
+		{in: "2001:db8::1/64", wantErr: "did you mean 2001:db8::/64?"},
+		{in: "10.0.0.0", wantErr: "malformed prefix"},
+		{in: "10.0.0.0/33", wantErr: "malformed prefix"},
+		{in: "banana", wantErr: "malformed prefix"},
+		{in: "", wantErr: "malformed prefix"},
+		{in: "10.0.0.0/32", wantErr: "no host addresses"},
+		{in: "2001:db8::/128", wantErr: "no host addresses"},
+		{in: "::ffff:10.0.0.0/120", wantErr: "IPv4-mapped"},
+	}
+	for _, tc := range tests {
+		got, err := ipam.ParsePrefix(tc.in)
+		if tc.wantErr != "" {
+			if err == nil || !strings.Contains(err.Error(), tc.wantErr) {
+				t.Errorf("ParsePrefix(%q) = %v, %v; want error containing %q", tc.in, got, err, tc.wantErr)
+			}
+			continue
+		}
+		if err != nil || got.String() != tc.want {
+			t.Errorf("ParsePrefix(%q) = %v, %v; want %s", tc.in, got, err, tc.want)
+		}
+	}
+}
+
+func TestVNIRange(t *testing.T) {
+	tests := []struct {
+		in   string
+		want ipam.VNIRange
+		ok   bool
+	}{
+		{"10000-19999", ipam.VNIRange{First: 10000, Last: 19999}, true},
+		{" 1-1 ", ipam.VNIRange{First: 1, Last: 1}, true},
+		{"1-252", ipam.VNIRange{First: 1, Last: 252}, true},
+		{"256-16777215", ipam.VNIRange{First: 256, Last: 16777215}, true},
+		{"0-10", ipam.VNIRange{}, false},
+		{"1-300", ipam.VNIRange{}, false},
+		{"20-10", ipam.VNIRange{}, false},
+		{"1-16777216", ipam.VNIRange{}, false},
+		{"10000", ipam.VNIRange{}, false},
+		{"a-b", ipam.VNIRange{}, false},
+	}
+	for _, tc := range tests {
+		got, err := ipam.ParseVNIRange(tc.in)
+		if (err == nil) != tc.ok || got != tc.want {
+			t.Errorf("ParseVNIRange(%q) = %v, %v; want %v ok=%v", tc.in, got, err, tc.want, tc.ok)
+		}
+	}
+}
+
+func TestNextVNI(t *testing.T) {
+	r := ipam.VNIRange{First: 10, Last: 12}
+	got, err := ipam.NextVNI(r, map[uint32]bool{10: true, 12: true, 5: true})
+	if err != nil || got != 11 {
+		t.Errorf("NextVNI = %d, %v; want 11", got, err)
+	}
+	if _, err := ipam.NextVNI(r, map[uint32]bool{10: true, 11: true, 12: true}); !errors.Is(err, ipam.ErrExhausted) {
+		t.Errorf("NextVNI of a full range: err = %v, want ErrExhausted", err)
+	}
+	top := ipam.VNIRange{First: ipam.MaxVNI, Last: ipam.MaxVNI}
+	if got, err := ipam.NextVNI(top, nil); err != nil || got != ipam.MaxVNI {
+		t.Errorf("NextVNI(top) = %d, %v", got, err)
+	}
+}

@@ -1,0 +1,146 @@
+package server
+
+import (
+	"google.golang.org/protobuf/types/known/timestamppb"
+
+	apiv1 "github.com/metalfabric/fabric/controlplane/api/v1"
+	"github.com/metalfabric/fabric/controlplane/inventory"
+	"github.com/metalfabric/fabric/controlplane/model"
+)
+
+// This file is the only place where API types meet model types.
+
+func roleFromProto(r apiv1.Role) model.Role {
+	switch r {
+	case apiv1.Role_ROLE_LEAF:
+		return model.RoleLeaf
+	case apiv1.Role_ROLE_SPINE:
+		return model.RoleSpine
+	case apiv1.Role_ROLE_FIREWALL:
+		return model.RoleFirewall
+	case apiv1.Role_ROLE_UNSPECIFIED:
+		return ""
+	}
+	return model.Role(r.String()) // unknown enum value: rejected by validation
+}
+
+func roleToProto(r model.Role) apiv1.Role {
+	switch r {
+	case model.RoleLeaf:
+		return apiv1.Role_ROLE_LEAF
+	case model.RoleSpine:
+		return apiv1.Role_ROLE_SPINE
+	case model.RoleFirewall:
+		return apiv1.Role_ROLE_FIREWALL
+	}
+	return apiv1.Role_ROLE_UNSPECIFIED
+}
+
+func portsFromProto(ps []*apiv1.Port) []model.Port {
+	out := make([]model.Port, 0, len(ps))
+	for _, p := range ps {
+		out = append(out, model.Port{Name: p.GetName(), MAC: p.GetMac(), MTU: p.GetMtu(), OperUp: p.GetOperUp()})
+	}
+	return out
+}
+
+func portsToProto(ps []model.Port) []*apiv1.Port {
+	out := make([]*apiv1.Port, 0, len(ps))
+	for _, p := range ps {
+		out = append(out, &apiv1.Port{Name: p.Name, Mac: p.MAC, Mtu: p.MTU, OperUp: p.OperUp})
+	}
+	return out
+}
+
+func stepErrorsFromProto(es []*apiv1.StepError) []model.StepError {
+	var out []model.StepError
+	for _, e := range es {
+		out = append(out, model.StepError{Step: e.GetStep(), Message: e.GetMessage()})
+	}
+	return out
+}
+
+func stepErrorsToProto(es []model.StepError) []*apiv1.StepError {
+	var out []*apiv1.StepError
+	for _, e := range es {
+		out = append(out, &apiv1.StepError{Step: e.Step, Message: e.Message})
+	}
+	return out
+}
+
+func configToProto(c model.DeviceConfig) *apiv1.DeviceConfig {
+	out := &apiv1.DeviceConfig{Hostname: c.Hostname, Version: c.Version, Role: roleToProto(c.Role)}
+	for _, v := range c.VRFs {
+		out.Vrfs = append(out.Vrfs, &apiv1.Vrf{
+			Name:    v.Name,
+			Vni:     v.VNI,
+			Table:   v.Table,
+			Network: v.Network,
+			Ports:   append([]string(nil), v.Ports...),
+		})
+	}
+	return out
+}
+
+func networkToProto(n model.Network, allocated int) *apiv1.Network {
+	return &apiv1.Network{Name: n.Name, Prefix: n.Prefix.String(), Vni: n.VNI, Allocated: uint32(allocated)}
+}
+
+func connectionsFromProto(cs []*apiv1.Connection) []model.Connection {
+	out := make([]model.Connection, 0, len(cs))
+	for _, c := range cs {
+		out = append(out, model.Connection{Device: c.GetDevice(), Port: c.GetPort()})
+	}
+	return out
+}
+
+func machineToProto(m model.Machine) *apiv1.Machine {
+	out := &apiv1.Machine{Name: m.Name}
+	for _, c := range m.Connections {
+		out.Connections = append(out.Connections, &apiv1.Connection{Device: c.Device, Port: c.Port})
+	}
+	if a := m.Allocation; a != nil {
+		out.Allocation = &apiv1.Allocation{Network: a.Network, Ip: a.IP.String(), Revision: a.Revision}
+	}
+	return out
+}
+
+func deviceToProto(d inventory.DeviceInfo, connected bool) *apiv1.Device {
+	out := &apiv1.Device{
+		Hostname:       d.Hostname,
+		Role:           roleToProto(d.Role),
+		ChassisMac:     d.ChassisMAC,
+		Ports:          portsToProto(d.Ports),
+		DesiredVersion: d.DesiredVersion,
+		AppliedVersion: d.AppliedVersion,
+		Errors:         stepErrorsToProto(d.Errors),
+		Connected:      connected,
+	}
+	if !d.LastSeen.IsZero() {
+		out.LastSeen = timestamppb.New(d.LastSeen)
+	}
+	return out
+}
+
+func convergenceToProto(c model.Convergence) *apiv1.Convergence {
+	out := &apiv1.Convergence{Machine: c.Machine, Revision: c.Revision, Converged: c.Converged}
+	for _, d := range c.Devices {
+		out.Devices = append(out.Devices, &apiv1.DeviceConvergence{
+			Hostname:        d.Hostname,
+			RequiredVersion: d.RequiredVersion,
+			AppliedVersion:  d.AppliedVersion,
+			Converged:       d.Converged,
+			Errors:          stepErrorsToProto(d.Errors),
+		})
+	}
+	return out
+}
+
+func registerToModel(req *apiv1.RegisterRequest) model.Device {
+	return model.Device{
+		Hostname:   req.GetHostname(),
+		Role:       roleFromProto(req.GetRole()),
+		ChassisMAC: req.GetChassisMac(),
+		Ports:      portsFromProto(req.GetPorts()),
+	}
+}
