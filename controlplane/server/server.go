@@ -27,11 +27,12 @@ import (
 	"github.com/metalfabric/fabric/controlplane/watch"
 )
 
-// Keepalive settings. Agents ping every 10 s at most; the server pings idle
+// Keepalive settings. Agents ping every 10 s; the server tolerates pings from
+// 5 s on, leaving room for timer jitter. The server pings idle
 // connections so a vanished agent's watch stream (and its "connected" flag)
 // goes away within about 40 s.
 const (
-	MinClientPingInterval = 10 * time.Second
+	MinClientPingInterval = 5 * time.Second
 	serverPingInterval    = 30 * time.Second
 	serverPingTimeout     = 10 * time.Second
 )

@@ -1,0 +1,366 @@
+package agent
+
+import (
+	"context"
+	"errors"
+	"fmt"
+	"io"
+	"log/slog"
+	"os"
+	"sync"
+	"time"
+
+	"google.golang.org/grpc"
+	grpcbackoff "google.golang.org/grpc/backoff"
+	"google.golang.org/grpc/credentials/insecure"
+	"google.golang.org/grpc/keepalive"
+
+	apiv1 "github.com/metalfabric/fabric/controlplane/api/v1"
+	"github.com/metalfabric/fabric/fabric"
+)
+
+// Role is the device's role in the fabric.
+type Role string
+
+// The roles. In this version all of them run the same VRF reconciler (spines
+// simply get no VRFs).
+const (
+	RoleLeaf     Role = "leaf"
+	RoleSpine    Role = "spine"
+	RoleFirewall Role = "firewall"
+)
+
+// ParseRole parses "leaf", "spine" or "firewall".
+func ParseRole(s string) (Role, error) {
+	switch r := Role(s); r {
+	case RoleLeaf, RoleSpine, RoleFirewall:
+		return r, nil
+	default:
+		return "", fmt.Errorf("unknown role %q: want leaf, spine or firewall", s)
+	}
+}
+
+// Config is what the agent must know.
+type Config struct {
+	// Controller is the controller's gRPC address, HOST:PORT.
+	Controller string
+	// Hostname identifies the device; os.Hostname() when empty.
+	Hostname string
+	Role     Role
+	// ChassisMAC is reported at registration; when empty, the MAC of the
+	// first port (by name) is used.
+	ChassisMAC string
+}
+
+// Defaults of the options.
+const (
+	DefaultMinBackoff = 200 * time.Millisecond
+	DefaultMaxBackoff = 10 * time.Second
+	DefaultRPCTimeout = 10 * time.Second
+	keepaliveTime     = 10 * time.Second
+	keepaliveTimeout  = 10 * time.Second
+)
+
+// Agent is the daemon runtime of one device.
+type Agent struct {
+	cfg        Config
+	log        *slog.Logger
+	kernel     fabric.Kernel
+	fabric     *fabric.Reconciler
+	dialOpts   []grpc.DialOption
+	minBackoff time.Duration
+	maxBackoff time.Duration
+	rpcTimeout time.Duration
+
+	// applied is the last version applied without errors; only the
+	// goroutine running Run touches it.
+	applied uint64
+
+	// Test hooks.
+	onSnapshot   func(version uint64) // a snapshot was received and queued
+	onSessionEnd func(err error)      // a controller session ended
+}
+
+// Option configures an Agent.
+type Option func(*Agent)
+
+// WithKernel sets the kernel the reconcilers work on (default: the process's
+// network namespace via fabric.OpenKernel).
+func WithKernel(k fabric.Kernel) Option { return func(a *Agent) { a.kernel = k } }
+
+// WithLogger sets the logger (default: slog.Default()).
+func WithLogger(l *slog.Logger) Option {
+	return func(a *Agent) {
+		if l != nil {
+			a.log = l
+		}
+	}
+}
+
+// WithDialOptions adds gRPC dial options, after the agent's own (insecure
+// transport credentials, keepalive pings every 10 s, connect backoff).
+func WithDialOptions(opts ...grpc.DialOption) Option {
+	return func(a *Agent) { a.dialOpts = append(a.dialOpts, opts...) }
+}
+
+// WithBackoff sets the reconnect backoff bounds (default 200 ms .. 10 s).
+func WithBackoff(minDelay, maxDelay time.Duration) Option {
+	return func(a *Agent) { a.minBackoff, a.maxBackoff = minDelay, maxDelay }
+}
+
+// WithRPCTimeout bounds the Register and ReportStatus calls (default 10 s).
+func WithRPCTimeout(d time.Duration) Option { return func(a *Agent) { a.rpcTimeout = d } }
+
+// New returns an agent. It does not connect yet.
+func New(cfg Config, opts ...Option) (*Agent, error) {
+	if cfg.Controller == "" {
+		return nil, errors.New("no controller address")
+	}
+	if _, err := ParseRole(string(cfg.Role)); err != nil {
+		return nil, err
+	}
+	if cfg.Hostname == "" {
+		h, err := os.Hostname()
+		if err != nil {
+			return nil, fmt.Errorf("reading hostname: %w", err)
+		}
+		cfg.Hostname = h
+	}
+	a := &Agent{
+		cfg:        cfg,
+		log:        slog.Default(),
+		minBackoff: DefaultMinBackoff,
+		maxBackoff: DefaultMaxBackoff,
+		rpcTimeout: DefaultRPCTimeout,
+	}
+	for _, o := range opts {
+		o(a)
+	}
+	if a.minBackoff <= 0 || a.maxBackoff < a.minBackoff {
+		return nil, fmt.Errorf("invalid backoff %v..%v", a.minBackoff, a.maxBackoff)
+	}
+	a.log = a.log.With("device", cfg.Hostname)
+	if a.kernel == nil {
+		k, err := fabric.OpenKernel()
+		if err != nil {
+			return nil, err
+		}
+		a.kernel = k
+	}
+	a.fabric = fabric.NewReconciler(a.kernel, fabric.WithLogger(a.log))
+	return a, nil
+}
+
+func (a *Agent) dial() (*grpc.ClientConn, error) {
+	opts := []grpc.DialOption{
+		grpc.WithTransportCredentials(insecure.NewCredentials()),
+		grpc.WithKeepaliveParams(keepalive.ClientParameters{
+			Time:                keepaliveTime,
+			Timeout:             keepaliveTimeout,
+			PermitWithoutStream: true,
+		}),
+		grpc.WithConnectParams(grpc.ConnectParams{
+			Backoff: grpcbackoff.Config{
+				BaseDelay:  a.minBackoff,
+				Multiplier: 1.6,
+				Jitter:     0.2,
+				MaxDelay:   a.maxBackoff,
+			},
+			MinConnectTimeout: 5 * time.Second,
+		}),
+	}
+	conn, err := grpc.NewClient(a.cfg.Controller, append(opts, a.dialOpts...)...)
+	if err != nil {
+		return nil, fmt.Errorf("dialing controller %s: %w", a.cfg.Controller, err)
+	}
+	return conn, nil
+}
+
+// Run connects to the controller and applies its snapshots until ctx is done.
+// Connection failures are retried forever with backoff; the kernel is left as
+// it is meanwhile. Run returns nil when ctx is done, and an error only when it
+// cannot start at all.
+func (a *Agent) Run(ctx context.Context) error {
+	conn, err := a.dial()
+	if err != nil {
+		return err
+	}
+	defer conn.Close()
+	client := apiv1.NewDeviceServiceClient(conn)
+	a.log.Info("agent starting", "role", string(a.cfg.Role), "controller", a.cfg.Controller)
+
+	bo := newBackoff(a.minBackoff, a.maxBackoff)
+	timer := time.NewTimer(0)
+	<-timer.C
+	for {
+		delivered, err := a.session(ctx, client)
+		if a.onSessionEnd != nil {
+			a.onSessionEnd(err)
+		}
+		if ctx.Err() != nil {
+			a.log.Info("agent stopping; kernel left as it is")
+			return nil
+		}
+		if delivered {
+			bo.reset()
+		}
+		delay := bo.next()
+		a.log.Warn("controller session ended, kernel left as it is", "err", err, "retry_in", delay)
+		timer.Reset(delay)
+		select {
+		case <-ctx.Done():
+			timer.Stop()
+			a.log.Info("agent stopping; kernel left as it is")
+			return nil
+		case <-timer.C:
+		}
+	}
+}
+
+// session registers, watches and applies snapshots until the stream breaks
+// or ctx is done. delivered tells whether a snapshot arrived.
+func (a *Agent) session(ctx context.Context, client apiv1.DeviceServiceClient) (delivered bool, err error) {
+	actual, err := a.fabric.Read(ctx)
+	if err != nil {
+		return false, fmt.Errorf("reading ports: %w", err)
+	}
+	ports := actual.Ports()
+	rctx, cancel := context.WithTimeout(ctx, a.rpcTimeout)
+	resp, err := client.Register(rctx, &apiv1.RegisterRequest{
+		Hostname:   a.cfg.Hostname,
+		Role:       roleToProto(a.cfg.Role),
+		ChassisMac: a.chassisMAC(ports),
+		Ports:      portsToProto(ports),
+	})
+	cancel()
+	if err != nil {
+		return false, fmt.Errorf("registering: %w", err)
+	}
+	a.log.Info("registered", "desired_version", resp.GetDesiredVersion(), "ports", len(ports))
+
+	var wg sync.WaitGroup
+	defer wg.Wait() // runs after cancel: the receiver has ended when session returns
+	sctx, cancel := context.WithCancel(ctx)
+	defer cancel()
+	stream, err := client.WatchConfig(sctx, &apiv1.WatchConfigRequest{Hostname: a.cfg.Hostname, KnownVersion: a.applied})
+	if err != nil {
+		return false, fmt.Errorf("watching config: %w", err)
+	}
+
+	// latest holds the newest snapshot not yet applied: the receiver
+	// replaces an older one still waiting (latest-wins).
+	latest := make(chan *apiv1.DeviceConfig, 1)
+	recvErr := make(chan error, 1)
+	wg.Go(func() {
+		for {
+			cfg, err := stream.Recv()
+			if err != nil {
+				recvErr <- err
+				return
+			}
+			select {
+			case old := <-latest:
+				a.log.Info("snapshot superseded before it was applied", "version", old.GetVersion(), "by", cfg.GetVersion())
+			default:
+			}
+			latest <- cfg
+			if a.onSnapshot != nil {
+				a.onSnapshot(cfg.GetVersion())
+			}
+		}
+	})
+
+	for {
+		select {
+		case <-ctx.Done():
+			return delivered, ctx.Err()
+		case cfg := <-latest:
+			delivered = true
+			a.apply(sctx, client, cfg)
+		case err := <-recvErr:
+			// A snapshot that arrived just before the stream broke is
+			// still the controller's desired state.
+			select {
+			case cfg := <-latest:
+				delivered = true
+				a.apply(sctx, client, cfg)
+			default:
+			}
+			if errors.Is(err, io.EOF) {
+				err = errors.New("stream closed by the controller")
+			}
+			return delivered, fmt.Errorf("watching config: %w", err)
+		}
+	}
+}
+
+// apply hands one snapshot to the reconcilers and reports the outcome. An
+// apply that has started is finished even when ctx is done, so shutdown does
+// not stop between two steps.
+func (a *Agent) apply(ctx context.Context, client apiv1.DeviceServiceClient, cfg *apiv1.DeviceConfig) {
+	log := a.log.With("version", cfg.GetVersion())
+	if r := cfg.GetRole(); r != apiv1.Role_ROLE_UNSPECIFIED && r != roleToProto(a.cfg.Role) {
+		log.Warn("snapshot is for another role; applying it anyway", "snapshot_role", r.String(), "role", string(a.cfg.Role))
+	}
+	desired := desiredFromProto(cfg)
+	log.Info("applying snapshot", "vrfs", len(desired.VRFs))
+	// A reconciler per snapshot, so its log lines carry the version.
+	rec := fabric.NewReconciler(a.kernel, fabric.WithLogger(log))
+	res, err := rec.Apply(context.WithoutCancel(ctx), desired)
+	if err != nil {
+		log.Error("snapshot applied with errors", "applied", len(res.Applied), "skipped", len(res.Skipped), "errors", len(res.Errors), "err", err)
+	} else {
+		log.Info("snapshot applied", "changes", len(res.Applied))
+		a.applied = cfg.GetVersion()
+	}
+
+	rctx, cancel := context.WithTimeout(ctx, a.rpcTimeout)
+	defer cancel()
+	_, err = client.ReportStatus(rctx, &apiv1.ReportStatusRequest{
+		Hostname:       a.cfg.Hostname,
+		AppliedVersion: cfg.GetVersion(),
+		Errors:         stepErrorsToProto("fabric", res.Errors),
+		Ports:          portsToProto(res.State.Ports()),
+	})
+	if err != nil {
+		log.Warn("reporting status failed", "err", err)
+	}
+}
+
+// Plan connects, takes one snapshot of the device's desired config and returns
+// its version and the kernel changes applying it would make. It changes
+// nothing and does not register the device.
+func (a *Agent) Plan(ctx context.Context) (version uint64, changes []fabric.Change, err error) {
+	conn, err := a.dial()
+	if err != nil {
+		return 0, nil, err
+	}
+	defer conn.Close()
+	wctx, cancel := context.WithCancel(ctx)
+	defer cancel()
+	stream, err := apiv1.NewDeviceServiceClient(conn).WatchConfig(wctx, &apiv1.WatchConfigRequest{Hostname: a.cfg.Hostname})
+	if err != nil {
+		return 0, nil, fmt.Errorf("watching config: %w", err)
+	}
+	cfg, err := stream.Recv()
+	if err != nil {
+		return 0, nil, fmt.Errorf("receiving a snapshot: %w", err)
+	}
+	changes, err = a.fabric.Plan(ctx, desiredFromProto(cfg))
+	if err != nil {
+		return cfg.GetVersion(), nil, fmt.Errorf("planning version %d: %w", cfg.GetVersion(), err)
+	}
+	return cfg.GetVersion(), changes, nil
+}
+
+func (a *Agent) chassisMAC(ports []fabric.Link) string {
+	if a.cfg.ChassisMAC != "" {
+		return a.cfg.ChassisMAC
+	}
+	for _, p := range ports {
+		if p.MAC != "" && p.MAC != "00:00:00:00:00:00" {
+			return p.MAC
+		}
+	}
+	return ""
+}

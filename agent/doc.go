@@ -1,0 +1,18 @@
+// Package agent is the fabric-agent daemon runtime: it dials the controller,
+// registers the device (hostname, role, chassis MAC, ports read from the
+// kernel), watches the device's desired config, hands every snapshot to the
+// subsystem reconcilers (today only package fabric's VRF reconciler) and
+// reports the applied version, per-step errors and port states.
+//
+// Snapshots are applied latest-wins: when several arrive during an apply, only
+// the newest is applied next. The connection is retried with exponential
+// backoff and jitter; while the controller is unreachable, and on shutdown, the
+// kernel is left exactly as it is (no cleanup, no flush). After a restart the
+// first snapshot is applied like any other: the diff-based reconciler makes no
+// change to a kernel that already matches it.
+//
+// Protobuf types stay in this package's edge (convert.go); the reconcilers
+// speak their own types. The package must not parse flags or config files
+// (cmd/fabric-agent does) and never touches the kernel except through the
+// reconcilers.
+package agent

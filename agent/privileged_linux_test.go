@@ -1,0 +1,112 @@
+//go:build linux
+
+package agent
+
+import (
+	"errors"
+	"os"
+	"os/exec"
+	"runtime"
+	"testing"
+
+	"github.com/google/go-cmp/cmp"
+	"github.com/vishvananda/netlink"
+	"github.com/vishvananda/netns"
+	"golang.org/x/sys/unix"
+
+	"github.com/metalfabric/fabric/fabric"
+)
+
+// newNetnsHandle returns a netlink handle for a fresh network namespace. No
+// thread stays in the namespace, so the test's gRPC traffic uses the host's
+// loopback while the agent reconciles the new namespace.
+func newNetnsHandle(t *testing.T) *netlink.Handle {
+	t.Helper()
+	if os.Geteuid() != 0 {
+		t.Skip("privileged test: needs root (CAP_NET_ADMIN, CAP_SYS_ADMIN) to create a network namespace")
+	}
+	runtime.LockOSThread()
+	orig, err := netns.Get()
+	if err != nil {
+		runtime.UnlockOSThread()
+		t.Fatalf("getting the current netns: %v", err)
+	}
+	defer orig.Close()
+	ns, err := netns.New()
+	if err != nil {
+		runtime.UnlockOSThread()
+		t.Fatalf("creating a netns: %v", err)
+	}
+	if err := netns.Set(orig); err != nil {
+		// Leave the thread locked: it dies with the goroutine.
+		ns.Close()
+		t.Fatalf("returning to the original netns: %v", err)
+	}
+	runtime.UnlockOSThread()
+	t.Cleanup(func() { ns.Close() })
+	h, err := netlink.NewHandleAt(ns)
+	if err != nil {
+		t.Fatalf("netlink handle in the new netns: %v", err)
+	}
+	t.Cleanup(h.Close)
+	return h
+}
+
+func TestPrivilegedAgentVRF(t *testing.T) {
+	h := newNetnsHandle(t)
+	probe := &netlink.Vrf{LinkAttrs: netlink.LinkAttrs{Name: "vrfprobe"}, Table: 4242}
+	err := h.LinkAdd(probe)
+	if errors.Is(err, unix.EOPNOTSUPP) {
+		_ = exec.Command("modprobe", "vrf").Run()
+		err = h.LinkAdd(probe)
+	}
+	if errors.Is(err, unix.EOPNOTSUPP) {
+		t.Skipf("this kernel cannot create VRF devices (%v); run the test in the full-kernel VM: "+
+			"go test -c -o bin/agent.test ./agent && go run ./cmd/fabric-vm run -- ./bin/agent.test -test.v -test.run Privileged", err)
+	}
+	if err != nil {
+		t.Fatalf("creating a probe vrf: %v", err)
+	}
+	if err := h.LinkDel(probe); err != nil {
+		t.Fatalf("deleting the probe vrf: %v", err)
+	}
+	for _, name := range []string{"swp1", "swp2"} {
+		if err := h.LinkAdd(&netlink.Veth{LinkAttrs: netlink.LinkAttrs{Name: name}, PeerName: "peer-" + name}); err != nil {
+			t.Fatalf("adding veth %s: %v", name, err)
+		}
+	}
+
+	k := fabric.NewNetlink(h)
+	ctl := newFakeController(snapshot(1, vrf(10010, "swp1")))
+	addr, _ := serve(t, ctl, "127.0.0.1:0")
+	runAgent(t, addr, k)
+
+	if v, errs := statusSummary(ctl.waitStatus(t)); v != 1 || errs != nil {
+		t.Fatalf("status: version %d, errors %q; want 1, none", v, errs)
+	}
+	vl, err := h.LinkByName("vrf10010")
+	if err != nil {
+		t.Fatalf("vrf10010: %v", err)
+	}
+	if v, ok := vl.(*netlink.Vrf); !ok || v.Table != 10010 || v.Attrs().Alias != fabric.Marker {
+		t.Errorf("vrf10010 = %T %+v, want a marked vrf with table 10010", vl, vl.Attrs())
+	}
+	if l, _ := h.LinkByName("swp1"); l == nil || l.Attrs().MasterIndex != vl.Attrs().Index {
+		t.Errorf("swp1 is not enslaved to vrf10010")
+	}
+
+	ctl.push(snapshot(2))
+	if v, errs := statusSummary(ctl.waitStatus(t)); v != 2 || errs != nil {
+		t.Fatalf("status: version %d, errors %q; want 2, none", v, errs)
+	}
+	a, err := fabric.NewReconciler(k).Read(t.Context())
+	if err != nil {
+		t.Fatal(err)
+	}
+	if diff := cmp.Diff(fabric.Desired{}, a.Owned()); diff != "" {
+		t.Errorf("owned state after freeing (-want +got):\n%s", diff)
+	}
+	if l, _ := a.Link("swp1"); l.Master != "" {
+		t.Errorf("swp1 master = %q after freeing, want none", l.Master)
+	}
+}

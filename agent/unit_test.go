@@ -1,0 +1,121 @@
+package agent
+
+import (
+	"testing"
+	"time"
+
+	"github.com/google/go-cmp/cmp"
+	"google.golang.org/protobuf/testing/protocmp"
+
+	apiv1 "github.com/metalfabric/fabric/controlplane/api/v1"
+	"github.com/metalfabric/fabric/fabric"
+)
+
+func TestParseRole(t *testing.T) {
+	for _, s := range []string{"leaf", "spine", "firewall"} {
+		if r, err := ParseRole(s); err != nil || string(r) != s {
+			t.Errorf("ParseRole(%q) = %q, %v", s, r, err)
+		}
+	}
+	for _, s := range []string{"", "Leaf", "router"} {
+		if _, err := ParseRole(s); err == nil {
+			t.Errorf("ParseRole(%q) = nil error, want one", s)
+		}
+	}
+}
+
+func TestDesiredFromProto(t *testing.T) {
+	cfg := &apiv1.DeviceConfig{
+		Hostname: "leaf1", Version: 7, Role: apiv1.Role_ROLE_LEAF,
+		Vrfs: []*apiv1.Vrf{
+			{Name: "vrf10010", Vni: 10010, Table: 10010, Network: "tenant-a", Ports: []string{"swp1", "swp2"}},
+			{Vni: 10020, Table: 10020, Network: "tenant-b"},
+		},
+	}
+	want := fabric.Desired{VRFs: []fabric.VRF{
+		{Name: "vrf10010", Table: 10010, Ports: []string{"swp1", "swp2"}},
+		{Name: "vrf10020", Table: 10020},
+	}}
+	if diff := cmp.Diff(want, desiredFromProto(cfg)); diff != "" {
+		t.Errorf("desiredFromProto (-want +got):\n%s", diff)
+	}
+	if got := desiredFromProto(&apiv1.DeviceConfig{}); len(got.VRFs) != 0 {
+		t.Errorf("desiredFromProto(empty) = %+v, want no VRFs", got)
+	}
+}
+
+func TestPortsAndErrorsToProto(t *testing.T) {
+	got := portsToProto([]fabric.Link{
+		{Name: "swp1", MAC: "02:00:00:00:00:01", MTU: 9000, OperState: "up"},
+		{Name: "swp2", MAC: "02:00:00:00:00:02", MTU: 1500, OperState: "lowerlayerdown"},
+	})
+	want := []*apiv1.Port{
+		{Name: "swp1", Mac: "02:00:00:00:00:01", Mtu: 9000, OperUp: true},
+		{Name: "swp2", Mac: "02:00:00:00:00:02", Mtu: 1500},
+	}
+	if diff := cmp.Diff(want, got, protocmp.Transform()); diff != "" {
+		t.Errorf("portsToProto (-want +got):\n%s", diff)
+	}
+	gotErrs := stepErrorsToProto("fabric", []fabric.StepError{{Step: "set swp1 master vrf10", Err: errString("enslaving swp1 to vrf10: no such device")}})
+	wantErrs := []*apiv1.StepError{{Step: "fabric: set swp1 master vrf10", Message: "enslaving swp1 to vrf10: no such device"}}
+	if diff := cmp.Diff(wantErrs, gotErrs, protocmp.Transform()); diff != "" {
+		t.Errorf("stepErrorsToProto (-want +got):\n%s", diff)
+	}
+}
+
+type errString string
+
+func (e errString) Error() string { return string(e) }
+
+func TestBackoff(t *testing.T) {
+	ms := time.Millisecond
+	b := newBackoff(200*ms, 10*time.Second)
+	b.rand = func(n int64) int64 { return n - 1 } // no jitter: the full delay
+	var got []time.Duration
+	for range 8 {
+		got = append(got, b.next())
+	}
+	want := []time.Duration{200 * ms, 400 * ms, 800 * ms, 1600 * ms, 3200 * ms, 6400 * ms, 10 * time.Second, 10 * time.Second}
+	if diff := cmp.Diff(want, got); diff != "" {
+		t.Errorf("delays (-want +got):\n%s", diff)
+	}
+	b.reset()
+	b.rand = func(int64) int64 { return 0 } // most jitter: half the delay
+	if got := b.next(); got != 100*ms {
+		t.Errorf("after reset, with full jitter: %v, want 100ms", got)
+	}
+	// Real jitter stays within [d/2, d].
+	b = newBackoff(200*ms, 10*time.Second)
+	for i := range 50 {
+		d := b.next()
+		hi := 10 * time.Second
+		if i < 6 {
+			hi = 200 * ms << i
+		}
+		if d < hi/2 || d > hi {
+			t.Fatalf("delay %d = %v, want within [%v, %v]", i, d, hi/2, hi)
+		}
+	}
+}
+
+func TestNewRejectsBadConfig(t *testing.T) {
+	k := fakeKernel()
+	tests := []struct {
+		name string
+		cfg  Config
+		opts []Option
+	}{
+		{"no controller", Config{Hostname: "h", Role: RoleLeaf}, nil},
+		{"bad role", Config{Controller: "c:1", Hostname: "h", Role: "router"}, nil},
+		{"bad backoff", Config{Controller: "c:1", Hostname: "h", Role: RoleLeaf}, []Option{WithBackoff(time.Second, time.Millisecond)}},
+	}
+	for _, tt := range tests {
+		if _, err := New(tt.cfg, append(tt.opts, WithKernel(k))...); err == nil {
+			t.Errorf("%s: New() = nil error", tt.name)
+		}
+	}
+	a, err := New(Config{Controller: "c:1", Role: RoleSpine}, WithKernel(k))
+	if err != nil || a.cfg.Hostname == "" {
+		t.Errorf("New without hostname: %v, hostname %q; want the os hostname", err, a.cfg.Hostname)
+	}
+}

@@ -1,0 +1,162 @@
+// Command fabric-agent is the daemon that runs on every switch and firewall:
+// it registers with the controller, watches the device's desired config and
+// reconciles the kernel to it.
+//
+//	fabric-agent --role leaf|spine|firewall --controller HOST:PORT [--hostname NAME] [--log-level info]
+//	fabric-agent plan --controller HOST:PORT [--hostname NAME] [--role ROLE] [--timeout 30s] [--log-level warn]
+//
+// plan takes one snapshot and prints the kernel changes applying it would
+// make, one per line, without changing anything. SIGINT and SIGTERM stop the
+// daemon; the kernel is left as it is.
+//
+// This package owns flags and process setup only; package agent does the work.
+package main
+
+import (
+	"context"
+	"errors"
+	"flag"
+	"fmt"
+	"io"
+	"log/slog"
+	"os"
+	"os/signal"
+	"syscall"
+	"time"
+
+	"github.com/metalfabric/fabric/agent"
+)
+
+const (
+	exitOK    = 0
+	exitError = 1
+	exitUsage = 2
+)
+
+func main() {
+	ctx, stop := signal.NotifyContext(context.Background(), os.Interrupt, syscall.SIGTERM)
+	code := run(ctx, os.Args[1:], os.Stdout, os.Stderr)
+	stop()
+	os.Exit(code)
+}
+
+func usage(w io.Writer) {
+	fmt.Fprint(w, `usage:
+  fabric-agent --role leaf|spine|firewall --controller HOST:PORT [--hostname NAME] [--log-level LEVEL]
+  fabric-agent plan --controller HOST:PORT [--hostname NAME] [--role ROLE] [--timeout D] [--log-level LEVEL]
+`)
+}
+
+// common holds the flags of both modes.
+type common struct {
+	role       string
+	controller string
+	hostname   string
+	logLevel   string
+}
+
+func (c *common) register(fs *flag.FlagSet, defaultLevel string) {
+	fs.StringVar(&c.role, "role", "", "device role: leaf, spine or firewall")
+	fs.StringVar(&c.controller, "controller", "", "controller gRPC address, HOST:PORT")
+	fs.StringVar(&c.hostname, "hostname", "", "device hostname (default: the OS hostname)")
+	fs.StringVar(&c.logLevel, "log-level", defaultLevel, "log level: debug, info, warn, error")
+}
+
+// config checks the flags; roleRequired is false for plan.
+func (c *common) config(roleRequired bool) (agent.Config, *slog.Logger, error) {
+	if c.controller == "" {
+		return agent.Config{}, nil, errors.New("--controller HOST:PORT is required")
+	}
+	role := agent.RoleLeaf
+	if c.role != "" || roleRequired {
+		r, err := agent.ParseRole(c.role)
+		if err != nil {
+			return agent.Config{}, nil, fmt.Errorf("--role: %w", err)
+		}
+		role = r
+	}
+	var level slog.Level
+	if err := level.UnmarshalText([]byte(c.logLevel)); err != nil {
+		return agent.Config{}, nil, fmt.Errorf("--log-level: %w", err)
+	}
+	log := slog.New(slog.NewTextHandler(os.Stderr, &slog.HandlerOptions{Level: level}))
+	return agent.Config{Controller: c.controller, Hostname: c.hostname, Role: role}, log, nil
+}
+
+func run(ctx context.Context, args []string, stdout, stderr io.Writer) int {
+	if len(args) > 0 && args[0] == "plan" {
+		return runPlan(ctx, args[1:], stdout, stderr)
+	}
+	fs := flag.NewFlagSet("fabric-agent", flag.ContinueOnError)
+	fs.SetOutput(stderr)
+	fs.Usage = func() { usage(stderr); fs.PrintDefaults() }
+	var c common
+	c.register(fs, "info")
+	if err := fs.Parse(args); err != nil {
+		if errors.Is(err, flag.ErrHelp) {
+			return exitOK
+		}
+		return exitUsage
+	}
+	if fs.NArg() > 0 {
+		fmt.Fprintf(stderr, "fabric-agent: unexpected argument %q\n", fs.Arg(0))
+		usage(stderr)
+		return exitUsage
+	}
+	cfg, log, err := c.config(true)
+	if err != nil {
+		fmt.Fprintf(stderr, "fabric-agent: %v\n", err)
+		return exitUsage
+	}
+	a, err := agent.New(cfg, agent.WithLogger(log))
+	if err != nil {
+		fmt.Fprintf(stderr, "fabric-agent: %v\n", err)
+		return exitError
+	}
+	if err := a.Run(ctx); err != nil {
+		fmt.Fprintf(stderr, "fabric-agent: %v\n", err)
+		return exitError
+	}
+	return exitOK
+}
+
+func runPlan(ctx context.Context, args []string, stdout, stderr io.Writer) int {
+	fs := flag.NewFlagSet("fabric-agent plan", flag.ContinueOnError)
+	fs.SetOutput(stderr)
+	fs.Usage = func() { usage(stderr); fs.PrintDefaults() }
+	var c common
+	c.register(fs, "warn")
+	timeout := fs.Duration("timeout", 30*time.Second, "give up after this long")
+	if err := fs.Parse(args); err != nil {
+		if errors.Is(err, flag.ErrHelp) {
+			return exitOK
+		}
+		return exitUsage
+	}
+	if fs.NArg() > 0 {
+		fmt.Fprintf(stderr, "fabric-agent plan: unexpected argument %q\n", fs.Arg(0))
+		return exitUsage
+	}
+	cfg, log, err := c.config(false)
+	if err != nil {
+		fmt.Fprintf(stderr, "fabric-agent plan: %v\n", err)
+		return exitUsage
+	}
+	a, err := agent.New(cfg, agent.WithLogger(log))
+	if err != nil {
+		fmt.Fprintf(stderr, "fabric-agent plan: %v\n", err)
+		return exitError
+	}
+	ctx, cancel := context.WithTimeout(ctx, *timeout)
+	defer cancel()
+	version, changes, err := a.Plan(ctx)
+	if err != nil {
+		fmt.Fprintf(stderr, "fabric-agent plan: %v\n", err)
+		return exitError
+	}
+	for _, ch := range changes {
+		fmt.Fprintln(stdout, ch.String())
+	}
+	fmt.Fprintf(stderr, "version %d: %d change(s)\n", version, len(changes))
+	return exitOK
+}

@@ -1,0 +1,33 @@
+package main
+
+import (
+	"bytes"
+	"strings"
+	"testing"
+)
+
+func TestUsageErrors(t *testing.T) {
+	tests := []struct {
+		args    []string
+		wantErr string
+	}{
+		{[]string{"--role", "router", "--controller", "c:1"}, `--role: unknown role "router": want leaf, spine or firewall`},
+		{[]string{"--controller", "c:1"}, `--role: unknown role ""`},
+		{[]string{"--role", "leaf"}, "--controller HOST:PORT is required"},
+		{[]string{"--role", "leaf", "--controller", "c:1", "--log-level", "loud"}, "--log-level"},
+		{[]string{"--role", "leaf", "--controller", "c:1", "extra"}, `unexpected argument "extra"`},
+		{[]string{"--bogus"}, "flag provided but not defined"},
+		{[]string{"plan", "--role", "core", "--controller", "c:1"}, `--role: unknown role "core"`},
+		{[]string{"plan"}, "--controller HOST:PORT is required"},
+	}
+	for _, tt := range tests {
+		var stdout, stderr bytes.Buffer
+		code := run(t.Context(), tt.args, &stdout, &stderr)
+		if code != exitUsage || !strings.Contains(stderr.String(), tt.wantErr) {
+			t.Errorf("run(%q) = %d, stderr %q; want %d and %q", tt.args, code, stderr.String(), exitUsage, tt.wantErr)
+		}
+		if stdout.Len() != 0 {
+			t.Errorf("run(%q) wrote to stdout: %q", tt.args, stdout.String())
+		}
+	}
+}
