@@ -1,0 +1,192 @@
+package scenario
+
+import (
+	"context"
+	"fmt"
+	"time"
+
+	apiv1 "github.com/metalfabric/fabric/controlplane/api/v1"
+)
+
+// Cabling is how the mini-lab's machines are wired (containerlab/mini-lab.clab.yml).
+var Cabling = map[string][]*apiv1.Connection{
+	"machine01": {{Device: "leaf01", Port: "swp1"}, {Device: "leaf02", Port: "swp1"}},
+	"machine02": {{Device: "leaf01", Port: "swp2"}, {Device: "leaf02", Port: "swp2"}},
+}
+
+// Timeouts are generous: under TCG emulation the VM runs Go about 20x slower.
+const (
+	registerTimeout = 90 * time.Second
+	convergeTimeout = 60 * time.Second
+)
+
+// Demo is what `make lab` runs on a fresh mini-lab: wait for the agents,
+// create a tenant network, cable and allocate both machines, show the fabric
+// with fabricctl, and check that every machine port sits in the tenant VRF
+// in the leaves' kernels. It returns the allocation -> kernel latencies seen.
+func (m *MiniLab) Demo(ctx context.Context) ([]time.Duration, error) {
+	fmt.Fprintf(m.Out, "waiting for agents %v to register...\n", m.Switches())
+	if err := m.WaitRegistered(ctx, registerTimeout, m.Switches()...); err != nil {
+		return nil, err
+	}
+	if err := m.Fabricctl(ctx, "device", "list"); err != nil {
+		return nil, err
+	}
+	if err := m.Fabricctl(ctx, "network", "create", "tenant-a", "--prefix", "10.0.1.0/24"); err != nil {
+		return nil, err
+	}
+	for _, machine := range []string{"machine01", "machine02"} {
+		args := []string{"machine", "cable", machine}
+		for _, c := range Cabling[machine] {
+			args = append(args, "--port", c.GetDevice()+":"+c.GetPort())
+		}
+		if err := m.Fabricctl(ctx, args...); err != nil {
+			return nil, err
+		}
+	}
+	var latencies []time.Duration
+	for _, machine := range []string{"machine01", "machine02"} {
+		lat, err := m.AllocateAndMeasure(ctx, machine, "tenant-a")
+		if err != nil {
+			return nil, err
+		}
+		for leaf, d := range lat {
+			fmt.Fprintf(m.Out, "allocation of %s reached the kernel of %s after %s\n", machine, leaf, d.Round(time.Millisecond))
+			latencies = append(latencies, d)
+		}
+		if err := m.WaitConverged(ctx, convergeTimeout, machine); err != nil {
+			return nil, err
+		}
+	}
+	for _, args := range [][]string{
+		{"network", "list"}, {"machine", "list"}, {"device", "list"}, {"machine", "convergence", "machine01"},
+	} {
+		if err := m.Fabricctl(ctx, args...); err != nil {
+			return nil, err
+		}
+	}
+	vni, err := m.NetworkVNI(ctx, "tenant-a")
+	if err != nil {
+		return nil, err
+	}
+	fmt.Fprintf(m.Out, "\nchecking the leaves' kernels over netlink:\n")
+	for _, machine := range []string{"machine01", "machine02"} {
+		if err := m.CheckPorts(Cabling[machine], fmt.Sprintf("vrf%d", vni), vni); err != nil {
+			return nil, err
+		}
+	}
+	for _, leaf := range []string{"leaf01", "leaf02"} {
+		fmt.Fprintf(m.Out, "\n$ ip -n %s -d -br link show master vrf%d\n%s", m.Lab.NetNS(leaf), vni,
+			m.ipOut(ctx, "-n", m.Lab.NetNS(leaf), "-d", "-br", "link", "show", "master", fmt.Sprintf("vrf%d", vni)))
+	}
+	return latencies, nil
+}
+
+// NetworkVNI looks a network's VNI up.
+func (m *MiniLab) NetworkVNI(ctx context.Context, name string) (uint32, error) {
+	resp, err := m.API.ListNetworks(ctx, &apiv1.ListNetworksRequest{})
+	if err != nil {
+		return 0, fmt.Errorf("listing networks: %w", err)
+	}
+	for _, n := range resp.GetNetworks() {
+		if n.GetName() == name {
+			return n.GetVni(), nil
+		}
+	}
+	return 0, fmt.Errorf("network %s not found", name)
+}
+
+// CheckPorts verifies in the kernels that every connection's port is
+// enslaved to vrf (vrf == "": has no VRF master) with the given table.
+func (m *MiniLab) CheckPorts(conns []*apiv1.Connection, vrf string, table uint32) error {
+	for _, c := range conns {
+		k, err := m.Kernel(c.GetDevice())
+		if err != nil {
+			return err
+		}
+		got, err := k.PortVRF(c.GetPort())
+		k.Close()
+		if err != nil {
+			return fmt.Errorf("%s: %w", c.GetDevice(), err)
+		}
+		if got.VRF != vrf || (vrf != "" && got.Table != table) {
+			return fmt.Errorf("%s:%s is in vrf %q (table %d), want %q (table %d)", c.GetDevice(), c.GetPort(), got.VRF, got.Table, vrf, table)
+		}
+		if vrf != "" {
+			fmt.Fprintf(m.Out, "ok: %s:%s master %s (vrf table %d)\n", c.GetDevice(), c.GetPort(), got.VRF, got.Table)
+		} else {
+			fmt.Fprintf(m.Out, "ok: %s:%s has no vrf\n", c.GetDevice(), c.GetPort())
+		}
+	}
+	return nil
+}
+
+// AllocateAndMeasure allocates machine into network through the API and
+// returns, per cabled switch, the time from the API call until that switch's
+// kernel reported the machine's port enslaved to a VRF (a netlink event).
+func (m *MiniLab) AllocateAndMeasure(ctx context.Context, machine, network string) (map[string]time.Duration, error) {
+	return m.changeAndMeasure(ctx, machine, func(ctx context.Context) error {
+		_, err := m.API.AllocateMachine(ctx, &apiv1.AllocateMachineRequest{Machine: machine, Network: network})
+		return err
+	}, func(masterIndex int) bool { return masterIndex != 0 })
+}
+
+// FreeAndMeasure frees machine through the API and returns, per cabled
+// switch, the time until its port left the VRF.
+func (m *MiniLab) FreeAndMeasure(ctx context.Context, machine string) (map[string]time.Duration, error) {
+	return m.changeAndMeasure(ctx, machine, func(ctx context.Context) error {
+		_, err := m.API.FreeMachine(ctx, &apiv1.FreeMachineRequest{Machine: machine})
+		return err
+	}, func(masterIndex int) bool { return masterIndex == 0 })
+}
+
+func (m *MiniLab) changeAndMeasure(ctx context.Context, machine string, change func(context.Context) error, reached func(masterIndex int) bool) (map[string]time.Duration, error) {
+	ctx, cancel := context.WithTimeout(ctx, convergeTimeout)
+	defer cancel()
+	type event struct {
+		dev string
+		at  time.Time
+	}
+	events := make(chan event, len(Cabling[machine]))
+	for _, c := range Cabling[machine] {
+		k, err := m.Kernel(c.GetDevice())
+		if err != nil {
+			return nil, err
+		}
+		defer k.Close()
+		updates, err := k.WatchLinks(ctx)
+		if err != nil {
+			return nil, err
+		}
+		go func(dev, port string) {
+			for u := range updates {
+				if u.Attrs().Name == port && reached(u.Attrs().MasterIndex) {
+					events <- event{dev, time.Now()}
+					return
+				}
+			}
+		}(c.GetDevice(), c.GetPort())
+	}
+	start := time.Now()
+	if err := change(ctx); err != nil {
+		return nil, fmt.Errorf("changing %s: %w", machine, err)
+	}
+	got := map[string]time.Duration{}
+	for len(got) < len(Cabling[machine]) {
+		select {
+		case e := <-events:
+			got[e.dev] = e.at.Sub(start)
+		case <-ctx.Done():
+			return got, fmt.Errorf("waiting for %s's ports in the kernels (seen %v): %w", machine, got, ctx.Err())
+		}
+	}
+	return got, nil
+}
+
+func (m *MiniLab) ipOut(ctx context.Context, args ...string) string {
+	out, err := execOut(ctx, "ip", args...)
+	if err != nil {
+		return fmt.Sprintf("(ip %v: %v)\n", args, err)
+	}
+	return out
+}

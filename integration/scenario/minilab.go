@@ -1,0 +1,191 @@
+// Package scenario drives the mini-lab end to end: it brings the topology up
+// with the lab runner, talks to the controller over its gRPC API the way an
+// operator would, shows the fabric with fabricctl, and checks the leaves'
+// kernels directly over netlink. `make lab` and the e2e tests both use it.
+//
+// It owns no fabric logic and never changes kernel state itself; all changes
+// happen through the controller and the agents.
+package scenario
+
+import (
+	"context"
+	"fmt"
+	"io"
+	"log/slog"
+	"net"
+	"os/exec"
+	"path/filepath"
+	"slices"
+	"time"
+
+	"google.golang.org/grpc"
+	"google.golang.org/grpc/credentials/insecure"
+
+	apiv1 "github.com/metalfabric/fabric/controlplane/api/v1"
+	"github.com/metalfabric/fabric/integration/lab"
+)
+
+// ControllerNode is the topology node that runs fabric-controller.
+const ControllerNode = "controller"
+
+// controllerPort is where the lab's controller listens.
+const controllerPort = "50051"
+
+// MiniLab is a running mini-lab and a client of its controller.
+type MiniLab struct {
+	Lab    *lab.Lab
+	Topo   *lab.Topology
+	API    apiv1.OperatorServiceClient
+	BinDir string
+	Out    io.Writer
+	Log    *slog.Logger
+
+	conn *grpc.ClientConn
+}
+
+// Start brings the topology up and connects to its controller. The caller
+// must Close it.
+func Start(ctx context.Context, topoPath, binDir string, out io.Writer, log *slog.Logger) (*MiniLab, error) {
+	topo, err := lab.Load(topoPath)
+	if err != nil {
+		return nil, err
+	}
+	l, err := lab.Up(ctx, topo, lab.WithLogger(log))
+	if err != nil {
+		return nil, fmt.Errorf("bringing up %s: %w", topo.Name, err)
+	}
+	m := &MiniLab{Lab: l, Topo: topo, BinDir: binDir, Out: out, Log: log}
+	ns := l.NetNS(ControllerNode)
+	addr := net.JoinHostPort(l.MgmtIP(ControllerNode).String(), controllerPort)
+	m.conn, err = grpc.NewClient("passthrough:///"+addr,
+		grpc.WithTransportCredentials(insecure.NewCredentials()),
+		grpc.WithContextDialer(func(ctx context.Context, a string) (net.Conn, error) { return dialIn(ctx, ns, a) }))
+	if err != nil {
+		l.Down(context.WithoutCancel(ctx))
+		return nil, fmt.Errorf("connecting to controller: %w", err)
+	}
+	m.API = apiv1.NewOperatorServiceClient(m.conn)
+	return m, nil
+}
+
+// Close disconnects and tears the lab down.
+func (m *MiniLab) Close(ctx context.Context) error {
+	m.conn.Close()
+	return m.Lab.Down(ctx)
+}
+
+// Switches are the topology's agent nodes.
+func (m *MiniLab) Switches() []string { return []string{"leaf01", "leaf02", "spine01"} }
+
+// Fabricctl runs bin/fabricctl in the controller's namespace, printing to Out,
+// exactly as an operator on the management network would.
+func (m *MiniLab) Fabricctl(ctx context.Context, args ...string) error {
+	fmt.Fprintf(m.Out, "\n$ fabricctl %s\n", joinArgs(args))
+	argv := append([]string{filepath.Join(m.BinDir, "fabricctl"), "--controller", "127.0.0.1:" + controllerPort}, args...)
+	out, err := m.Lab.Exec(ctx, ControllerNode, argv...)
+	m.Out.Write(out)
+	if err != nil {
+		return fmt.Errorf("fabricctl %s: %w", joinArgs(args), err)
+	}
+	return nil
+}
+
+func joinArgs(args []string) string {
+	s := ""
+	for i, a := range args {
+		if i > 0 {
+			s += " "
+		}
+		s += a
+	}
+	return s
+}
+
+// WaitRegistered waits until every named device is registered and holds a
+// watch stream.
+func (m *MiniLab) WaitRegistered(ctx context.Context, timeout time.Duration, names ...string) error {
+	return poll(ctx, timeout, func(ctx context.Context) (bool, string, error) {
+		resp, err := m.API.ListDevices(ctx, &apiv1.ListDevicesRequest{})
+		if err != nil {
+			return false, err.Error(), nil // controller may still be starting
+		}
+		var missing []string
+		for _, n := range names {
+			if !slices.ContainsFunc(resp.GetDevices(), func(d *apiv1.Device) bool { return d.GetHostname() == n && d.GetConnected() }) {
+				missing = append(missing, n)
+			}
+		}
+		return len(missing) == 0, fmt.Sprintf("not connected: %v", missing), nil
+	})
+}
+
+// WaitInSync waits until every named device has applied its desired version
+// without errors.
+func (m *MiniLab) WaitInSync(ctx context.Context, timeout time.Duration, names ...string) error {
+	return poll(ctx, timeout, func(ctx context.Context) (bool, string, error) {
+		resp, err := m.API.ListDevices(ctx, &apiv1.ListDevicesRequest{})
+		if err != nil {
+			return false, err.Error(), nil
+		}
+		var behind []string
+		for _, n := range names {
+			i := slices.IndexFunc(resp.GetDevices(), func(d *apiv1.Device) bool { return d.GetHostname() == n })
+			if i < 0 {
+				behind = append(behind, n+" (unknown)")
+				continue
+			}
+			d := resp.GetDevices()[i]
+			if !d.GetConnected() || d.GetAppliedVersion() < d.GetDesiredVersion() || len(d.GetErrors()) > 0 {
+				behind = append(behind, fmt.Sprintf("%s (connected=%t applied=%d desired=%d errors=%v)", n, d.GetConnected(), d.GetAppliedVersion(), d.GetDesiredVersion(), d.GetErrors()))
+			}
+		}
+		return len(behind) == 0, fmt.Sprintf("not in sync: %v", behind), nil
+	})
+}
+
+// WaitConverged waits until the controller reports the machine's last
+// allocate/free applied on every device it is cabled to.
+func (m *MiniLab) WaitConverged(ctx context.Context, timeout time.Duration, machine string) error {
+	return poll(ctx, timeout, func(ctx context.Context) (bool, string, error) {
+		c, err := m.API.GetConvergence(ctx, &apiv1.GetConvergenceRequest{Machine: machine})
+		if err != nil {
+			return false, "", err
+		}
+		return c.GetConverged(), fmt.Sprintf("convergence of %s: %v", machine, c.GetDevices()), nil
+	})
+}
+
+// poll calls check until it reports done, returns an error, or timeout
+// passes; the timeout error carries the last reason.
+func poll(ctx context.Context, timeout time.Duration, check func(context.Context) (bool, string, error)) error {
+	ctx, cancel := context.WithTimeout(ctx, timeout)
+	defer cancel()
+	var why string
+	for {
+		cctx, ccancel := context.WithTimeout(ctx, 5*time.Second)
+		done, reason, err := check(cctx)
+		ccancel()
+		if err != nil {
+			return err
+		}
+		if done {
+			return nil
+		}
+		why = reason
+		select {
+		case <-ctx.Done():
+			return fmt.Errorf("timed out after %s: %s", timeout, why)
+		case <-time.After(50 * time.Millisecond):
+		}
+	}
+}
+
+// Kernel opens a netlink view of a node's namespace.
+func (m *MiniLab) Kernel(node string) (*Kernel, error) {
+	return OpenKernel(m.Lab.NetNS(node))
+}
+
+func execOut(ctx context.Context, name string, args ...string) (string, error) {
+	out, err := exec.CommandContext(ctx, name, args...).CombinedOutput()
+	return string(out), err
+}

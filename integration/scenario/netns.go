@@ -1,0 +1,130 @@
+package scenario
+
+import (
+	"context"
+	"errors"
+	"fmt"
+	"net"
+	"runtime"
+
+	"github.com/vishvananda/netlink"
+	"github.com/vishvananda/netns"
+)
+
+// dialIn opens a TCP connection from inside the named network namespace, so
+// the scenario (running in the root namespace) can reach the controller on
+// the lab's management network without the host routing into the lab.
+func dialIn(ctx context.Context, ns, addr string) (net.Conn, error) {
+	runtime.LockOSThread()
+	orig, err := netns.Get()
+	if err != nil {
+		runtime.UnlockOSThread()
+		return nil, fmt.Errorf("getting current netns: %w", err)
+	}
+	defer orig.Close()
+	target, err := netns.GetFromName(ns)
+	if err != nil {
+		runtime.UnlockOSThread()
+		return nil, fmt.Errorf("opening netns %s: %w", ns, err)
+	}
+	defer target.Close()
+	if err := netns.Set(target); err != nil {
+		runtime.UnlockOSThread()
+		return nil, fmt.Errorf("entering netns %s: %w", ns, err)
+	}
+	// The socket is created in the thread's namespace and stays there.
+	conn, dialErr := (&net.Dialer{}).DialContext(ctx, "tcp", addr)
+	if err := netns.Set(orig); err != nil {
+		// Leave the thread locked: Go then discards it instead of reusing
+		// a thread stuck in the wrong namespace.
+		if conn != nil {
+			conn.Close()
+		}
+		return nil, fmt.Errorf("leaving netns %s: %w", ns, err)
+	}
+	runtime.UnlockOSThread()
+	return conn, dialErr
+}
+
+// Kernel reads link state inside one lab node's namespace over netlink; the
+// checks use it so that they look at the kernel, never at what an agent says.
+type Kernel struct {
+	ns     netns.NsHandle
+	handle *netlink.Handle
+}
+
+// OpenKernel opens a netlink handle in the named namespace.
+func OpenKernel(ns string) (*Kernel, error) {
+	h, err := netns.GetFromName(ns)
+	if err != nil {
+		return nil, fmt.Errorf("opening netns %s: %w", ns, err)
+	}
+	nh, err := netlink.NewHandleAt(h)
+	if err != nil {
+		h.Close()
+		return nil, fmt.Errorf("netlink handle in %s: %w", ns, err)
+	}
+	return &Kernel{ns: h, handle: nh}, nil
+}
+
+// Close releases the handle.
+func (k *Kernel) Close() {
+	k.handle.Close()
+	k.ns.Close()
+}
+
+// PortVRF is where a port is enslaved, as the kernel sees it.
+type PortVRF struct {
+	Port      string
+	PortIndex int
+	VRF       string // "" when the port has no VRF master
+	VRFIndex  int
+	Table     uint32
+}
+
+// PortVRF returns the VRF master of port (empty VRF if none).
+func (k *Kernel) PortVRF(port string) (PortVRF, error) {
+	l, err := k.handle.LinkByName(port)
+	if err != nil {
+		return PortVRF{}, fmt.Errorf("reading link %s: %w", port, err)
+	}
+	got := PortVRF{Port: port, PortIndex: l.Attrs().Index}
+	if l.Attrs().MasterIndex == 0 {
+		return got, nil
+	}
+	m, err := k.handle.LinkByIndex(l.Attrs().MasterIndex)
+	if err != nil {
+		return PortVRF{}, fmt.Errorf("reading master of %s: %w", port, err)
+	}
+	vrf, ok := m.(*netlink.Vrf)
+	if !ok {
+		return got, fmt.Errorf("master of %s is %s of type %s, not a vrf", port, m.Attrs().Name, m.Type())
+	}
+	got.VRF, got.VRFIndex, got.Table = vrf.Name, vrf.Index, vrf.Table
+	return got, nil
+}
+
+// HasLink reports whether a link of that name exists.
+func (k *Kernel) HasLink(name string) (bool, error) {
+	_, err := k.handle.LinkByName(name)
+	var nf netlink.LinkNotFoundError
+	switch {
+	case err == nil:
+		return true, nil
+	case errors.As(err, &nf):
+		return false, nil
+	}
+	return false, fmt.Errorf("reading link %s: %w", name, err)
+}
+
+// WatchLinks streams link changes of the namespace until ctx ends.
+func (k *Kernel) WatchLinks(ctx context.Context) (<-chan netlink.LinkUpdate, error) {
+	ch := make(chan netlink.LinkUpdate, 256)
+	done := make(chan struct{})
+	go func() { <-ctx.Done(); close(done) }()
+	ns := k.ns
+	if err := netlink.LinkSubscribeWithOptions(ch, done, netlink.LinkSubscribeOptions{Namespace: &ns}); err != nil {
+		return nil, fmt.Errorf("subscribing to links: %w", err)
+	}
+	return ch, nil
+}
