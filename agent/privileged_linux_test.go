@@ -61,8 +61,8 @@ func TestPrivilegedAgentVRF(t *testing.T) {
 		err = h.LinkAdd(probe)
 	}
 	if errors.Is(err, unix.EOPNOTSUPP) {
-		t.Skipf("this kernel cannot create VRF devices (%v); run the test in the full-kernel VM: "+
-			"go test -c -o bin/agent.test ./agent && go run ./cmd/fabric-vm run -- ./bin/agent.test -test.v -test.run Privileged", err)
+		t.Skipf("this kernel cannot create VRF devices (%v); as root without FABRIC_NO_VM, "+
+			"TestMain re-runs the package in the full-kernel VM (integration/vm/vmtest)", err)
 	}
 	if err != nil {
 		t.Fatalf("creating a probe vrf: %v", err)

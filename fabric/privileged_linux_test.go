@@ -19,7 +19,7 @@ import (
 	"github.com/metalfabric/fabric/fabric"
 )
 
-const vmHint = "go test -c -o bin/fabric.test ./fabric && go run ./cmd/fabric-vm run -- ./bin/fabric.test -test.v -test.run Privileged"
+const vmHint = "as root without FABRIC_NO_VM, TestMain re-runs the package there (integration/vm/vmtest)"
 
 // newTestNetns moves the calling goroutine's locked thread into a fresh
 // network namespace for the rest of the test and returns a handle for it.
@@ -68,7 +68,7 @@ func requireVRF(t *testing.T, h *netlink.Handle) {
 		err = h.LinkAdd(probe)
 	}
 	if errors.Is(err, unix.EOPNOTSUPP) {
-		t.Skipf("this kernel cannot create VRF devices (%v); run the test in the full-kernel VM: %s", err, vmHint)
+		t.Skipf("this kernel cannot create VRF devices (%v); %s", err, vmHint)
 	}
 	if err != nil {
 		t.Fatalf("creating a probe vrf: %v", err)
