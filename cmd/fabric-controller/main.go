@@ -15,6 +15,7 @@ import (
 	"path/filepath"
 	"syscall"
 
+	"github.com/metalfabric/fabric/controlplane/inventory"
 	"github.com/metalfabric/fabric/controlplane/ipam"
 	"github.com/metalfabric/fabric/controlplane/server"
 	"github.com/metalfabric/fabric/controlplane/store/bolt"
@@ -32,6 +33,7 @@ func run() error {
 		listen   = flag.String("listen", ":50051", "gRPC listen address")
 		stateDir = flag.String("state-dir", "/var/lib/fabric-controller", "directory of the state file controller.db (created if missing)")
 		vniRange = flag.String("vni-range", ipam.DefaultVNIRange.String(), "VNI pool for networks, first-last")
+		loopPool = flag.String("loopback-pool", inventory.DefaultLoopbackPool.String(), "prefix device loopbacks (router id, VTEP) are allocated from")
 		logLevel = flag.String("log-level", "info", "log level: debug, info, warn, error")
 	)
 	flag.Parse()
@@ -49,6 +51,10 @@ func run() error {
 	if err != nil {
 		return fmt.Errorf("--vni-range: %w", err)
 	}
+	loopbacks, err := ipam.ParsePrefix(*loopPool)
+	if err != nil {
+		return fmt.Errorf("--loopback-pool: %w", err)
+	}
 	if err := os.MkdirAll(*stateDir, 0o750); err != nil {
 		return fmt.Errorf("creating state dir: %w", err)
 	}
@@ -62,7 +68,7 @@ func run() error {
 		}
 	}()
 
-	srv, err := server.New(st, server.WithVNIRange(vnis), server.WithLogger(log))
+	srv, err := server.New(st, server.WithVNIRange(vnis), server.WithLoopbackPool(loopbacks), server.WithLogger(log))
 	if err != nil {
 		return err
 	}

@@ -5,6 +5,7 @@ import (
 	"testing"
 
 	"github.com/google/go-cmp/cmp"
+	"github.com/google/go-cmp/cmp/cmpopts"
 
 	"github.com/metalfabric/fabric/controlplane/compile"
 	"github.com/metalfabric/fabric/controlplane/model"
@@ -72,7 +73,7 @@ func TestCompile(t *testing.T) {
 			want: []model.DeviceConfig{
 				{Hostname: "leaf1", Role: model.RoleLeaf, VRFs: []model.VRF{
 					{Name: "vrf10001", VNI: 10001, Table: 10001, Network: "tenant-a", Ports: []string{"swp1"}},
-				}},
+				}, Ports: []model.PortConfig{{Name: "swp1", Description: "m1", AdminUp: true}}},
 				{Hostname: "leaf2", Role: model.RoleLeaf},
 			},
 		},
@@ -86,10 +87,10 @@ func TestCompile(t *testing.T) {
 			want: []model.DeviceConfig{
 				{Hostname: "leaf1", Role: model.RoleLeaf, VRFs: []model.VRF{
 					{Name: "vrf10001", VNI: 10001, Table: 10001, Network: "tenant-a", Ports: []string{"swp2"}},
-				}},
+				}, Ports: []model.PortConfig{{Name: "swp2", Description: "m1", AdminUp: true}}},
 				{Hostname: "leaf2", Role: model.RoleLeaf, VRFs: []model.VRF{
 					{Name: "vrf10001", VNI: 10001, Table: 10001, Network: "tenant-a", Ports: []string{"swp2"}},
-				}},
+				}, Ports: []model.PortConfig{{Name: "swp2", Description: "m1", AdminUp: true}}},
 			},
 		},
 		{
@@ -107,7 +108,7 @@ func TestCompile(t *testing.T) {
 				{Hostname: "leaf1", Role: model.RoleLeaf, VRFs: []model.VRF{
 					{Name: "vrf10000", VNI: 10000, Table: 10000, Network: "tenant-b", Ports: []string{"swp1"}},
 					{Name: "vrf10001", VNI: 10001, Table: 10001, Network: "tenant-a", Ports: []string{"swp10", "swp2"}},
-				}},
+				}, Ports: []model.PortConfig{{Name: "swp1", Description: "m2", AdminUp: true}, {Name: "swp10", Description: "m1", AdminUp: true}, {Name: "swp2", Description: "m3", AdminUp: true}}},
 			},
 		},
 		{
@@ -144,18 +145,40 @@ func TestCompile(t *testing.T) {
 			want: []model.DeviceConfig{
 				{Hostname: "leaf1", Role: model.RoleLeaf, VRFs: []model.VRF{
 					{Name: "vrf10001", VNI: 10001, Table: 10001, Network: "tenant-a", Ports: []string{"swp1"}},
-				}},
+				}, Ports: []model.PortConfig{{Name: "swp1", Description: "m1", AdminUp: true}}},
+			},
+		},
+		{
+			name: "a leaf with a loopback is a VTEP: L3VNIs, router MAC; a spine gets its loopback only",
+			in: compile.Input{
+				Devices: []model.Device{
+					{Hostname: "leaf1", Role: model.RoleLeaf, ChassisMAC: "aa:bb:cc:00:00:01", Loopback: netip.MustParseAddr("10.255.0.1")},
+					{Hostname: "spine1", Role: model.RoleSpine, ChassisMAC: "aa:bb:cc:00:00:09", Loopback: netip.MustParseAddr("10.255.0.9")},
+				},
+				Networks: []model.Network{netA},
+				Machines: []model.Machine{{Name: "m1", Connections: conns("leaf1", "swp1"), Allocation: alloc("tenant-a")}},
+			},
+			want: []model.DeviceConfig{
+				{
+					Hostname: "leaf1", Role: model.RoleLeaf,
+					Loopback: netip.MustParsePrefix("10.255.0.1/32"), VTEP: netip.MustParseAddr("10.255.0.1"), RouterMAC: "aa:bb:cc:00:00:01",
+					VRFs: []model.VRF{
+						{Name: "vrf10001", VNI: 10001, Table: 10001, Network: "tenant-a", Ports: []string{"swp1"}, L3VNI: true},
+					},
+					Ports: []model.PortConfig{{Name: "swp1", Description: "m1", AdminUp: true}},
+				},
+				{Hostname: "spine1", Role: model.RoleSpine, Loopback: netip.MustParsePrefix("10.255.0.9/32")},
 			},
 		},
 	}
 	for _, tc := range tests {
 		t.Run(tc.name, func(t *testing.T) {
 			got := compile.Compile(tc.in)
-			if diff := cmp.Diff(tc.want, got); diff != "" {
+			if diff := cmp.Diff(tc.want, got, netipEqual); diff != "" {
 				t.Errorf("Compile (-want +got):\n%s", diff)
 			}
 			// Deterministic: same input, same output.
-			if diff := cmp.Diff(got, compile.Compile(tc.in)); diff != "" {
+			if diff := cmp.Diff(got, compile.Compile(tc.in), netipEqual); diff != "" {
 				t.Errorf("Compile not deterministic (-first +second):\n%s", diff)
 			}
 		})
@@ -191,3 +214,6 @@ func TestEqual(t *testing.T) {
 		}
 	}
 }
+
+// netipEqual compares netip values by value.
+var netipEqual = cmpopts.EquateComparable(netip.Addr{}, netip.Prefix{})

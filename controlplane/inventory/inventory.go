@@ -44,11 +44,12 @@ type Notifier interface {
 
 // Inventory is the controller's state machine over a store.
 type Inventory struct {
-	st     store.Store
-	vnis   ipam.VNIRange
-	now    func() time.Time
-	notify Notifier
-	log    *slog.Logger
+	st        store.Store
+	vnis      ipam.VNIRange
+	loopbacks netip.Prefix
+	now       func() time.Time
+	notify    Notifier
+	log       *slog.Logger
 }
 
 // Option configures New.
@@ -56,6 +57,14 @@ type Option func(*Inventory)
 
 // WithVNIRange sets the VNI pool new networks draw from.
 func WithVNIRange(r ipam.VNIRange) Option { return func(i *Inventory) { i.vnis = r } }
+
+// DefaultLoopbackPool is where devices' loopback addresses come from unless
+// WithLoopbackPool says otherwise.
+var DefaultLoopbackPool = netip.MustParsePrefix("10.255.0.0/24")
+
+// WithLoopbackPool sets the prefix device loopbacks (router id, VTEP) are
+// allocated from. Tenant networks must not overlap it.
+func WithLoopbackPool(p netip.Prefix) Option { return func(i *Inventory) { i.loopbacks = p } }
 
 // WithClock sets the clock used for LastSeen.
 func WithClock(now func() time.Time) Option { return func(i *Inventory) { i.now = now } }
@@ -69,16 +78,20 @@ func WithLogger(l *slog.Logger) Option { return func(i *Inventory) { i.log = l }
 // New returns an inventory over st.
 func New(st store.Store, opts ...Option) (*Inventory, error) {
 	inv := &Inventory{
-		st:   st,
-		vnis: ipam.DefaultVNIRange,
-		now:  time.Now,
-		log:  slog.New(slog.DiscardHandler),
+		st:        st,
+		vnis:      ipam.DefaultVNIRange,
+		loopbacks: DefaultLoopbackPool,
+		now:       time.Now,
+		log:       slog.New(slog.DiscardHandler),
 	}
 	for _, o := range opts {
 		o(inv)
 	}
 	if err := inv.vnis.Validate(); err != nil {
 		return nil, err
+	}
+	if !inv.loopbacks.IsValid() || inv.loopbacks != inv.loopbacks.Masked() {
+		return nil, fmt.Errorf("loopback pool %s is not a network prefix", inv.loopbacks)
 	}
 	return inv, nil
 }
@@ -159,6 +172,9 @@ func (inv *Inventory) CreateNetwork(ctx context.Context, name, prefix string) (m
 			if o.Prefix.Overlaps(p) {
 				return errorf(ErrPrecondition, "prefix %s overlaps network %s (%s)", p, o.Name, o.Prefix)
 			}
+		}
+		if inv.loopbacks.Overlaps(p) {
+			return errorf(ErrPrecondition, "prefix %s overlaps the device loopback pool %s", p, inv.loopbacks)
 		}
 		vni, err := ipam.NextVNI(inv.vnis, used)
 		if errors.Is(err, ipam.ErrExhausted) {
@@ -273,6 +289,11 @@ func (inv *Inventory) Register(ctx context.Context, d model.Device) (uint64, err
 		cur.ChassisMAC = d.ChassisMAC
 		cur.Ports = ports
 		cur.LastSeen = now
+		if !cur.Loopback.IsValid() {
+			if cur.Loopback, err = t.nextLoopback(inv.loopbacks); err != nil {
+				return err
+			}
+		}
 		return t.put(bucketDevices, d.Hostname, cur)
 	})
 	if err != nil {
@@ -677,6 +698,26 @@ func (t txn) machine(name string) (model.Machine, error) {
 func (t txn) device(hostname string) (model.Device, error) {
 	var d model.Device
 	return d, t.getKind(bucketDevices, "device", hostname, &d)
+}
+
+// nextLoopback returns the lowest address of pool no device holds.
+func (t txn) nextLoopback(pool netip.Prefix) (netip.Addr, error) {
+	devs, err := list[model.Device](t, bucketDevices)
+	if err != nil {
+		return netip.Addr{}, err
+	}
+	used := make(map[netip.Addr]bool, len(devs))
+	for _, d := range devs {
+		used[d.Loopback] = true
+	}
+	a, err := ipam.NextHost(pool, used)
+	if errors.Is(err, ipam.ErrExhausted) {
+		return netip.Addr{}, errorf(ErrExhausted, "no free address left in the loopback pool %s", pool)
+	}
+	if err != nil {
+		return netip.Addr{}, fmt.Errorf("allocating loopback: %w", err)
+	}
+	return a, nil
 }
 
 func (t txn) bumpRevision() (uint64, error) {

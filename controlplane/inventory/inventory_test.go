@@ -10,6 +10,7 @@ import (
 	"testing"
 
 	"github.com/google/go-cmp/cmp"
+	"github.com/google/go-cmp/cmp/cmpopts"
 
 	"github.com/metalfabric/fabric/controlplane/inventory"
 	"github.com/metalfabric/fabric/controlplane/model"
@@ -91,8 +92,12 @@ func TestVersioning(t *testing.T) {
 	if v1 != 1 || v2 != 2 {
 		t.Errorf("first versions = %d, %d; want 1, 2", v1, v2)
 	}
-	want := []model.DeviceConfig{{Hostname: "leaf1", Version: 1, Role: model.RoleLeaf}, {Hostname: "leaf2", Version: 2, Role: model.RoleLeaf}}
-	if diff := cmp.Diff(want, rec.take()); diff != "" {
+	lo1, lo2 := netip.MustParseAddr("10.255.0.1"), netip.MustParseAddr("10.255.0.2")
+	want := []model.DeviceConfig{
+		{Hostname: "leaf1", Version: 1, Role: model.RoleLeaf, Loopback: netip.PrefixFrom(lo1, 32), VTEP: lo1},
+		{Hostname: "leaf2", Version: 2, Role: model.RoleLeaf, Loopback: netip.PrefixFrom(lo2, 32), VTEP: lo2},
+	}
+	if diff := cmp.Diff(want, rec.take(), netipEqual); diff != "" {
 		t.Errorf("published on register (-want +got):\n%s", diff)
 	}
 
@@ -107,9 +112,9 @@ func TestVersioning(t *testing.T) {
 		t.Errorf("allocation revision = %d, machine revision = %d; want 5", m.Allocation.Revision, rev)
 	}
 	want = []model.DeviceConfig{{Hostname: "leaf1", Version: rev, Role: model.RoleLeaf, VRFs: []model.VRF{
-		{Name: fmt.Sprintf("vrf%d", n.VNI), VNI: n.VNI, Table: n.VNI, Network: "tenant-a", Ports: []string{"swp1"}},
-	}}}
-	if diff := cmp.Diff(want, rec.take()); diff != "" {
+		{Name: fmt.Sprintf("vrf%d", n.VNI), VNI: n.VNI, Table: n.VNI, Network: "tenant-a", Ports: []string{"swp1"}, L3VNI: true},
+	}, Loopback: netip.PrefixFrom(lo1, 32), VTEP: lo1, Ports: []model.PortConfig{{Name: "swp1", Description: "m1", AdminUp: true}}}}
+	if diff := cmp.Diff(want, rec.take(), netipEqual); diff != "" {
 		t.Errorf("published on allocate: only leaf1 (-want +got):\n%s", diff)
 	}
 
@@ -208,3 +213,6 @@ func TestConcurrentAllocations(t *testing.T) {
 		t.Errorf("leaf1 config = %+v, want one VRF with %d ports", cfg, n)
 	}
 }
+
+// netipEqual compares netip values by value.
+var netipEqual = cmpopts.EquateComparable(netip.Addr{}, netip.Prefix{})

@@ -90,6 +90,9 @@ type Device struct {
 	Errors         []StepError `json:"errors,omitempty"`
 	// LastSeen is when the device last registered or reported status.
 	LastSeen time.Time `json:"lastSeen"`
+	// Loopback is the device's loopback address from the controller's
+	// pool, assigned at first registration and kept for the device's life.
+	Loopback netip.Addr `json:"loopback,omitzero"`
 }
 
 // HasPort reports whether the device reported a port of that name.
@@ -112,6 +115,17 @@ type VRF struct {
 	Network string `json:"network"`
 	// Ports are the machine-facing ports in the VRF, sorted.
 	Ports []string `json:"ports"`
+	// L3VNI tells whether the VRF has an L3VNI (VXLAN device with VNI, a
+	// VLAN on the bridge, an SVI in the VRF).
+	L3VNI bool `json:"l3vni,omitempty"`
+}
+
+// PortConfig is a port the controller hands to the agent.
+type PortConfig struct {
+	Name string `json:"name"`
+	// Description goes to the port's alias (the machine's name).
+	Description string `json:"description,omitempty"`
+	AdminUp     bool   `json:"adminUp,omitempty"`
 }
 
 // DeviceConfig is a device's compiled desired config.
@@ -123,6 +137,15 @@ type DeviceConfig struct {
 	Role    Role   `json:"role"`
 	// VRFs sorted by VNI.
 	VRFs []VRF `json:"vrfs,omitempty"`
+	// Loopback is the device's loopback address as a host prefix.
+	Loopback netip.Prefix `json:"loopback,omitzero"`
+	// VTEP is the local VXLAN tunnel endpoint; invalid on devices without
+	// VXLAN.
+	VTEP netip.Addr `json:"vtep,omitzero"`
+	// RouterMAC is the MAC of the L3VNI SVIs.
+	RouterMAC string `json:"routerMAC,omitempty"`
+	// Ports handed to the agent, sorted by name.
+	Ports []PortConfig `json:"ports,omitempty"`
 }
 
 // DeviceConvergence tells whether one device has applied a machine's last

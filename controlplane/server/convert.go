@@ -1,6 +1,8 @@
 package server
 
 import (
+	"net/netip"
+
 	"google.golang.org/protobuf/types/known/timestamppb"
 
 	apiv1 "github.com/metalfabric/fabric/controlplane/api/v1"
@@ -69,7 +71,16 @@ func stepErrorsToProto(es []model.StepError) []*apiv1.StepError {
 }
 
 func configToProto(c model.DeviceConfig) *apiv1.DeviceConfig {
-	out := &apiv1.DeviceConfig{Hostname: c.Hostname, Version: c.Version, Role: roleToProto(c.Role)}
+	out := &apiv1.DeviceConfig{Hostname: c.Hostname, Version: c.Version, Role: roleToProto(c.Role), RouterMac: c.RouterMAC}
+	if c.Loopback.IsValid() {
+		out.Loopback = c.Loopback.String()
+	}
+	if c.VTEP.IsValid() {
+		out.Vtep = c.VTEP.String()
+	}
+	for _, p := range c.Ports {
+		out.Ports = append(out.Ports, &apiv1.PortConfig{Name: p.Name, Description: p.Description, AdminUp: p.AdminUp})
+	}
 	for _, v := range c.VRFs {
 		out.Vrfs = append(out.Vrfs, &apiv1.Vrf{
 			Name:    v.Name,
@@ -77,6 +88,7 @@ func configToProto(c model.DeviceConfig) *apiv1.DeviceConfig {
 			Table:   v.Table,
 			Network: v.Network,
 			Ports:   append([]string(nil), v.Ports...),
+			L3Vni:   v.L3VNI,
 		})
 	}
 	return out
@@ -115,6 +127,9 @@ func deviceToProto(d inventory.DeviceInfo, connected bool) *apiv1.Device {
 		AppliedVersion: d.AppliedVersion,
 		Errors:         stepErrorsToProto(d.Errors),
 		Connected:      connected,
+	}
+	if d.Loopback.IsValid() {
+		out.Loopback = netip.PrefixFrom(d.Loopback, d.Loopback.BitLen()).String()
 	}
 	if !d.LastSeen.IsZero() {
 		out.LastSeen = timestamppb.New(d.LastSeen)

@@ -12,6 +12,7 @@ import (
 	"fmt"
 	"log/slog"
 	"net"
+	"net/netip"
 	"sync/atomic"
 	"time"
 
@@ -56,11 +57,12 @@ type Server struct {
 }
 
 type config struct {
-	vnis     ipam.VNIRange
-	log      *slog.Logger
-	grace    time.Duration
-	now      func() time.Time
-	grpcOpts []grpc.ServerOption
+	vnis      ipam.VNIRange
+	loopbacks netip.Prefix
+	log       *slog.Logger
+	grace     time.Duration
+	now       func() time.Time
+	grpcOpts  []grpc.ServerOption
 }
 
 // Option configures New.
@@ -69,6 +71,10 @@ type Option func(*config)
 // WithVNIRange sets the pool network VNIs are allocated from (default
 // ipam.DefaultVNIRange).
 func WithVNIRange(r ipam.VNIRange) Option { return func(c *config) { c.vnis = r } }
+
+// WithLoopbackPool sets the prefix device loopbacks come from (default
+// inventory.DefaultLoopbackPool).
+func WithLoopbackPool(p netip.Prefix) Option { return func(c *config) { c.loopbacks = p } }
 
 // WithLogger sets the logger (default: discard).
 func WithLogger(l *slog.Logger) Option { return func(c *config) { c.log = l } }
@@ -90,10 +96,11 @@ func WithGRPCServerOptions(opts ...grpc.ServerOption) Option {
 // it after Run returned.
 func New(st store.Store, opts ...Option) (*Server, error) {
 	c := config{
-		vnis:  ipam.DefaultVNIRange,
-		log:   slog.New(slog.DiscardHandler),
-		grace: DefaultGracePeriod,
-		now:   time.Now,
+		vnis:      ipam.DefaultVNIRange,
+		loopbacks: inventory.DefaultLoopbackPool,
+		log:       slog.New(slog.DiscardHandler),
+		grace:     DefaultGracePeriod,
+		now:       time.Now,
 	}
 	for _, o := range opts {
 		o(&c)
@@ -101,6 +108,7 @@ func New(st store.Store, opts ...Option) (*Server, error) {
 	hub := watch.NewHub()
 	inv, err := inventory.New(st,
 		inventory.WithVNIRange(c.vnis),
+		inventory.WithLoopbackPool(c.loopbacks),
 		inventory.WithClock(c.now),
 		inventory.WithNotifier(hub),
 		inventory.WithLogger(c.log),

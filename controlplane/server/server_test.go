@@ -268,8 +268,16 @@ func wantCode(t *testing.T, err error, want codes.Code, msgContains string) {
 	}
 }
 
+// vrf is a tenant VRF on a leaf (leaves have loopbacks, so L3VNIs).
 func vrf(vni uint32, network string, ports ...string) *apiv1.Vrf {
-	return &apiv1.Vrf{Name: "vrf" + itoa(vni), Vni: vni, Table: vni, Network: network, Ports: ports}
+	return &apiv1.Vrf{Name: "vrf" + itoa(vni), Vni: vni, Table: vni, Network: network, Ports: ports, L3Vni: true}
+}
+
+// leafConfig is a leaf's config with the loopback the pool hands out in
+// registration order (VTEP too) and the test's chassis MAC as router MAC.
+func leafConfig(host string, version uint64, lo string) *apiv1.DeviceConfig {
+	return &apiv1.DeviceConfig{Hostname: host, Version: version, Role: apiv1.Role_ROLE_LEAF,
+		Loopback: lo + "/32", Vtep: lo, RouterMac: "aa:bb:cc:00:00:01"}
 }
 
 func itoa(v uint32) string {
@@ -346,6 +354,10 @@ func TestBadRequestsChangeNothing(t *testing.T) {
 			_, err := e.op.CreateNetwork(c, &apiv1.CreateNetworkRequest{Name: "x", Prefix: "10.0.1.128/25"})
 			return err
 		}, codes.FailedPrecondition, "overlaps network tenant-b"},
+		{"prefix overlapping the loopback pool", func() error {
+			_, err := e.op.CreateNetwork(c, &apiv1.CreateNetworkRequest{Name: "x", Prefix: "10.255.0.0/16"})
+			return err
+		}, codes.FailedPrecondition, "overlaps the device loopback pool 10.255.0.0/24"},
 		{"duplicate network name", func() error {
 			_, err := e.op.CreateNetwork(c, &apiv1.CreateNetworkRequest{Name: "tenant-a", Prefix: "10.9.0.0/24"})
 			return err
@@ -560,11 +572,11 @@ func TestAllocateFreeWatch(t *testing.T) {
 	v2 := e.register("leaf2", apiv1.Role_ROLE_LEAF, "swp1", "swp2")
 	w1 := e.watch("leaf1")
 	w2 := e.watch("leaf2")
-	want := &apiv1.DeviceConfig{Hostname: "leaf1", Version: v1, Role: apiv1.Role_ROLE_LEAF}
+	want := leafConfig("leaf1", v1, "10.255.0.1")
 	if diff := cmp.Diff(want, w1.next(), protocmp.Transform()); diff != "" {
 		t.Errorf("leaf1 first snapshot (-want +got):\n%s", diff)
 	}
-	want = &apiv1.DeviceConfig{Hostname: "leaf2", Version: v2, Role: apiv1.Role_ROLE_LEAF}
+	want = leafConfig("leaf2", v2, "10.255.0.2")
 	if diff := cmp.Diff(want, w2.next(), protocmp.Transform()); diff != "" {
 		t.Errorf("leaf2 first snapshot (-want +got):\n%s", diff)
 	}
@@ -572,8 +584,9 @@ func TestAllocateFreeWatch(t *testing.T) {
 	n := e.createNetwork("tenant-a", "10.0.0.0/24")
 	e.cable("m1", conns("leaf1", "swp2")...)
 	rev := e.allocate("m1", "tenant-a").GetAllocation().GetRevision()
-	want = &apiv1.DeviceConfig{Hostname: "leaf1", Version: rev, Role: apiv1.Role_ROLE_LEAF,
-		Vrfs: []*apiv1.Vrf{vrf(n.GetVni(), "tenant-a", "swp2")}}
+	want = leafConfig("leaf1", rev, "10.255.0.1")
+	want.Vrfs = []*apiv1.Vrf{vrf(n.GetVni(), "tenant-a", "swp2")}
+	want.Ports = []*apiv1.PortConfig{{Name: "swp2", Description: "m1", AdminUp: true}}
 	if diff := cmp.Diff(want, w1.next(), protocmp.Transform()); diff != "" {
 		t.Errorf("leaf1 after allocate (-want +got):\n%s", diff)
 	}
@@ -587,7 +600,7 @@ func TestAllocateFreeWatch(t *testing.T) {
 
 	e.free("m1")
 	got := w1.next()
-	want = &apiv1.DeviceConfig{Hostname: "leaf1", Version: got.GetVersion(), Role: apiv1.Role_ROLE_LEAF}
+	want = leafConfig("leaf1", got.GetVersion(), "10.255.0.1")
 	if diff := cmp.Diff(want, got, protocmp.Transform()); diff != "" {
 		t.Errorf("leaf1 after free (-want +got):\n%s", diff)
 	}
@@ -602,8 +615,9 @@ func TestAllocateFreeWatch(t *testing.T) {
 	// its own first change.
 	e.cable("m2", conns("leaf2", "swp1")...)
 	rev2 := e.allocate("m2", "tenant-a").GetAllocation().GetRevision()
-	want = &apiv1.DeviceConfig{Hostname: "leaf2", Version: rev2, Role: apiv1.Role_ROLE_LEAF,
-		Vrfs: []*apiv1.Vrf{vrf(n.GetVni(), "tenant-a", "swp1")}}
+	want = leafConfig("leaf2", rev2, "10.255.0.2")
+	want.Vrfs = []*apiv1.Vrf{vrf(n.GetVni(), "tenant-a", "swp1")}
+	want.Ports = []*apiv1.PortConfig{{Name: "swp1", Description: "m2", AdminUp: true}}
 	if diff := cmp.Diff(want, w2.next(), protocmp.Transform()); diff != "" {
 		t.Errorf("leaf2 next snapshot (-want +got):\n%s", diff)
 	}
@@ -633,9 +647,9 @@ func TestRegisterIsIdempotent(t *testing.T) {
 	rev := e.allocate("m1", "tenant-a").GetAllocation().GetRevision()
 	e.report("leaf1", rev)
 
-	// Same again, with different MAC and one more port: config unchanged.
+	// Same again, with one more port: config unchanged.
 	resp, err := e.dev.Register(ctx(t), &apiv1.RegisterRequest{
-		Hostname: "leaf1", Role: apiv1.Role_ROLE_LEAF, ChassisMac: "aa:bb:cc:00:00:02", Ports: ports("swp3", "swp1", "swp2"),
+		Hostname: "leaf1", Role: apiv1.Role_ROLE_LEAF, ChassisMac: "aa:bb:cc:00:00:01", Ports: ports("swp3", "swp1", "swp2"),
 	})
 	if err != nil {
 		t.Fatal(err)
@@ -645,9 +659,9 @@ func TestRegisterIsIdempotent(t *testing.T) {
 	}
 	d := e.devices()["leaf1"]
 	want := &apiv1.Device{
-		Hostname: "leaf1", Role: apiv1.Role_ROLE_LEAF, ChassisMac: "aa:bb:cc:00:00:02",
+		Hostname: "leaf1", Role: apiv1.Role_ROLE_LEAF, ChassisMac: "aa:bb:cc:00:00:01",
 		Ports:          ports("swp1", "swp2", "swp3"),
-		DesiredVersion: rev, AppliedVersion: rev,
+		DesiredVersion: rev, AppliedVersion: rev, Loopback: "10.255.0.1/32",
 	}
 	if diff := cmp.Diff(want, d, protocmp.Transform(), protocmp.IgnoreFields(&apiv1.Device{}, "last_seen")); diff != "" {
 		t.Errorf("device after re-register (-want +got):\n%s", diff)
@@ -668,9 +682,19 @@ func TestRegisterIsIdempotent(t *testing.T) {
 	if v := e.register("leaf1", apiv1.Role_ROLE_LEAF, "swp2"); v != rev {
 		t.Errorf("desired version after port loss = %d, want unchanged %d", v, rev)
 	}
+	// A new chassis MAC is a new router MAC: the config changes.
+	resp, err = e.dev.Register(ctx(t), &apiv1.RegisterRequest{
+		Hostname: "leaf1", Role: apiv1.Role_ROLE_LEAF, ChassisMac: "aa:bb:cc:00:00:02", Ports: ports("swp2"),
+	})
+	if err != nil {
+		t.Fatal(err)
+	}
+	if v := resp.GetDesiredVersion(); v <= rev {
+		t.Errorf("desired version after chassis MAC change = %d, want > %d", v, rev)
+	}
 	// A role change changes the config.
-	if v := e.register("leaf1", apiv1.Role_ROLE_SPINE, "swp1"); v <= rev {
-		t.Errorf("desired version after role change = %d, want > %d", v, rev)
+	if v := e.register("leaf1", apiv1.Role_ROLE_SPINE, "swp1"); v <= resp.GetDesiredVersion() {
+		t.Errorf("desired version after role change = %d, want > %d", v, resp.GetDesiredVersion())
 	}
 }
 
@@ -768,10 +792,9 @@ func TestRestartKeepsState(t *testing.T) {
 		t.Errorf("state after restart (-before +after):\n%s", diff)
 	}
 	got := e.watch("leaf1").next()
-	want := &apiv1.DeviceConfig{Hostname: "leaf1", Version: rev, Role: apiv1.Role_ROLE_LEAF, Vrfs: []*apiv1.Vrf{
-		vrf(10000, "tenant-a", "swp1"),
-		vrf(10001, "tenant-b", "swp2"),
-	}}
+	want := leafConfig("leaf1", rev, "10.255.0.1")
+	want.Vrfs = []*apiv1.Vrf{vrf(10000, "tenant-a", "swp1"), vrf(10001, "tenant-b", "swp2")}
+	want.Ports = []*apiv1.PortConfig{{Name: "swp1", Description: "m1", AdminUp: true}, {Name: "swp2", Description: "m2", AdminUp: true}}
 	if diff := cmp.Diff(want, got, protocmp.Transform()); diff != "" {
 		t.Errorf("leaf1 snapshot after restart (-want +got):\n%s", diff)
 	}

@@ -319,9 +319,21 @@ type DeviceConfig struct {
 	Hostname string                 `protobuf:"bytes,1,opt,name=hostname,proto3" json:"hostname,omitempty"`
 	// Monotonic, controller-wide revision at which this device's config last
 	// changed. Never goes backwards, also across controller restarts.
-	Version       uint64 `protobuf:"varint,2,opt,name=version,proto3" json:"version,omitempty"`
-	Role          Role   `protobuf:"varint,3,opt,name=role,proto3,enum=fabric.v1.Role" json:"role,omitempty"`
-	Vrfs          []*Vrf `protobuf:"bytes,4,rep,name=vrfs,proto3" json:"vrfs,omitempty"`
+	Version uint64 `protobuf:"varint,2,opt,name=version,proto3" json:"version,omitempty"`
+	Role    Role   `protobuf:"varint,3,opt,name=role,proto3,enum=fabric.v1.Role" json:"role,omitempty"`
+	Vrfs    []*Vrf `protobuf:"bytes,4,rep,name=vrfs,proto3" json:"vrfs,omitempty"`
+	// The device's loopback address in CIDR notation (a /32 from the
+	// controller's loopback pool): router id, and VTEP address on leaves.
+	Loopback string `protobuf:"bytes,5,opt,name=loopback,proto3" json:"loopback,omitempty"`
+	// Local VTEP address of the device's VXLAN devices; empty on devices
+	// without VXLAN (spines).
+	Vtep string `protobuf:"bytes,6,opt,name=vtep,proto3" json:"vtep,omitempty"`
+	// MAC address of the L3VNI SVIs (the EVPN router MAC); empty leaves the
+	// kernel's choice.
+	RouterMac string `protobuf:"bytes,7,opt,name=router_mac,json=routerMac,proto3" json:"router_mac,omitempty"`
+	// Ports the controller hands to the agent, with their attributes. The
+	// agent changes no other port.
+	Ports         []*PortConfig `protobuf:"bytes,8,rep,name=ports,proto3" json:"ports,omitempty"`
 	unknownFields protoimpl.UnknownFields
 	sizeCache     protoimpl.SizeCache
 }
@@ -384,6 +396,97 @@ func (x *DeviceConfig) GetVrfs() []*Vrf {
 	return nil
 }
 
+func (x *DeviceConfig) GetLoopback() string {
+	if x != nil {
+		return x.Loopback
+	}
+	return ""
+}
+
+func (x *DeviceConfig) GetVtep() string {
+	if x != nil {
+		return x.Vtep
+	}
+	return ""
+}
+
+func (x *DeviceConfig) GetRouterMac() string {
+	if x != nil {
+		return x.RouterMac
+	}
+	return ""
+}
+
+func (x *DeviceConfig) GetPorts() []*PortConfig {
+	if x != nil {
+		return x.Ports
+	}
+	return nil
+}
+
+// PortConfig is a machine-facing port handed to the agent.
+type PortConfig struct {
+	state protoimpl.MessageState `protogen:"open.v1"`
+	Name  string                 `protobuf:"bytes,1,opt,name=name,proto3" json:"name,omitempty"`
+	// Written to the port's alias, e.g. the machine's name.
+	Description string `protobuf:"bytes,2,opt,name=description,proto3" json:"description,omitempty"`
+	// Desired administrative state.
+	AdminUp       bool `protobuf:"varint,3,opt,name=admin_up,json=adminUp,proto3" json:"admin_up,omitempty"`
+	unknownFields protoimpl.UnknownFields
+	sizeCache     protoimpl.SizeCache
+}
+
+func (x *PortConfig) Reset() {
+	*x = PortConfig{}
+	mi := &file_fabric_proto_msgTypes[5]
+	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+	ms.StoreMessageInfo(mi)
+}
+
+func (x *PortConfig) String() string {
+	return protoimpl.X.MessageStringOf(x)
+}
+
+func (*PortConfig) ProtoMessage() {}
+
+func (x *PortConfig) ProtoReflect() protoreflect.Message {
+	mi := &file_fabric_proto_msgTypes[5]
+	if x != nil {
+		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+		if ms.LoadMessageInfo() == nil {
+			ms.StoreMessageInfo(mi)
+		}
+		return ms
+	}
+	return mi.MessageOf(x)
+}
+
+// Deprecated: Use PortConfig.ProtoReflect.Descriptor instead.
+func (*PortConfig) Descriptor() ([]byte, []int) {
+	return file_fabric_proto_rawDescGZIP(), []int{5}
+}
+
+func (x *PortConfig) GetName() string {
+	if x != nil {
+		return x.Name
+	}
+	return ""
+}
+
+func (x *PortConfig) GetDescription() string {
+	if x != nil {
+		return x.Description
+	}
+	return ""
+}
+
+func (x *PortConfig) GetAdminUp() bool {
+	if x != nil {
+		return x.AdminUp
+	}
+	return false
+}
+
 // Vrf is a tenant VRF on a device: one per tenant network present on it.
 type Vrf struct {
 	state protoimpl.MessageState `protogen:"open.v1"`
@@ -395,14 +498,17 @@ type Vrf struct {
 	// Network this VRF belongs to.
 	Network string `protobuf:"bytes,4,opt,name=network,proto3" json:"network,omitempty"`
 	// Machine-facing ports enslaved to the VRF.
-	Ports         []string `protobuf:"bytes,5,rep,name=ports,proto3" json:"ports,omitempty"`
+	Ports []string `protobuf:"bytes,5,rep,name=ports,proto3" json:"ports,omitempty"`
+	// Whether the VRF has an L3VNI (VXLAN device with VNI vni on the bridge,
+	// a VLAN picked by the agent, and an SVI in the VRF).
+	L3Vni         bool `protobuf:"varint,6,opt,name=l3vni,proto3" json:"l3vni,omitempty"`
 	unknownFields protoimpl.UnknownFields
 	sizeCache     protoimpl.SizeCache
 }
 
 func (x *Vrf) Reset() {
 	*x = Vrf{}
-	mi := &file_fabric_proto_msgTypes[5]
+	mi := &file_fabric_proto_msgTypes[6]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -414,7 +520,7 @@ func (x *Vrf) String() string {
 func (*Vrf) ProtoMessage() {}
 
 func (x *Vrf) ProtoReflect() protoreflect.Message {
-	mi := &file_fabric_proto_msgTypes[5]
+	mi := &file_fabric_proto_msgTypes[6]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -427,7 +533,7 @@ func (x *Vrf) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use Vrf.ProtoReflect.Descriptor instead.
 func (*Vrf) Descriptor() ([]byte, []int) {
-	return file_fabric_proto_rawDescGZIP(), []int{5}
+	return file_fabric_proto_rawDescGZIP(), []int{6}
 }
 
 func (x *Vrf) GetName() string {
@@ -465,6 +571,13 @@ func (x *Vrf) GetPorts() []string {
 	return nil
 }
 
+func (x *Vrf) GetL3Vni() bool {
+	if x != nil {
+		return x.L3Vni
+	}
+	return false
+}
+
 type StepError struct {
 	state protoimpl.MessageState `protogen:"open.v1"`
 	// Which reconcile step failed, e.g. "fabric: enslave swp1 to vrf10".
@@ -476,7 +589,7 @@ type StepError struct {
 
 func (x *StepError) Reset() {
 	*x = StepError{}
-	mi := &file_fabric_proto_msgTypes[6]
+	mi := &file_fabric_proto_msgTypes[7]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -488,7 +601,7 @@ func (x *StepError) String() string {
 func (*StepError) ProtoMessage() {}
 
 func (x *StepError) ProtoReflect() protoreflect.Message {
-	mi := &file_fabric_proto_msgTypes[6]
+	mi := &file_fabric_proto_msgTypes[7]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -501,7 +614,7 @@ func (x *StepError) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use StepError.ProtoReflect.Descriptor instead.
 func (*StepError) Descriptor() ([]byte, []int) {
-	return file_fabric_proto_rawDescGZIP(), []int{6}
+	return file_fabric_proto_rawDescGZIP(), []int{7}
 }
 
 func (x *StepError) GetStep() string {
@@ -531,7 +644,7 @@ type ReportStatusRequest struct {
 
 func (x *ReportStatusRequest) Reset() {
 	*x = ReportStatusRequest{}
-	mi := &file_fabric_proto_msgTypes[7]
+	mi := &file_fabric_proto_msgTypes[8]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -543,7 +656,7 @@ func (x *ReportStatusRequest) String() string {
 func (*ReportStatusRequest) ProtoMessage() {}
 
 func (x *ReportStatusRequest) ProtoReflect() protoreflect.Message {
-	mi := &file_fabric_proto_msgTypes[7]
+	mi := &file_fabric_proto_msgTypes[8]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -556,7 +669,7 @@ func (x *ReportStatusRequest) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use ReportStatusRequest.ProtoReflect.Descriptor instead.
 func (*ReportStatusRequest) Descriptor() ([]byte, []int) {
-	return file_fabric_proto_rawDescGZIP(), []int{7}
+	return file_fabric_proto_rawDescGZIP(), []int{8}
 }
 
 func (x *ReportStatusRequest) GetHostname() string {
@@ -595,7 +708,7 @@ type ReportStatusResponse struct {
 
 func (x *ReportStatusResponse) Reset() {
 	*x = ReportStatusResponse{}
-	mi := &file_fabric_proto_msgTypes[8]
+	mi := &file_fabric_proto_msgTypes[9]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -607,7 +720,7 @@ func (x *ReportStatusResponse) String() string {
 func (*ReportStatusResponse) ProtoMessage() {}
 
 func (x *ReportStatusResponse) ProtoReflect() protoreflect.Message {
-	mi := &file_fabric_proto_msgTypes[8]
+	mi := &file_fabric_proto_msgTypes[9]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -620,7 +733,7 @@ func (x *ReportStatusResponse) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use ReportStatusResponse.ProtoReflect.Descriptor instead.
 func (*ReportStatusResponse) Descriptor() ([]byte, []int) {
-	return file_fabric_proto_rawDescGZIP(), []int{8}
+	return file_fabric_proto_rawDescGZIP(), []int{9}
 }
 
 type Network struct {
@@ -638,7 +751,7 @@ type Network struct {
 
 func (x *Network) Reset() {
 	*x = Network{}
-	mi := &file_fabric_proto_msgTypes[9]
+	mi := &file_fabric_proto_msgTypes[10]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -650,7 +763,7 @@ func (x *Network) String() string {
 func (*Network) ProtoMessage() {}
 
 func (x *Network) ProtoReflect() protoreflect.Message {
-	mi := &file_fabric_proto_msgTypes[9]
+	mi := &file_fabric_proto_msgTypes[10]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -663,7 +776,7 @@ func (x *Network) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use Network.ProtoReflect.Descriptor instead.
 func (*Network) Descriptor() ([]byte, []int) {
-	return file_fabric_proto_rawDescGZIP(), []int{9}
+	return file_fabric_proto_rawDescGZIP(), []int{10}
 }
 
 func (x *Network) GetName() string {
@@ -704,7 +817,7 @@ type CreateNetworkRequest struct {
 
 func (x *CreateNetworkRequest) Reset() {
 	*x = CreateNetworkRequest{}
-	mi := &file_fabric_proto_msgTypes[10]
+	mi := &file_fabric_proto_msgTypes[11]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -716,7 +829,7 @@ func (x *CreateNetworkRequest) String() string {
 func (*CreateNetworkRequest) ProtoMessage() {}
 
 func (x *CreateNetworkRequest) ProtoReflect() protoreflect.Message {
-	mi := &file_fabric_proto_msgTypes[10]
+	mi := &file_fabric_proto_msgTypes[11]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -729,7 +842,7 @@ func (x *CreateNetworkRequest) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use CreateNetworkRequest.ProtoReflect.Descriptor instead.
 func (*CreateNetworkRequest) Descriptor() ([]byte, []int) {
-	return file_fabric_proto_rawDescGZIP(), []int{10}
+	return file_fabric_proto_rawDescGZIP(), []int{11}
 }
 
 func (x *CreateNetworkRequest) GetName() string {
@@ -754,7 +867,7 @@ type ListNetworksRequest struct {
 
 func (x *ListNetworksRequest) Reset() {
 	*x = ListNetworksRequest{}
-	mi := &file_fabric_proto_msgTypes[11]
+	mi := &file_fabric_proto_msgTypes[12]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -766,7 +879,7 @@ func (x *ListNetworksRequest) String() string {
 func (*ListNetworksRequest) ProtoMessage() {}
 
 func (x *ListNetworksRequest) ProtoReflect() protoreflect.Message {
-	mi := &file_fabric_proto_msgTypes[11]
+	mi := &file_fabric_proto_msgTypes[12]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -779,7 +892,7 @@ func (x *ListNetworksRequest) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use ListNetworksRequest.ProtoReflect.Descriptor instead.
 func (*ListNetworksRequest) Descriptor() ([]byte, []int) {
-	return file_fabric_proto_rawDescGZIP(), []int{11}
+	return file_fabric_proto_rawDescGZIP(), []int{12}
 }
 
 type ListNetworksResponse struct {
@@ -791,7 +904,7 @@ type ListNetworksResponse struct {
 
 func (x *ListNetworksResponse) Reset() {
 	*x = ListNetworksResponse{}
-	mi := &file_fabric_proto_msgTypes[12]
+	mi := &file_fabric_proto_msgTypes[13]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -803,7 +916,7 @@ func (x *ListNetworksResponse) String() string {
 func (*ListNetworksResponse) ProtoMessage() {}
 
 func (x *ListNetworksResponse) ProtoReflect() protoreflect.Message {
-	mi := &file_fabric_proto_msgTypes[12]
+	mi := &file_fabric_proto_msgTypes[13]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -816,7 +929,7 @@ func (x *ListNetworksResponse) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use ListNetworksResponse.ProtoReflect.Descriptor instead.
 func (*ListNetworksResponse) Descriptor() ([]byte, []int) {
-	return file_fabric_proto_rawDescGZIP(), []int{12}
+	return file_fabric_proto_rawDescGZIP(), []int{13}
 }
 
 func (x *ListNetworksResponse) GetNetworks() []*Network {
@@ -835,7 +948,7 @@ type DeleteNetworkRequest struct {
 
 func (x *DeleteNetworkRequest) Reset() {
 	*x = DeleteNetworkRequest{}
-	mi := &file_fabric_proto_msgTypes[13]
+	mi := &file_fabric_proto_msgTypes[14]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -847,7 +960,7 @@ func (x *DeleteNetworkRequest) String() string {
 func (*DeleteNetworkRequest) ProtoMessage() {}
 
 func (x *DeleteNetworkRequest) ProtoReflect() protoreflect.Message {
-	mi := &file_fabric_proto_msgTypes[13]
+	mi := &file_fabric_proto_msgTypes[14]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -860,7 +973,7 @@ func (x *DeleteNetworkRequest) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use DeleteNetworkRequest.ProtoReflect.Descriptor instead.
 func (*DeleteNetworkRequest) Descriptor() ([]byte, []int) {
-	return file_fabric_proto_rawDescGZIP(), []int{13}
+	return file_fabric_proto_rawDescGZIP(), []int{14}
 }
 
 func (x *DeleteNetworkRequest) GetName() string {
@@ -878,7 +991,7 @@ type DeleteNetworkResponse struct {
 
 func (x *DeleteNetworkResponse) Reset() {
 	*x = DeleteNetworkResponse{}
-	mi := &file_fabric_proto_msgTypes[14]
+	mi := &file_fabric_proto_msgTypes[15]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -890,7 +1003,7 @@ func (x *DeleteNetworkResponse) String() string {
 func (*DeleteNetworkResponse) ProtoMessage() {}
 
 func (x *DeleteNetworkResponse) ProtoReflect() protoreflect.Message {
-	mi := &file_fabric_proto_msgTypes[14]
+	mi := &file_fabric_proto_msgTypes[15]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -903,7 +1016,7 @@ func (x *DeleteNetworkResponse) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use DeleteNetworkResponse.ProtoReflect.Descriptor instead.
 func (*DeleteNetworkResponse) Descriptor() ([]byte, []int) {
-	return file_fabric_proto_rawDescGZIP(), []int{14}
+	return file_fabric_proto_rawDescGZIP(), []int{15}
 }
 
 type Device struct {
@@ -918,14 +1031,16 @@ type Device struct {
 	// Whether an agent currently holds a watch stream.
 	Connected bool `protobuf:"varint,8,opt,name=connected,proto3" json:"connected,omitempty"`
 	// When the device last registered or reported status.
-	LastSeen      *timestamppb.Timestamp `protobuf:"bytes,9,opt,name=last_seen,json=lastSeen,proto3" json:"last_seen,omitempty"`
+	LastSeen *timestamppb.Timestamp `protobuf:"bytes,9,opt,name=last_seen,json=lastSeen,proto3" json:"last_seen,omitempty"`
+	// Loopback address assigned by the controller (CIDR).
+	Loopback      string `protobuf:"bytes,10,opt,name=loopback,proto3" json:"loopback,omitempty"`
 	unknownFields protoimpl.UnknownFields
 	sizeCache     protoimpl.SizeCache
 }
 
 func (x *Device) Reset() {
 	*x = Device{}
-	mi := &file_fabric_proto_msgTypes[15]
+	mi := &file_fabric_proto_msgTypes[16]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -937,7 +1052,7 @@ func (x *Device) String() string {
 func (*Device) ProtoMessage() {}
 
 func (x *Device) ProtoReflect() protoreflect.Message {
-	mi := &file_fabric_proto_msgTypes[15]
+	mi := &file_fabric_proto_msgTypes[16]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -950,7 +1065,7 @@ func (x *Device) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use Device.ProtoReflect.Descriptor instead.
 func (*Device) Descriptor() ([]byte, []int) {
-	return file_fabric_proto_rawDescGZIP(), []int{15}
+	return file_fabric_proto_rawDescGZIP(), []int{16}
 }
 
 func (x *Device) GetHostname() string {
@@ -1016,6 +1131,13 @@ func (x *Device) GetLastSeen() *timestamppb.Timestamp {
 	return nil
 }
 
+func (x *Device) GetLoopback() string {
+	if x != nil {
+		return x.Loopback
+	}
+	return ""
+}
+
 type ListDevicesRequest struct {
 	state         protoimpl.MessageState `protogen:"open.v1"`
 	unknownFields protoimpl.UnknownFields
@@ -1024,7 +1146,7 @@ type ListDevicesRequest struct {
 
 func (x *ListDevicesRequest) Reset() {
 	*x = ListDevicesRequest{}
-	mi := &file_fabric_proto_msgTypes[16]
+	mi := &file_fabric_proto_msgTypes[17]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -1036,7 +1158,7 @@ func (x *ListDevicesRequest) String() string {
 func (*ListDevicesRequest) ProtoMessage() {}
 
 func (x *ListDevicesRequest) ProtoReflect() protoreflect.Message {
-	mi := &file_fabric_proto_msgTypes[16]
+	mi := &file_fabric_proto_msgTypes[17]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -1049,7 +1171,7 @@ func (x *ListDevicesRequest) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use ListDevicesRequest.ProtoReflect.Descriptor instead.
 func (*ListDevicesRequest) Descriptor() ([]byte, []int) {
-	return file_fabric_proto_rawDescGZIP(), []int{16}
+	return file_fabric_proto_rawDescGZIP(), []int{17}
 }
 
 type ListDevicesResponse struct {
@@ -1061,7 +1183,7 @@ type ListDevicesResponse struct {
 
 func (x *ListDevicesResponse) Reset() {
 	*x = ListDevicesResponse{}
-	mi := &file_fabric_proto_msgTypes[17]
+	mi := &file_fabric_proto_msgTypes[18]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -1073,7 +1195,7 @@ func (x *ListDevicesResponse) String() string {
 func (*ListDevicesResponse) ProtoMessage() {}
 
 func (x *ListDevicesResponse) ProtoReflect() protoreflect.Message {
-	mi := &file_fabric_proto_msgTypes[17]
+	mi := &file_fabric_proto_msgTypes[18]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -1086,7 +1208,7 @@ func (x *ListDevicesResponse) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use ListDevicesResponse.ProtoReflect.Descriptor instead.
 func (*ListDevicesResponse) Descriptor() ([]byte, []int) {
-	return file_fabric_proto_rawDescGZIP(), []int{17}
+	return file_fabric_proto_rawDescGZIP(), []int{18}
 }
 
 func (x *ListDevicesResponse) GetDevices() []*Device {
@@ -1107,7 +1229,7 @@ type Connection struct {
 
 func (x *Connection) Reset() {
 	*x = Connection{}
-	mi := &file_fabric_proto_msgTypes[18]
+	mi := &file_fabric_proto_msgTypes[19]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -1119,7 +1241,7 @@ func (x *Connection) String() string {
 func (*Connection) ProtoMessage() {}
 
 func (x *Connection) ProtoReflect() protoreflect.Message {
-	mi := &file_fabric_proto_msgTypes[18]
+	mi := &file_fabric_proto_msgTypes[19]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -1132,7 +1254,7 @@ func (x *Connection) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use Connection.ProtoReflect.Descriptor instead.
 func (*Connection) Descriptor() ([]byte, []int) {
-	return file_fabric_proto_rawDescGZIP(), []int{18}
+	return file_fabric_proto_rawDescGZIP(), []int{19}
 }
 
 func (x *Connection) GetDevice() string {
@@ -1162,7 +1284,7 @@ type Allocation struct {
 
 func (x *Allocation) Reset() {
 	*x = Allocation{}
-	mi := &file_fabric_proto_msgTypes[19]
+	mi := &file_fabric_proto_msgTypes[20]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -1174,7 +1296,7 @@ func (x *Allocation) String() string {
 func (*Allocation) ProtoMessage() {}
 
 func (x *Allocation) ProtoReflect() protoreflect.Message {
-	mi := &file_fabric_proto_msgTypes[19]
+	mi := &file_fabric_proto_msgTypes[20]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -1187,7 +1309,7 @@ func (x *Allocation) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use Allocation.ProtoReflect.Descriptor instead.
 func (*Allocation) Descriptor() ([]byte, []int) {
-	return file_fabric_proto_rawDescGZIP(), []int{19}
+	return file_fabric_proto_rawDescGZIP(), []int{20}
 }
 
 func (x *Allocation) GetNetwork() string {
@@ -1223,7 +1345,7 @@ type Machine struct {
 
 func (x *Machine) Reset() {
 	*x = Machine{}
-	mi := &file_fabric_proto_msgTypes[20]
+	mi := &file_fabric_proto_msgTypes[21]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -1235,7 +1357,7 @@ func (x *Machine) String() string {
 func (*Machine) ProtoMessage() {}
 
 func (x *Machine) ProtoReflect() protoreflect.Message {
-	mi := &file_fabric_proto_msgTypes[20]
+	mi := &file_fabric_proto_msgTypes[21]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -1248,7 +1370,7 @@ func (x *Machine) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use Machine.ProtoReflect.Descriptor instead.
 func (*Machine) Descriptor() ([]byte, []int) {
-	return file_fabric_proto_rawDescGZIP(), []int{20}
+	return file_fabric_proto_rawDescGZIP(), []int{21}
 }
 
 func (x *Machine) GetName() string {
@@ -1280,7 +1402,7 @@ type ListMachinesRequest struct {
 
 func (x *ListMachinesRequest) Reset() {
 	*x = ListMachinesRequest{}
-	mi := &file_fabric_proto_msgTypes[21]
+	mi := &file_fabric_proto_msgTypes[22]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -1292,7 +1414,7 @@ func (x *ListMachinesRequest) String() string {
 func (*ListMachinesRequest) ProtoMessage() {}
 
 func (x *ListMachinesRequest) ProtoReflect() protoreflect.Message {
-	mi := &file_fabric_proto_msgTypes[21]
+	mi := &file_fabric_proto_msgTypes[22]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -1305,7 +1427,7 @@ func (x *ListMachinesRequest) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use ListMachinesRequest.ProtoReflect.Descriptor instead.
 func (*ListMachinesRequest) Descriptor() ([]byte, []int) {
-	return file_fabric_proto_rawDescGZIP(), []int{21}
+	return file_fabric_proto_rawDescGZIP(), []int{22}
 }
 
 type ListMachinesResponse struct {
@@ -1317,7 +1439,7 @@ type ListMachinesResponse struct {
 
 func (x *ListMachinesResponse) Reset() {
 	*x = ListMachinesResponse{}
-	mi := &file_fabric_proto_msgTypes[22]
+	mi := &file_fabric_proto_msgTypes[23]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -1329,7 +1451,7 @@ func (x *ListMachinesResponse) String() string {
 func (*ListMachinesResponse) ProtoMessage() {}
 
 func (x *ListMachinesResponse) ProtoReflect() protoreflect.Message {
-	mi := &file_fabric_proto_msgTypes[22]
+	mi := &file_fabric_proto_msgTypes[23]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -1342,7 +1464,7 @@ func (x *ListMachinesResponse) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use ListMachinesResponse.ProtoReflect.Descriptor instead.
 func (*ListMachinesResponse) Descriptor() ([]byte, []int) {
-	return file_fabric_proto_rawDescGZIP(), []int{22}
+	return file_fabric_proto_rawDescGZIP(), []int{23}
 }
 
 func (x *ListMachinesResponse) GetMachines() []*Machine {
@@ -1363,7 +1485,7 @@ type CableMachineRequest struct {
 
 func (x *CableMachineRequest) Reset() {
 	*x = CableMachineRequest{}
-	mi := &file_fabric_proto_msgTypes[23]
+	mi := &file_fabric_proto_msgTypes[24]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -1375,7 +1497,7 @@ func (x *CableMachineRequest) String() string {
 func (*CableMachineRequest) ProtoMessage() {}
 
 func (x *CableMachineRequest) ProtoReflect() protoreflect.Message {
-	mi := &file_fabric_proto_msgTypes[23]
+	mi := &file_fabric_proto_msgTypes[24]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -1388,7 +1510,7 @@ func (x *CableMachineRequest) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use CableMachineRequest.ProtoReflect.Descriptor instead.
 func (*CableMachineRequest) Descriptor() ([]byte, []int) {
-	return file_fabric_proto_rawDescGZIP(), []int{23}
+	return file_fabric_proto_rawDescGZIP(), []int{24}
 }
 
 func (x *CableMachineRequest) GetMachine() string {
@@ -1415,7 +1537,7 @@ type AllocateMachineRequest struct {
 
 func (x *AllocateMachineRequest) Reset() {
 	*x = AllocateMachineRequest{}
-	mi := &file_fabric_proto_msgTypes[24]
+	mi := &file_fabric_proto_msgTypes[25]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -1427,7 +1549,7 @@ func (x *AllocateMachineRequest) String() string {
 func (*AllocateMachineRequest) ProtoMessage() {}
 
 func (x *AllocateMachineRequest) ProtoReflect() protoreflect.Message {
-	mi := &file_fabric_proto_msgTypes[24]
+	mi := &file_fabric_proto_msgTypes[25]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -1440,7 +1562,7 @@ func (x *AllocateMachineRequest) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use AllocateMachineRequest.ProtoReflect.Descriptor instead.
 func (*AllocateMachineRequest) Descriptor() ([]byte, []int) {
-	return file_fabric_proto_rawDescGZIP(), []int{24}
+	return file_fabric_proto_rawDescGZIP(), []int{25}
 }
 
 func (x *AllocateMachineRequest) GetMachine() string {
@@ -1466,7 +1588,7 @@ type FreeMachineRequest struct {
 
 func (x *FreeMachineRequest) Reset() {
 	*x = FreeMachineRequest{}
-	mi := &file_fabric_proto_msgTypes[25]
+	mi := &file_fabric_proto_msgTypes[26]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -1478,7 +1600,7 @@ func (x *FreeMachineRequest) String() string {
 func (*FreeMachineRequest) ProtoMessage() {}
 
 func (x *FreeMachineRequest) ProtoReflect() protoreflect.Message {
-	mi := &file_fabric_proto_msgTypes[25]
+	mi := &file_fabric_proto_msgTypes[26]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -1491,7 +1613,7 @@ func (x *FreeMachineRequest) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use FreeMachineRequest.ProtoReflect.Descriptor instead.
 func (*FreeMachineRequest) Descriptor() ([]byte, []int) {
-	return file_fabric_proto_rawDescGZIP(), []int{25}
+	return file_fabric_proto_rawDescGZIP(), []int{26}
 }
 
 func (x *FreeMachineRequest) GetMachine() string {
@@ -1510,7 +1632,7 @@ type GetConvergenceRequest struct {
 
 func (x *GetConvergenceRequest) Reset() {
 	*x = GetConvergenceRequest{}
-	mi := &file_fabric_proto_msgTypes[26]
+	mi := &file_fabric_proto_msgTypes[27]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -1522,7 +1644,7 @@ func (x *GetConvergenceRequest) String() string {
 func (*GetConvergenceRequest) ProtoMessage() {}
 
 func (x *GetConvergenceRequest) ProtoReflect() protoreflect.Message {
-	mi := &file_fabric_proto_msgTypes[26]
+	mi := &file_fabric_proto_msgTypes[27]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -1535,7 +1657,7 @@ func (x *GetConvergenceRequest) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use GetConvergenceRequest.ProtoReflect.Descriptor instead.
 func (*GetConvergenceRequest) Descriptor() ([]byte, []int) {
-	return file_fabric_proto_rawDescGZIP(), []int{26}
+	return file_fabric_proto_rawDescGZIP(), []int{27}
 }
 
 func (x *GetConvergenceRequest) GetMachine() string {
@@ -1559,7 +1681,7 @@ type DeviceConvergence struct {
 
 func (x *DeviceConvergence) Reset() {
 	*x = DeviceConvergence{}
-	mi := &file_fabric_proto_msgTypes[27]
+	mi := &file_fabric_proto_msgTypes[28]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -1571,7 +1693,7 @@ func (x *DeviceConvergence) String() string {
 func (*DeviceConvergence) ProtoMessage() {}
 
 func (x *DeviceConvergence) ProtoReflect() protoreflect.Message {
-	mi := &file_fabric_proto_msgTypes[27]
+	mi := &file_fabric_proto_msgTypes[28]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -1584,7 +1706,7 @@ func (x *DeviceConvergence) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use DeviceConvergence.ProtoReflect.Descriptor instead.
 func (*DeviceConvergence) Descriptor() ([]byte, []int) {
-	return file_fabric_proto_rawDescGZIP(), []int{27}
+	return file_fabric_proto_rawDescGZIP(), []int{28}
 }
 
 func (x *DeviceConvergence) GetHostname() string {
@@ -1636,7 +1758,7 @@ type Convergence struct {
 
 func (x *Convergence) Reset() {
 	*x = Convergence{}
-	mi := &file_fabric_proto_msgTypes[28]
+	mi := &file_fabric_proto_msgTypes[29]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -1648,7 +1770,7 @@ func (x *Convergence) String() string {
 func (*Convergence) ProtoMessage() {}
 
 func (x *Convergence) ProtoReflect() protoreflect.Message {
-	mi := &file_fabric_proto_msgTypes[28]
+	mi := &file_fabric_proto_msgTypes[29]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -1661,7 +1783,7 @@ func (x *Convergence) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use Convergence.ProtoReflect.Descriptor instead.
 func (*Convergence) Descriptor() ([]byte, []int) {
-	return file_fabric_proto_rawDescGZIP(), []int{28}
+	return file_fabric_proto_rawDescGZIP(), []int{29}
 }
 
 func (x *Convergence) GetMachine() string {
@@ -1712,18 +1834,29 @@ const file_fabric_proto_rawDesc = "" +
 	"\x0fdesired_version\x18\x01 \x01(\x04R\x0edesiredVersion\"U\n" +
 	"\x12WatchConfigRequest\x12\x1a\n" +
 	"\bhostname\x18\x01 \x01(\tR\bhostname\x12#\n" +
-	"\rknown_version\x18\x02 \x01(\x04R\fknownVersion\"\x8d\x01\n" +
+	"\rknown_version\x18\x02 \x01(\x04R\fknownVersion\"\x89\x02\n" +
 	"\fDeviceConfig\x12\x1a\n" +
 	"\bhostname\x18\x01 \x01(\tR\bhostname\x12\x18\n" +
 	"\aversion\x18\x02 \x01(\x04R\aversion\x12#\n" +
 	"\x04role\x18\x03 \x01(\x0e2\x0f.fabric.v1.RoleR\x04role\x12\"\n" +
-	"\x04vrfs\x18\x04 \x03(\v2\x0e.fabric.v1.VrfR\x04vrfs\"q\n" +
+	"\x04vrfs\x18\x04 \x03(\v2\x0e.fabric.v1.VrfR\x04vrfs\x12\x1a\n" +
+	"\bloopback\x18\x05 \x01(\tR\bloopback\x12\x12\n" +
+	"\x04vtep\x18\x06 \x01(\tR\x04vtep\x12\x1d\n" +
+	"\n" +
+	"router_mac\x18\a \x01(\tR\trouterMac\x12+\n" +
+	"\x05ports\x18\b \x03(\v2\x15.fabric.v1.PortConfigR\x05ports\"]\n" +
+	"\n" +
+	"PortConfig\x12\x12\n" +
+	"\x04name\x18\x01 \x01(\tR\x04name\x12 \n" +
+	"\vdescription\x18\x02 \x01(\tR\vdescription\x12\x19\n" +
+	"\badmin_up\x18\x03 \x01(\bR\aadminUp\"\x87\x01\n" +
 	"\x03Vrf\x12\x12\n" +
 	"\x04name\x18\x01 \x01(\tR\x04name\x12\x10\n" +
 	"\x03vni\x18\x02 \x01(\rR\x03vni\x12\x14\n" +
 	"\x05table\x18\x03 \x01(\rR\x05table\x12\x18\n" +
 	"\anetwork\x18\x04 \x01(\tR\anetwork\x12\x14\n" +
-	"\x05ports\x18\x05 \x03(\tR\x05ports\"9\n" +
+	"\x05ports\x18\x05 \x03(\tR\x05ports\x12\x14\n" +
+	"\x05l3vni\x18\x06 \x01(\bR\x05l3vni\"9\n" +
 	"\tStepError\x12\x12\n" +
 	"\x04step\x18\x01 \x01(\tR\x04step\x12\x18\n" +
 	"\amessage\x18\x02 \x01(\tR\amessage\"\xaf\x01\n" +
@@ -1746,7 +1879,7 @@ const file_fabric_proto_rawDesc = "" +
 	"\bnetworks\x18\x01 \x03(\v2\x12.fabric.v1.NetworkR\bnetworks\"*\n" +
 	"\x14DeleteNetworkRequest\x12\x12\n" +
 	"\x04name\x18\x01 \x01(\tR\x04name\"\x17\n" +
-	"\x15DeleteNetworkResponse\"\xe8\x02\n" +
+	"\x15DeleteNetworkResponse\"\x84\x03\n" +
 	"\x06Device\x12\x1a\n" +
 	"\bhostname\x18\x01 \x01(\tR\bhostname\x12#\n" +
 	"\x04role\x18\x02 \x01(\x0e2\x0f.fabric.v1.RoleR\x04role\x12\x1f\n" +
@@ -1757,7 +1890,9 @@ const file_fabric_proto_rawDesc = "" +
 	"\x0fapplied_version\x18\x06 \x01(\x04R\x0eappliedVersion\x12,\n" +
 	"\x06errors\x18\a \x03(\v2\x14.fabric.v1.StepErrorR\x06errors\x12\x1c\n" +
 	"\tconnected\x18\b \x01(\bR\tconnected\x127\n" +
-	"\tlast_seen\x18\t \x01(\v2\x1a.google.protobuf.TimestampR\blastSeen\"\x14\n" +
+	"\tlast_seen\x18\t \x01(\v2\x1a.google.protobuf.TimestampR\blastSeen\x12\x1a\n" +
+	"\bloopback\x18\n" +
+	" \x01(\tR\bloopback\"\x14\n" +
 	"\x12ListDevicesRequest\"B\n" +
 	"\x13ListDevicesResponse\x12+\n" +
 	"\adevices\x18\x01 \x03(\v2\x11.fabric.v1.DeviceR\adevices\"8\n" +
@@ -1834,7 +1969,7 @@ func file_fabric_proto_rawDescGZIP() []byte {
 }
 
 var file_fabric_proto_enumTypes = make([]protoimpl.EnumInfo, 1)
-var file_fabric_proto_msgTypes = make([]protoimpl.MessageInfo, 29)
+var file_fabric_proto_msgTypes = make([]protoimpl.MessageInfo, 30)
 var file_fabric_proto_goTypes = []any{
 	(Role)(0),                      // 0: fabric.v1.Role
 	(*Port)(nil),                   // 1: fabric.v1.Port
@@ -1842,80 +1977,82 @@ var file_fabric_proto_goTypes = []any{
 	(*RegisterResponse)(nil),       // 3: fabric.v1.RegisterResponse
 	(*WatchConfigRequest)(nil),     // 4: fabric.v1.WatchConfigRequest
 	(*DeviceConfig)(nil),           // 5: fabric.v1.DeviceConfig
-	(*Vrf)(nil),                    // 6: fabric.v1.Vrf
-	(*StepError)(nil),              // 7: fabric.v1.StepError
-	(*ReportStatusRequest)(nil),    // 8: fabric.v1.ReportStatusRequest
-	(*ReportStatusResponse)(nil),   // 9: fabric.v1.ReportStatusResponse
-	(*Network)(nil),                // 10: fabric.v1.Network
-	(*CreateNetworkRequest)(nil),   // 11: fabric.v1.CreateNetworkRequest
-	(*ListNetworksRequest)(nil),    // 12: fabric.v1.ListNetworksRequest
-	(*ListNetworksResponse)(nil),   // 13: fabric.v1.ListNetworksResponse
-	(*DeleteNetworkRequest)(nil),   // 14: fabric.v1.DeleteNetworkRequest
-	(*DeleteNetworkResponse)(nil),  // 15: fabric.v1.DeleteNetworkResponse
-	(*Device)(nil),                 // 16: fabric.v1.Device
-	(*ListDevicesRequest)(nil),     // 17: fabric.v1.ListDevicesRequest
-	(*ListDevicesResponse)(nil),    // 18: fabric.v1.ListDevicesResponse
-	(*Connection)(nil),             // 19: fabric.v1.Connection
-	(*Allocation)(nil),             // 20: fabric.v1.Allocation
-	(*Machine)(nil),                // 21: fabric.v1.Machine
-	(*ListMachinesRequest)(nil),    // 22: fabric.v1.ListMachinesRequest
-	(*ListMachinesResponse)(nil),   // 23: fabric.v1.ListMachinesResponse
-	(*CableMachineRequest)(nil),    // 24: fabric.v1.CableMachineRequest
-	(*AllocateMachineRequest)(nil), // 25: fabric.v1.AllocateMachineRequest
-	(*FreeMachineRequest)(nil),     // 26: fabric.v1.FreeMachineRequest
-	(*GetConvergenceRequest)(nil),  // 27: fabric.v1.GetConvergenceRequest
-	(*DeviceConvergence)(nil),      // 28: fabric.v1.DeviceConvergence
-	(*Convergence)(nil),            // 29: fabric.v1.Convergence
-	(*timestamppb.Timestamp)(nil),  // 30: google.protobuf.Timestamp
+	(*PortConfig)(nil),             // 6: fabric.v1.PortConfig
+	(*Vrf)(nil),                    // 7: fabric.v1.Vrf
+	(*StepError)(nil),              // 8: fabric.v1.StepError
+	(*ReportStatusRequest)(nil),    // 9: fabric.v1.ReportStatusRequest
+	(*ReportStatusResponse)(nil),   // 10: fabric.v1.ReportStatusResponse
+	(*Network)(nil),                // 11: fabric.v1.Network
+	(*CreateNetworkRequest)(nil),   // 12: fabric.v1.CreateNetworkRequest
+	(*ListNetworksRequest)(nil),    // 13: fabric.v1.ListNetworksRequest
+	(*ListNetworksResponse)(nil),   // 14: fabric.v1.ListNetworksResponse
+	(*DeleteNetworkRequest)(nil),   // 15: fabric.v1.DeleteNetworkRequest
+	(*DeleteNetworkResponse)(nil),  // 16: fabric.v1.DeleteNetworkResponse
+	(*Device)(nil),                 // 17: fabric.v1.Device
+	(*ListDevicesRequest)(nil),     // 18: fabric.v1.ListDevicesRequest
+	(*ListDevicesResponse)(nil),    // 19: fabric.v1.ListDevicesResponse
+	(*Connection)(nil),             // 20: fabric.v1.Connection
+	(*Allocation)(nil),             // 21: fabric.v1.Allocation
+	(*Machine)(nil),                // 22: fabric.v1.Machine
+	(*ListMachinesRequest)(nil),    // 23: fabric.v1.ListMachinesRequest
+	(*ListMachinesResponse)(nil),   // 24: fabric.v1.ListMachinesResponse
+	(*CableMachineRequest)(nil),    // 25: fabric.v1.CableMachineRequest
+	(*AllocateMachineRequest)(nil), // 26: fabric.v1.AllocateMachineRequest
+	(*FreeMachineRequest)(nil),     // 27: fabric.v1.FreeMachineRequest
+	(*GetConvergenceRequest)(nil),  // 28: fabric.v1.GetConvergenceRequest
+	(*DeviceConvergence)(nil),      // 29: fabric.v1.DeviceConvergence
+	(*Convergence)(nil),            // 30: fabric.v1.Convergence
+	(*timestamppb.Timestamp)(nil),  // 31: google.protobuf.Timestamp
 }
 var file_fabric_proto_depIdxs = []int32{
 	0,  // 0: fabric.v1.RegisterRequest.role:type_name -> fabric.v1.Role
 	1,  // 1: fabric.v1.RegisterRequest.ports:type_name -> fabric.v1.Port
 	0,  // 2: fabric.v1.DeviceConfig.role:type_name -> fabric.v1.Role
-	6,  // 3: fabric.v1.DeviceConfig.vrfs:type_name -> fabric.v1.Vrf
-	7,  // 4: fabric.v1.ReportStatusRequest.errors:type_name -> fabric.v1.StepError
-	1,  // 5: fabric.v1.ReportStatusRequest.ports:type_name -> fabric.v1.Port
-	10, // 6: fabric.v1.ListNetworksResponse.networks:type_name -> fabric.v1.Network
-	0,  // 7: fabric.v1.Device.role:type_name -> fabric.v1.Role
-	1,  // 8: fabric.v1.Device.ports:type_name -> fabric.v1.Port
-	7,  // 9: fabric.v1.Device.errors:type_name -> fabric.v1.StepError
-	30, // 10: fabric.v1.Device.last_seen:type_name -> google.protobuf.Timestamp
-	16, // 11: fabric.v1.ListDevicesResponse.devices:type_name -> fabric.v1.Device
-	19, // 12: fabric.v1.Machine.connections:type_name -> fabric.v1.Connection
-	20, // 13: fabric.v1.Machine.allocation:type_name -> fabric.v1.Allocation
-	21, // 14: fabric.v1.ListMachinesResponse.machines:type_name -> fabric.v1.Machine
-	19, // 15: fabric.v1.CableMachineRequest.connections:type_name -> fabric.v1.Connection
-	7,  // 16: fabric.v1.DeviceConvergence.errors:type_name -> fabric.v1.StepError
-	28, // 17: fabric.v1.Convergence.devices:type_name -> fabric.v1.DeviceConvergence
-	2,  // 18: fabric.v1.DeviceService.Register:input_type -> fabric.v1.RegisterRequest
-	4,  // 19: fabric.v1.DeviceService.WatchConfig:input_type -> fabric.v1.WatchConfigRequest
-	8,  // 20: fabric.v1.DeviceService.ReportStatus:input_type -> fabric.v1.ReportStatusRequest
-	11, // 21: fabric.v1.OperatorService.CreateNetwork:input_type -> fabric.v1.CreateNetworkRequest
-	12, // 22: fabric.v1.OperatorService.ListNetworks:input_type -> fabric.v1.ListNetworksRequest
-	14, // 23: fabric.v1.OperatorService.DeleteNetwork:input_type -> fabric.v1.DeleteNetworkRequest
-	17, // 24: fabric.v1.OperatorService.ListDevices:input_type -> fabric.v1.ListDevicesRequest
-	22, // 25: fabric.v1.OperatorService.ListMachines:input_type -> fabric.v1.ListMachinesRequest
-	24, // 26: fabric.v1.OperatorService.CableMachine:input_type -> fabric.v1.CableMachineRequest
-	25, // 27: fabric.v1.OperatorService.AllocateMachine:input_type -> fabric.v1.AllocateMachineRequest
-	26, // 28: fabric.v1.OperatorService.FreeMachine:input_type -> fabric.v1.FreeMachineRequest
-	27, // 29: fabric.v1.OperatorService.GetConvergence:input_type -> fabric.v1.GetConvergenceRequest
-	3,  // 30: fabric.v1.DeviceService.Register:output_type -> fabric.v1.RegisterResponse
-	5,  // 31: fabric.v1.DeviceService.WatchConfig:output_type -> fabric.v1.DeviceConfig
-	9,  // 32: fabric.v1.DeviceService.ReportStatus:output_type -> fabric.v1.ReportStatusResponse
-	10, // 33: fabric.v1.OperatorService.CreateNetwork:output_type -> fabric.v1.Network
-	13, // 34: fabric.v1.OperatorService.ListNetworks:output_type -> fabric.v1.ListNetworksResponse
-	15, // 35: fabric.v1.OperatorService.DeleteNetwork:output_type -> fabric.v1.DeleteNetworkResponse
-	18, // 36: fabric.v1.OperatorService.ListDevices:output_type -> fabric.v1.ListDevicesResponse
-	23, // 37: fabric.v1.OperatorService.ListMachines:output_type -> fabric.v1.ListMachinesResponse
-	21, // 38: fabric.v1.OperatorService.CableMachine:output_type -> fabric.v1.Machine
-	21, // 39: fabric.v1.OperatorService.AllocateMachine:output_type -> fabric.v1.Machine
-	21, // 40: fabric.v1.OperatorService.FreeMachine:output_type -> fabric.v1.Machine
-	29, // 41: fabric.v1.OperatorService.GetConvergence:output_type -> fabric.v1.Convergence
-	30, // [30:42] is the sub-list for method output_type
-	18, // [18:30] is the sub-list for method input_type
-	18, // [18:18] is the sub-list for extension type_name
-	18, // [18:18] is the sub-list for extension extendee
-	0,  // [0:18] is the sub-list for field type_name
+	7,  // 3: fabric.v1.DeviceConfig.vrfs:type_name -> fabric.v1.Vrf
+	6,  // 4: fabric.v1.DeviceConfig.ports:type_name -> fabric.v1.PortConfig
+	8,  // 5: fabric.v1.ReportStatusRequest.errors:type_name -> fabric.v1.StepError
+	1,  // 6: fabric.v1.ReportStatusRequest.ports:type_name -> fabric.v1.Port
+	11, // 7: fabric.v1.ListNetworksResponse.networks:type_name -> fabric.v1.Network
+	0,  // 8: fabric.v1.Device.role:type_name -> fabric.v1.Role
+	1,  // 9: fabric.v1.Device.ports:type_name -> fabric.v1.Port
+	8,  // 10: fabric.v1.Device.errors:type_name -> fabric.v1.StepError
+	31, // 11: fabric.v1.Device.last_seen:type_name -> google.protobuf.Timestamp
+	17, // 12: fabric.v1.ListDevicesResponse.devices:type_name -> fabric.v1.Device
+	20, // 13: fabric.v1.Machine.connections:type_name -> fabric.v1.Connection
+	21, // 14: fabric.v1.Machine.allocation:type_name -> fabric.v1.Allocation
+	22, // 15: fabric.v1.ListMachinesResponse.machines:type_name -> fabric.v1.Machine
+	20, // 16: fabric.v1.CableMachineRequest.connections:type_name -> fabric.v1.Connection
+	8,  // 17: fabric.v1.DeviceConvergence.errors:type_name -> fabric.v1.StepError
+	29, // 18: fabric.v1.Convergence.devices:type_name -> fabric.v1.DeviceConvergence
+	2,  // 19: fabric.v1.DeviceService.Register:input_type -> fabric.v1.RegisterRequest
+	4,  // 20: fabric.v1.DeviceService.WatchConfig:input_type -> fabric.v1.WatchConfigRequest
+	9,  // 21: fabric.v1.DeviceService.ReportStatus:input_type -> fabric.v1.ReportStatusRequest
+	12, // 22: fabric.v1.OperatorService.CreateNetwork:input_type -> fabric.v1.CreateNetworkRequest
+	13, // 23: fabric.v1.OperatorService.ListNetworks:input_type -> fabric.v1.ListNetworksRequest
+	15, // 24: fabric.v1.OperatorService.DeleteNetwork:input_type -> fabric.v1.DeleteNetworkRequest
+	18, // 25: fabric.v1.OperatorService.ListDevices:input_type -> fabric.v1.ListDevicesRequest
+	23, // 26: fabric.v1.OperatorService.ListMachines:input_type -> fabric.v1.ListMachinesRequest
+	25, // 27: fabric.v1.OperatorService.CableMachine:input_type -> fabric.v1.CableMachineRequest
+	26, // 28: fabric.v1.OperatorService.AllocateMachine:input_type -> fabric.v1.AllocateMachineRequest
+	27, // 29: fabric.v1.OperatorService.FreeMachine:input_type -> fabric.v1.FreeMachineRequest
+	28, // 30: fabric.v1.OperatorService.GetConvergence:input_type -> fabric.v1.GetConvergenceRequest
+	3,  // 31: fabric.v1.DeviceService.Register:output_type -> fabric.v1.RegisterResponse
+	5,  // 32: fabric.v1.DeviceService.WatchConfig:output_type -> fabric.v1.DeviceConfig
+	10, // 33: fabric.v1.DeviceService.ReportStatus:output_type -> fabric.v1.ReportStatusResponse
+	11, // 34: fabric.v1.OperatorService.CreateNetwork:output_type -> fabric.v1.Network
+	14, // 35: fabric.v1.OperatorService.ListNetworks:output_type -> fabric.v1.ListNetworksResponse
+	16, // 36: fabric.v1.OperatorService.DeleteNetwork:output_type -> fabric.v1.DeleteNetworkResponse
+	19, // 37: fabric.v1.OperatorService.ListDevices:output_type -> fabric.v1.ListDevicesResponse
+	24, // 38: fabric.v1.OperatorService.ListMachines:output_type -> fabric.v1.ListMachinesResponse
+	22, // 39: fabric.v1.OperatorService.CableMachine:output_type -> fabric.v1.Machine
+	22, // 40: fabric.v1.OperatorService.AllocateMachine:output_type -> fabric.v1.Machine
+	22, // 41: fabric.v1.OperatorService.FreeMachine:output_type -> fabric.v1.Machine
+	30, // 42: fabric.v1.OperatorService.GetConvergence:output_type -> fabric.v1.Convergence
+	31, // [31:43] is the sub-list for method output_type
+	19, // [19:31] is the sub-list for method input_type
+	19, // [19:19] is the sub-list for extension type_name
+	19, // [19:19] is the sub-list for extension extendee
+	0,  // [0:19] is the sub-list for field type_name
 }
 
 func init() { file_fabric_proto_init() }
@@ -1929,7 +2066,7 @@ func file_fabric_proto_init() {
 			GoPackagePath: reflect.TypeOf(x{}).PkgPath(),
 			RawDescriptor: unsafe.Slice(unsafe.StringData(file_fabric_proto_rawDesc), len(file_fabric_proto_rawDesc)),
 			NumEnums:      1,
-			NumMessages:   29,
+			NumMessages:   30,
 			NumExtensions: 0,
 			NumServices:   2,
 		},
