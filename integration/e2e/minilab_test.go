@@ -79,6 +79,14 @@ func TestMiniLab(t *testing.T) {
 		}
 	}
 
+	t.Run("leaves hold the L3VNI", func(t *testing.T) {
+		for _, leaf := range []string{"leaf01", "leaf02"} {
+			if err := m.CheckL3VNI(ctx, leaf, vni, vrf); err != nil {
+				t.Error(err)
+			}
+		}
+	})
+
 	t.Run("free releases the ports", func(t *testing.T) {
 		lat, err := m.FreeAndMeasure(ctx, "machine02")
 		if err != nil {
@@ -177,7 +185,7 @@ func TestMiniLab(t *testing.T) {
 		}
 	})
 
-	t.Run("freeing everything removes the VRF", func(t *testing.T) {
+	t.Run("freeing everything removes the VRF and its L3VNI", func(t *testing.T) {
 		for _, machine := range []string{"machine01", "machine02"} {
 			if _, err := m.FreeAndMeasure(ctx, machine); err != nil {
 				t.Fatal(err)
@@ -191,14 +199,16 @@ func TestMiniLab(t *testing.T) {
 			if err != nil {
 				t.Fatal(err)
 			}
-			has, err := k.HasLink(vrf)
+			for _, dev := range []string{vrf, fmt.Sprintf("vxlan%d", vni)} {
+				has, err := k.HasLink(dev)
+				if err != nil {
+					t.Fatal(err)
+				}
+				if has {
+					t.Errorf("%s still has %s after all machines were freed", leaf, dev)
+				}
+			}
 			k.Close()
-			if err != nil {
-				t.Fatal(err)
-			}
-			if has {
-				t.Errorf("%s still has %s after all machines were freed", leaf, vrf)
-			}
 		}
 		if _, err := api.DeleteNetwork(ctx, &apiv1.DeleteNetworkRequest{Name: "tenant-a"}); err != nil {
 			t.Errorf("deleting the emptied network: %v", err)

@@ -3,6 +3,7 @@ package scenario
 import (
 	"context"
 	"fmt"
+	"strings"
 	"time"
 
 	apiv1 "github.com/metalfabric/fabric/controlplane/api/v1"
@@ -76,8 +77,22 @@ func (m *MiniLab) Demo(ctx context.Context) ([]time.Duration, error) {
 		}
 	}
 	for _, leaf := range []string{"leaf01", "leaf02"} {
-		fmt.Fprintf(m.Out, "\n$ ip -n %s -d -br link show master vrf%d\n%s", m.Lab.NetNS(leaf), vni,
-			m.ipOut(ctx, "-n", m.Lab.NetNS(leaf), "-d", "-br", "link", "show", "master", fmt.Sprintf("vrf%d", vni)))
+		if err := m.CheckL3VNI(ctx, leaf, vni, fmt.Sprintf("vrf%d", vni)); err != nil {
+			return nil, err
+		}
+	}
+	ns := m.Lab.NetNS("leaf01")
+	for _, args := range [][]string{
+		{"ip", "-n", ns, "-br", "link", "show", "master", fmt.Sprintf("vrf%d", vni)},
+		{"ip", "-n", ns, "-d", "link", "show", fmt.Sprintf("vxlan%d", vni)},
+		{"bridge", "-n", ns, "vlan", "show"},
+		{"ip", "-n", ns, "-br", "addr", "show", "dev", "lo"},
+	} {
+		out, err := execOut(ctx, args[0], args[1:]...)
+		if err != nil {
+			out = fmt.Sprintf("(%v)\n", err)
+		}
+		fmt.Fprintf(m.Out, "\n$ %s\n%s", strings.Join(args, " "), out)
 	}
 	return latencies, nil
 }
@@ -183,10 +198,42 @@ func (m *MiniLab) changeAndMeasure(ctx context.Context, machine string, change f
 	return got, nil
 }
 
-func (m *MiniLab) ipOut(ctx context.Context, args ...string) string {
-	out, err := execOut(ctx, "ip", args...)
+// CheckL3VNI verifies in a leaf's kernel the L3VNI of a tenant VRF: the
+// VXLAN device (VNI, local VTEP = the leaf's loopback from the controller,
+// dstport 4789, no learning) on a bridge, the SVI in the VRF, and the
+// loopback address on lo.
+func (m *MiniLab) CheckL3VNI(ctx context.Context, leaf string, vni uint32, vrf string) error {
+	devs, err := m.API.ListDevices(ctx, &apiv1.ListDevicesRequest{})
 	if err != nil {
-		return fmt.Sprintf("(ip %v: %v)\n", args, err)
+		return fmt.Errorf("listing devices: %w", err)
 	}
-	return out
+	var loopback string
+	for _, d := range devs.GetDevices() {
+		if d.GetHostname() == leaf {
+			loopback = d.GetLoopback()
+		}
+	}
+	if loopback == "" {
+		return fmt.Errorf("%s has no loopback in the controller", leaf)
+	}
+	k, err := m.Kernel(leaf)
+	if err != nil {
+		return err
+	}
+	defer k.Close()
+	if ok, err := k.HasAddr("lo", loopback); err != nil || !ok {
+		return fmt.Errorf("%s: loopback %s on lo: present=%t err=%v", leaf, loopback, ok, err)
+	}
+	got, err := k.L3VNI(vni, vrf)
+	if err != nil {
+		return fmt.Errorf("%s: %w", leaf, err)
+	}
+	vtep, _, _ := strings.Cut(loopback, "/")
+	switch {
+	case got.VNI != vni, got.Local != vtep, got.Learning, got.Port != 4789, got.Bridge == "", got.SVI == "":
+		return fmt.Errorf("%s: L3VNI of %s is %+v; want vni %d, local %s, no learning, port 4789, on a bridge, with an SVI in %s", leaf, vrf, got, vni, vtep, vrf)
+	}
+	fmt.Fprintf(m.Out, "ok: %s: %s vni %d local %s dstport %d nolearning on %s; SVI %s in %s; lo has %s\n",
+		leaf, got.VXLAN, got.VNI, got.Local, got.Port, got.Bridge, got.SVI, vrf, loopback)
+	return nil
 }

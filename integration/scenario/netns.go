@@ -128,3 +128,71 @@ func (k *Kernel) WatchLinks(ctx context.Context) (<-chan netlink.LinkUpdate, err
 	}
 	return ch, nil
 }
+
+// L3VNIState is what the kernel holds for one tenant VRF's L3VNI.
+type L3VNIState struct {
+	VXLAN    string // vxlan<VNI>
+	VNI      uint32
+	Local    string // local VTEP address
+	Learning bool
+	Port     int // VXLAN UDP port
+	Bridge   string
+	SVI      string // the vlan<N> device in the VRF
+	SVIVRF   string
+}
+
+// L3VNI reads vxlan<vni>, its bridge, and the SVI in vrf that belongs to it.
+func (k *Kernel) L3VNI(vni uint32, vrf string) (L3VNIState, error) {
+	name := fmt.Sprintf("vxlan%d", vni)
+	l, err := k.handle.LinkByName(name)
+	if err != nil {
+		return L3VNIState{}, fmt.Errorf("reading %s: %w", name, err)
+	}
+	vx, ok := l.(*netlink.Vxlan)
+	if !ok {
+		return L3VNIState{}, fmt.Errorf("%s is a %s, not a vxlan", name, l.Type())
+	}
+	st := L3VNIState{VXLAN: name, VNI: uint32(vx.VxlanId), Learning: vx.Learning, Port: vx.Port}
+	if vx.SrcAddr != nil {
+		st.Local = vx.SrcAddr.String()
+	}
+	if vx.MasterIndex != 0 {
+		if m, err := k.handle.LinkByIndex(vx.MasterIndex); err == nil {
+			st.Bridge = m.Attrs().Name
+		}
+	}
+	links, err := k.handle.LinkList()
+	if err != nil {
+		return st, fmt.Errorf("listing links: %w", err)
+	}
+	var vrfIndex int
+	for _, l := range links {
+		if l.Attrs().Name == vrf {
+			vrfIndex = l.Attrs().Index
+		}
+	}
+	for _, l := range links {
+		if l.Type() == "vlan" && vrfIndex != 0 && l.Attrs().MasterIndex == vrfIndex {
+			st.SVI, st.SVIVRF = l.Attrs().Name, vrf
+		}
+	}
+	return st, nil
+}
+
+// HasAddr reports whether dev holds the address prefix.
+func (k *Kernel) HasAddr(dev, prefix string) (bool, error) {
+	l, err := k.handle.LinkByName(dev)
+	if err != nil {
+		return false, fmt.Errorf("reading link %s: %w", dev, err)
+	}
+	addrs, err := k.handle.AddrList(l, netlink.FAMILY_ALL)
+	if err != nil {
+		return false, fmt.Errorf("listing addresses of %s: %w", dev, err)
+	}
+	for _, a := range addrs {
+		if a.IPNet.String() == prefix {
+			return true, nil
+		}
+	}
+	return false, nil
+}

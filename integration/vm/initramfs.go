@@ -17,7 +17,8 @@ import (
 // root over 9p and put an overlay on top. 9pnet_virtio is not a dependency of
 // 9p (the transport is chosen at mount time) and virtio_pci is not one of
 // 9pnet_virtio, so all of them are named.
-var bootModules = []string{"virtio_pci", "9pnet_virtio", "9p", "overlay"}
+// virtio_console provides the port the command's output goes through.
+var bootModules = []string{"virtio_pci", "9pnet_virtio", "9p", "overlay", "virtio_console"}
 
 // 9p mount tags shared by qemu.
 const (
@@ -33,8 +34,8 @@ const (
 )
 
 // initrdFormat is bumped whenever the initramfs layout or its init script
-// changes, so cached images of an older format are rebuilt.
-const initrdFormat = "2"
+// changes; it is part of the cached image's file name.
+const initrdFormat = "3"
 
 // parseShowDepends parses the output of `modprobe --show-depends` (one or
 // more runs) into the module files to insmod, in load order, without

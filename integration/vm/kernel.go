@@ -35,11 +35,13 @@ func kernelAt(cacheDir, kver string) Kernel {
 	dir := filepath.Join(cacheDir, kver)
 	root := filepath.Join(dir, "root")
 	return Kernel{
-		Version:    kver,
-		Dir:        dir,
-		Vmlinuz:    filepath.Join(root, "boot", "vmlinuz-"+kver),
-		Vmlinux:    filepath.Join(dir, "vmlinux"),
-		Initrd:     filepath.Join(dir, "initrd.img"),
+		Version: kver,
+		Dir:     dir,
+		Vmlinuz: filepath.Join(root, "boot", "vmlinuz-"+kver),
+		Vmlinux: filepath.Join(dir, "vmlinux"),
+		// The format is part of the name so that binaries built from
+		// different versions of this package can share a cache.
+		Initrd:     filepath.Join(dir, "initrd-v"+initrdFormat+".img"),
 		ModulesDir: filepath.Join(root, "lib", "modules"),
 	}
 }
@@ -49,14 +51,10 @@ func (k Kernel) unpacked() bool {
 	return exists(k.Vmlinuz) && exists(filepath.Join(k.ModulesDir, k.Version, "modules.dep"))
 }
 
-// ready reports whether k can boot: unpacked, and an initramfs of the
-// current format.
+// ready reports whether k can boot: unpacked, with an initramfs of the
+// current format (written atomically, so it is complete if it exists).
 func (k Kernel) ready() bool {
-	if !k.unpacked() || !exists(k.Initrd) {
-		return false
-	}
-	v, err := os.ReadFile(k.Initrd + ".format")
-	return err == nil && strings.TrimSpace(string(v)) == initrdFormat
+	return k.unpacked() && exists(k.Initrd)
 }
 
 func exists(name string) bool {
@@ -86,9 +84,10 @@ func EnsureKernel(ctx context.Context, cacheDir string) (Kernel, error) {
 	}
 	defer unlock()
 
+	var current Kernel
 	if b, err := os.ReadFile(filepath.Join(cacheDir, currentFile)); err == nil {
-		if k := kernelAt(cacheDir, strings.TrimSpace(string(b))); k.Version != "" && k.ready() {
-			return k.withVmlinux(), nil
+		if current = kernelAt(cacheDir, strings.TrimSpace(string(b))); current.Version != "" && current.ready() {
+			return current.withVmlinux(), nil
 		}
 	}
 
@@ -96,11 +95,19 @@ func EnsureKernel(ctx context.Context, cacheDir string) (Kernel, error) {
 	if err != nil {
 		return Kernel{}, fmt.Errorf("checking tools: %w", err)
 	}
+	var k Kernel
 	pkg, err := kernelPackage(ctx)
-	if err != nil {
+	switch {
+	case err == nil:
+		k = kernelAt(cacheDir, strings.TrimPrefix(pkg, "linux-image-"))
+	case current.Version != "" && current.unpacked():
+		// Offline, with an unpacked kernel whose initramfs is of an older
+		// format: rebuild that instead of failing.
+		slog.Warn("vm: kernel lookup failed, using the cached kernel", "kernel", current.Version, "err", err)
+		k = current
+	default:
 		return Kernel{}, fmt.Errorf("finding the kernel package: %w", err)
 	}
-	k := kernelAt(cacheDir, strings.TrimPrefix(pkg, "linux-image-"))
 	log := slog.With("kernel", k.Version)
 	if !k.unpacked() {
 		deb, err := downloadDeb(ctx, cacheDir, pkg)
@@ -124,9 +131,6 @@ func EnsureKernel(ctx context.Context, cacheDir string) (Kernel, error) {
 	if !k.ready() {
 		log.Info("vm: building initramfs", "initrd", k.Initrd)
 		if err := buildInitrd(ctx, tools, filepath.Join(k.Dir, "root"), k.Version, k.Initrd); err != nil {
-			return Kernel{}, fmt.Errorf("building initramfs: %w", err)
-		}
-		if err := writeFileAtomic(k.Initrd+".format", []byte(initrdFormat+"\n"), 0o644); err != nil {
 			return Kernel{}, fmt.Errorf("building initramfs: %w", err)
 		}
 	}

@@ -146,9 +146,9 @@ const testNonce = "feedfacecafebeef"
 
 // filterAll feeds chunks through a console filter and returns its output,
 // exit code and whether the exit marker was seen.
-func filterAll(chunks []string, crlf bool) (string, int, bool) {
+func filterAll(chunks []string) (string, int, bool) {
 	var out bytes.Buffer
-	f := newConsoleFilter(&out, testNonce, crlf)
+	f := newConsoleFilter(&out, testNonce)
 	for _, c := range chunks {
 		f.Write([]byte(c))
 	}
@@ -162,62 +162,67 @@ func TestConsoleFilter(t *testing.T) {
 	for _, tc := range []struct {
 		name     string
 		chunks   []string
-		crlf     bool
 		want     string
 		wantCode int
 		wantSeen bool
 	}{
 		{
-			name:     "whole",
+			name:     "serial console",
 			chunks:   []string{"\x1b[2JSeaBIOS\r\nBooting\r\n" + start + "hello\r\nworld\r\n" + exit + "0\r\n[ 1.2] reboot: Power down\r\n"},
-			crlf:     true,
-			want:     "hello\nworld\n",
+			want:     "hello\r\nworld\r\n",
+			wantSeen: true,
+		},
+		{
+			name:     "port",
+			chunks:   []string{startMarker + testNonce + "\n", "a\tb\r\n\n", exit + "0\n", "late daemon output\n"},
+			want:     "a\tb\r\n\n",
 			wantSeen: true,
 		},
 		{
 			name:     "split everywhere",
-			chunks:   []string{"boot", "\r\nFABRIC-VM-ST", "ART-" + testNonce, "\r", "\nout\r", "\npartial FABRIC-VM-", "EXIT-nope\r\n", exit[:5], exit[5:], "4", "2\r", "\n"},
-			crlf:     true,
-			want:     "out\npartial FABRIC-VM-EXIT-nope\n",
+			chunks:   []string{"boot", "\nFABRIC-VM-ST", "ART-" + testNonce, "\r", "\nout\r", "\npartial FABRIC-VM-", "EXIT-nope\n", exit[:5], exit[5:], "4", "2\r", "\n"},
+			want:     "out\r\npartial FABRIC-VM-EXIT-nope\n",
 			wantCode: 42,
 			wantSeen: true,
 		},
 		{
 			name:     "no newline before marker",
-			chunks:   []string{start, "no newline", exit + "1\r\n"},
-			crlf:     true,
+			chunks:   []string{start, "no newline", exit + "1\n"},
 			want:     "no newline",
 			wantCode: 1,
 			wantSeen: true,
 		},
 		{
-			name:     "terminal keeps CRLF and prompts",
-			chunks:   []string{start, "root@fabric-vm:~# ", "exit\r\n", exit + "0\r\n"},
-			want:     "root@fabric-vm:~# exit\r\n",
-			wantSeen: true,
+			name:     "prompt without newline passes at once",
+			chunks:   []string{start, "root@fabric-vm:~# "},
+			want:     "root@fabric-vm:~# ",
+			wantSeen: false,
 		},
 		{
 			name:   "guest died",
-			chunks: []string{start, "panic\r\n"},
-			crlf:   true,
+			chunks: []string{start, "panic\n"},
 			want:   "panic\n",
 		},
 		{
 			name:   "never started",
 			chunks: []string{"Kernel panic - not syncing\r\n"},
-			crlf:   true,
 		},
 		{
-			name:     "forged marker with another nonce",
-			chunks:   []string{start, exitMarker + "0000000000000000:0\r\n", exit + "7\r\n"},
-			crlf:     true,
+			name:     "marker with another nonce is output",
+			chunks:   []string{start, exitMarker + "0000000000000000:0\n", exit + "7\n"},
 			want:     exitMarker + "0000000000000000:0\n",
 			wantCode: 7,
 			wantSeen: true,
 		},
+		{
+			name:     "bad status",
+			chunks:   []string{start, exit + "x\n"},
+			wantCode: -1,
+			wantSeen: true,
+		},
 	} {
 		t.Run(tc.name, func(t *testing.T) {
-			got, code, seen := filterAll(tc.chunks, tc.crlf)
+			got, code, seen := filterAll(tc.chunks)
 			if diff := cmp.Diff(tc.want, got); diff != "" {
 				t.Errorf("output (-want +got):\n%s", diff)
 			}
@@ -228,9 +233,8 @@ func TestConsoleFilter(t *testing.T) {
 	}
 }
 
-// FuzzConsoleFilter: whatever the command prints and however the console
-// splits it, the filter returns exactly the output (CRLF as LF) and the
-// status.
+// FuzzConsoleFilter: whatever the command prints and however the stream is
+// split, the filter returns exactly the output and the status.
 func FuzzConsoleFilter(f *testing.F) {
 	f.Add("hello\nworld\n", uint8(3), []byte{1, 5, 7})
 	f.Add("FABRIC-VM-EXIT-\r\r\n", uint8(0), []byte{16})
@@ -239,21 +243,18 @@ func FuzzConsoleFilter(f *testing.F) {
 		if strings.Contains(text, testNonce) {
 			t.Skip()
 		}
-		// The serial line turns LF into CRLF.
-		console := "BIOS\r\n" + startMarker + testNonce + "\r\n" +
-			strings.ReplaceAll(text, "\n", "\r\n") +
+		stream := "BIOS\r\n" + startMarker + testNonce + "\r\n" + text +
 			exitMarker + testNonce + ":" + strconv.Itoa(int(code)) + "\r\nreboot\r\n"
 		var chunks []string
-		rest := console
+		rest := stream
 		for _, c := range cuts {
 			n := int(c) % (len(rest) + 1)
 			chunks = append(chunks, rest[:n])
 			rest = rest[n:]
 		}
 		chunks = append(chunks, rest)
-		got, gotCode, seen := filterAll(chunks, true)
-		want := strings.ReplaceAll(strings.ReplaceAll(text, "\n", "\r\n"), "\r\n", "\n")
-		if diff := cmp.Diff(want, got); diff != "" {
+		got, gotCode, seen := filterAll(chunks)
+		if diff := cmp.Diff(text, got); diff != "" {
 			t.Errorf("output (-want +got):\n%s", diff)
 		}
 		if !seen || gotCode != int(code) {
@@ -264,7 +265,7 @@ func FuzzConsoleFilter(f *testing.F) {
 
 func TestTailBuffer(t *testing.T) {
 	tb := tailBuffer{max: 2}
-	tb.Write([]byte("one\r\ntwo\r\nthr"))
+	tb.Write([]byte("\x1bc\x1b[?7l\x1b[2Jone\r\ntwo\r\nthr"))
 	tb.Write([]byte("ee\r\nfour"))
 	if diff := cmp.Diff("two\nthree\nfour", tb.String()); diff != "" {
 		t.Errorf("tail (-want +got):\n%s", diff)
@@ -273,7 +274,7 @@ func TestTailBuffer(t *testing.T) {
 
 func TestQemuArgs(t *testing.T) {
 	k := kernelAt("/c", "6.1.0-56-amd64")
-	got := qemuArgs(k, Config{CPUs: 2, MemoryMB: 2048}, "/c/runs/run-1/init.sh")
+	got := qemuArgs(k, Config{CPUs: 2, MemoryMB: 2048}, "/c/runs/run-1/init.sh", "/tmp/fabric-vm-1/out.sock")
 	want := []string{
 		"-accel", "tcg,thread=multi",
 		"-cpu", "max",
@@ -284,11 +285,14 @@ func TestQemuArgs(t *testing.T) {
 		"-serial", "stdio",
 		"-nic", "none",
 		"-no-reboot",
-		"-kernel", "/c/6.1.0-56-amd64/root/boot/vmlinuz-6.1.0-56-amd64",
-		"-initrd", "/c/6.1.0-56-amd64/initrd.img",
+		"-kernel", "/c/6.1.0-56-amd64/vmlinux",
+		"-initrd", "/c/6.1.0-56-amd64/initrd-v3.img",
 		"-append", "console=ttyS0 quiet loglevel=0 panic=-1 rdinit=/init fabric_vm.guest=1 fabric_vm.script=/c/runs/run-1/init.sh",
 		"-virtfs", "local,path=/,mount_tag=hostroot,security_model=none,readonly=on,multidevs=remap",
 		"-virtfs", "local,path=/c/6.1.0-56-amd64/root/lib/modules,mount_tag=modules,security_model=none,readonly=on",
+		"-device", "virtio-serial-pci,id=vser",
+		"-chardev", "socket,id=out,path=/tmp/fabric-vm-1/out.sock",
+		"-device", "virtserialport,bus=vser.0,chardev=out,name=fabric.out",
 	}
 	if diff := cmp.Diff(want, got); diff != "" {
 		t.Errorf("qemuArgs (-want +got):\n%s", diff)
@@ -370,14 +374,57 @@ func TestCpioRoundTrip(t *testing.T) {
 	}
 }
 
-func TestNewLinkMsg(t *testing.T) {
-	msg := newLinkMsg("vrfprobe", "vrf", vrfTableAttr(4242))
-	if got := int(binary.NativeEndian.Uint32(msg[0:4])); got != len(msg) {
-		t.Errorf("length field %d, message %d bytes", got, len(msg))
+func TestBzPayload(t *testing.T) {
+	img := make([]byte, 4096)
+	copy(img[0x202:], "HdrS")
+	binary.LittleEndian.PutUint16(img[0x206:], 0x20f) // boot protocol 2.15
+	img[0x1f1] = 3                                    // setup sectors: payload area starts at 4*512
+	binary.LittleEndian.PutUint32(img[0x248:], 100)   // payload_offset
+	binary.LittleEndian.PutUint32(img[0x24c:], 6)     // payload_length
+	copy(img[4*512+100:], "\xfd7zXZ\x00")
+	got, err := bzPayload(img)
+	if err != nil {
+		t.Fatal(err)
 	}
-	for _, s := range []string{"vrfprobe\x00", "vrf\x00"} {
-		if !bytes.Contains(msg, []byte(s)) {
-			t.Errorf("message lacks %q", s)
-		}
+	if diff := cmp.Diff([]byte("\xfd7zXZ\x00"), got); diff != "" {
+		t.Errorf("payload (-want +got):\n%s", diff)
+	}
+	binary.LittleEndian.PutUint32(img[0x24c:], 1<<20)
+	if _, err := bzPayload(img); err == nil {
+		t.Error("payload beyond the image: no error")
+	}
+	if _, err := bzPayload([]byte("MZ not a kernel")); err == nil {
+		t.Error("not a bzImage: no error")
+	}
+	if hasPVHNote([]byte("not an ELF file")) {
+		t.Error("hasPVHNote(garbage) = true")
+	}
+}
+
+// TestCachedKernelImage checks vmlinux extraction against the kernel in the
+// default cache, when one was prepared.
+func TestCachedKernelImage(t *testing.T) {
+	dir, err := DefaultCacheDir()
+	if err != nil {
+		t.Skip(err)
+	}
+	b, err := os.ReadFile(filepath.Join(dir, currentFile))
+	if err != nil {
+		t.Skip("no kernel prepared in", dir)
+	}
+	k := kernelAt(dir, strings.TrimSpace(string(b)))
+	img, err := os.ReadFile(k.Vmlinuz)
+	if err != nil {
+		t.Skip(err)
+	}
+	payload, err := bzPayload(img)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if _, err := decompressKernel(t.Context(), payload[:64]); err == nil {
+		t.Error("decompressing a truncated payload: no error")
+	}
+	if vmlinux, err := os.ReadFile(k.Vmlinux); err == nil && !hasPVHNote(vmlinux) {
+		t.Errorf("%s has no PVH note", k.Vmlinux)
 	}
 }

@@ -118,6 +118,20 @@ func TestRunExitCode(t *testing.T) {
 	}
 }
 
+func TestRunGuestDies(t *testing.T) {
+	cache := vmCacheDir(t)
+	code, _, err := runVM(t, Config{
+		Command:  "echo before; echo c >/proc/sysrq-trigger",
+		CacheDir: cache,
+	})
+	if !errors.Is(err, ErrNoExitMarker) {
+		t.Fatalf("Run = %d, %v; want ErrNoExitMarker", code, err)
+	}
+	if !strings.Contains(err.Error(), "sysrq: Trigger a crash") {
+		t.Errorf("error lacks the guest's last console lines: %v", err)
+	}
+}
+
 // TestRunGuestSide runs this test binary (under /tmp when built by go test)
 // in the VM, where TestGuestSide checks InGuest and HostSupportsVRF.
 func TestRunGuestSide(t *testing.T) {
