@@ -15,8 +15,10 @@ if bin/fabric-vm host-has-vrf; then
   "${demo[@]}"
 else
   echo "lab: this kernel cannot create VRF devices; running the lab in a full-kernel VM (qemu, software emulation)"
-  vmargs=(run --timeout 30m)
-  if [ -n "${LAB_KEEP:-}" ]; then
+  vmargs=(run)
+  if [ -z "${LAB_KEEP:-}" ]; then
+    vmargs+=(--timeout 30m)
+  else
     vmargs+=(--interactive)
     echo "lab: LAB_KEEP=1: you get a shell in the VM with the lab running; 'exit' powers it off"
   fi

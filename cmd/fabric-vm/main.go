@@ -6,7 +6,9 @@
 //	fabric-vm host-has-vrf
 //
 // run exits with the guest command's exit status (125 when the VM itself
-// failed); host-has-vrf exits 0 when the host kernel can create VRFs.
+// failed); a single CMD argument is taken as a shell command. kernel
+// prepares (downloads, unpacks) the kernel and prints its paths.
+// host-has-vrf exits 0 when the host kernel can create VRFs, 1 otherwise.
 package main
 
 import (
@@ -30,9 +32,14 @@ const exitVMFailed = 125
 
 func usage() {
 	fmt.Fprint(os.Stderr, `usage:
-  fabric-vm run [--interactive] [--timeout D] [--cache DIR] [--mem MB] [--cpus N] [--env K=V]... -- CMD [ARGS...]
+  fabric-vm run [--interactive] [--timeout D] [--cache DIR] [--mem MB] [--cpus N] [--dir DIR] [--env K=V]... [-v] -- CMD [ARGS...]
   fabric-vm kernel [--cache DIR]
   fabric-vm host-has-vrf
+
+run boots Debian's full kernel under qemu with the host's / shared read-only
+(plus a tmpfs overlay) and runs CMD in the current directory. A single CMD
+argument is a shell command ('make x && make y'); several are quoted and
+joined. The exit status is CMD's, or 125 when the VM failed.
 
 The cache dir defaults to $FABRIC_CACHE or <repo>/.cache/vm.
 `)
