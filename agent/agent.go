@@ -50,6 +50,9 @@ type Config struct {
 	// ChassisMAC is reported at registration; when empty, the MAC of the
 	// first port (by name) is used.
 	ChassisMAC string
+	// VLANRange is the range this switch picks L3VNI VLANs from; zero
+	// means fabric.DefaultVLANRange.
+	VLANRange fabric.VLANRange
 }
 
 // Defaults of the options.
@@ -76,9 +79,16 @@ type Agent struct {
 	// goroutine running Run touches it.
 	applied uint64
 
+	// Drift handling (drift.go): the event source (nil: off), the debounce
+	// and the state shared with the drift goroutine.
+	events   EventSource
+	debounce time.Duration
+	drift    *driftState
+
 	// Test hooks.
 	onSnapshot   func(version uint64) // a snapshot was received and queued
 	onSessionEnd func(err error)      // a controller session ended
+	onDriftCheck func(driftCheck)     // a drift check finished
 }
 
 // Option configures an Agent.
@@ -132,6 +142,8 @@ func New(cfg Config, opts ...Option) (*Agent, error) {
 		minBackoff: DefaultMinBackoff,
 		maxBackoff: DefaultMaxBackoff,
 		rpcTimeout: DefaultRPCTimeout,
+		debounce:   DefaultDriftDebounce,
+		drift:      newDriftState(),
 	}
 	for _, o := range opts {
 		o(a)
@@ -140,12 +152,20 @@ func New(cfg Config, opts ...Option) (*Agent, error) {
 		return nil, fmt.Errorf("invalid backoff %v..%v", a.minBackoff, a.maxBackoff)
 	}
 	a.log = a.log.With("device", cfg.Hostname)
+	if a.debounce <= 0 {
+		return nil, fmt.Errorf("invalid drift debounce %v", a.debounce)
+	}
 	if a.kernel == nil {
 		k, err := fabric.OpenKernel()
 		if err != nil {
 			return nil, err
 		}
 		a.kernel = k
+		if a.events == nil {
+			a.events = func(ctx context.Context) (<-chan fabric.Event, error) {
+				return fabric.WatchEvents(ctx, fabric.WithEventLogger(a.log))
+			}
+		}
 	}
 	a.fabric = fabric.NewReconciler(a.kernel, fabric.WithLogger(a.log))
 	return a, nil
@@ -177,9 +197,10 @@ func (a *Agent) dial() (*grpc.ClientConn, error) {
 }
 
 // Run connects to the controller and applies its snapshots until ctx is done.
-// Connection failures are retried forever with backoff; the kernel is left as
-// it is meanwhile. Run returns nil when ctx is done, and an error only when it
-// cannot start at all.
+// Connection failures are retried forever with backoff; meanwhile the kernel
+// is left as it is, except that drift handling (drift.go), when it has an event
+// source, goes on repairing managed objects to the last applied config. Run
+// returns nil when ctx is done, and an error only when it cannot start at all.
 func (a *Agent) Run(ctx context.Context) error {
 	conn, err := a.dial()
 	if err != nil {
@@ -187,7 +208,17 @@ func (a *Agent) Run(ctx context.Context) error {
 	}
 	defer conn.Close()
 	client := apiv1.NewDeviceServiceClient(conn)
-	a.log.Info("agent starting", "role", string(a.cfg.Role), "controller", a.cfg.Controller)
+	a.log.Info("agent starting", "role", string(a.cfg.Role), "controller", a.cfg.Controller, "drift_repair", a.events != nil)
+
+	// Drift handling runs beside the sessions, so it goes on while the
+	// controller is unreachable; it ends before Run returns.
+	var wg sync.WaitGroup
+	dctx, dcancel := context.WithCancel(ctx)
+	defer wg.Wait()
+	defer dcancel()
+	if a.events != nil {
+		wg.Go(func() { a.watchDrift(dctx) })
+	}
 
 	bo := newBackoff(a.minBackoff, a.maxBackoff)
 	timer := time.NewTimer(0)
@@ -277,6 +308,8 @@ func (a *Agent) session(ctx context.Context, client apiv1.DeviceServiceClient) (
 		case cfg := <-latest:
 			delivered = true
 			a.apply(sctx, client, cfg)
+		case <-a.drift.kick:
+			a.report(sctx, client) // a drift repair changed the status
 		case err := <-recvErr:
 			// A snapshot that arrived just before the stream broke is
 			// still the controller's desired state.
@@ -302,29 +335,31 @@ func (a *Agent) apply(ctx context.Context, client apiv1.DeviceServiceClient, cfg
 	if r := cfg.GetRole(); r != apiv1.Role_ROLE_UNSPECIFIED && r != roleToProto(a.cfg.Role) {
 		log.Warn("snapshot is for another role; applying it anyway", "snapshot_role", r.String(), "role", string(a.cfg.Role))
 	}
-	desired := desiredFromProto(cfg)
-	log.Info("applying snapshot", "vrfs", len(desired.VRFs))
+	desired, err := desiredFromProto(cfg, a.cfg.VLANRange)
+	if err != nil {
+		// A malformed snapshot is rejected as a whole; the kernel is not
+		// touched.
+		log.Error("snapshot rejected", "err", err)
+		a.drift.mu.Lock()
+		a.drift.status = &status{version: cfg.GetVersion(), errors: []fabric.StepError{{Step: "convert", Err: err}}}
+		a.drift.mu.Unlock()
+		a.report(ctx, client)
+		return
+	}
+	log.Info("applying snapshot", "vrfs", len(desired.VRFs), "ports", len(desired.Ports))
 	// A reconciler per snapshot, so its log lines carry the version.
 	rec := fabric.NewReconciler(a.kernel, fabric.WithLogger(log))
+	a.drift.applyMu.Lock() // not beside a drift repair
 	res, err := rec.Apply(context.WithoutCancel(ctx), desired)
+	a.drift.recordApply(cfg.GetVersion(), desired, res, err)
+	a.drift.applyMu.Unlock()
 	if err != nil {
 		log.Error("snapshot applied with errors", "applied", len(res.Applied), "skipped", len(res.Skipped), "errors", len(res.Errors), "err", err)
 	} else {
 		log.Info("snapshot applied", "changes", len(res.Applied))
 		a.applied = cfg.GetVersion()
 	}
-
-	rctx, cancel := context.WithTimeout(ctx, a.rpcTimeout)
-	defer cancel()
-	_, err = client.ReportStatus(rctx, &apiv1.ReportStatusRequest{
-		Hostname:       a.cfg.Hostname,
-		AppliedVersion: cfg.GetVersion(),
-		Errors:         stepErrorsToProto("fabric", res.Errors),
-		Ports:          portsToProto(res.State.Ports()),
-	})
-	if err != nil {
-		log.Warn("reporting status failed", "err", err)
-	}
+	a.report(ctx, client)
 }
 
 // Plan connects, takes one snapshot of the device's desired config and returns
@@ -346,7 +381,11 @@ func (a *Agent) Plan(ctx context.Context) (version uint64, changes []fabric.Chan
 	if err != nil {
 		return 0, nil, fmt.Errorf("receiving a snapshot: %w", err)
 	}
-	changes, err = a.fabric.Plan(ctx, desiredFromProto(cfg))
+	desired, err := desiredFromProto(cfg, a.cfg.VLANRange)
+	if err != nil {
+		return cfg.GetVersion(), nil, fmt.Errorf("converting version %d: %w", cfg.GetVersion(), err)
+	}
+	changes, err = a.fabric.Plan(ctx, desired)
 	if err != nil {
 		return cfg.GetVersion(), nil, fmt.Errorf("planning version %d: %w", cfg.GetVersion(), err)
 	}

@@ -2,6 +2,8 @@ package agent
 
 import (
 	"fmt"
+	"net"
+	"net/netip"
 
 	apiv1 "github.com/metalfabric/fabric/controlplane/api/v1"
 	"github.com/metalfabric/fabric/fabric"
@@ -11,21 +13,66 @@ import (
 // the reconcilers, sees apiv1 config types.
 
 // desiredFromProto converts a snapshot into the fabric reconciler's desired
-// state. A VRF without a name gets the conventional "vrf<VNI>".
-func desiredFromProto(cfg *apiv1.DeviceConfig) fabric.Desired {
-	var d fabric.Desired
+// state; vlans is this switch's range for L3VNI VLANs. A VRF without a name
+// gets the conventional "vrf<VNI>". Ports the controller hands over with
+// attributes become fabric ports (in the VRF that lists them); ports only
+// listed in a VRF stay the VRF's shorthand ports. Malformed addresses are an
+// error: the snapshot is then rejected as a whole.
+func desiredFromProto(cfg *apiv1.DeviceConfig, vlans fabric.VLANRange) (fabric.Desired, error) {
+	d := fabric.Desired{VLANRange: vlans}
+	if lo := cfg.GetLoopback(); lo != "" {
+		p, err := netip.ParsePrefix(lo)
+		if err != nil {
+			return fabric.Desired{}, fmt.Errorf("loopback %q: %w", lo, err)
+		}
+		d.Loopback.Addrs = []netip.Prefix{p}
+	}
+	if v := cfg.GetVtep(); v != "" {
+		a, err := netip.ParseAddr(v)
+		if err != nil {
+			return fabric.Desired{}, fmt.Errorf("vtep %q: %w", v, err)
+		}
+		d.VTEP = a
+	}
+	var routerMAC net.HardwareAddr
+	if m := cfg.GetRouterMac(); m != "" {
+		var err error
+		if routerMAC, err = net.ParseMAC(m); err != nil {
+			return fabric.Desired{}, fmt.Errorf("router mac %q: %w", m, err)
+		}
+	}
+	handed := make(map[string]*apiv1.PortConfig, len(cfg.GetPorts()))
+	for _, p := range cfg.GetPorts() {
+		handed[p.GetName()] = p
+	}
+	vrfOf := make(map[string]string)
 	for _, v := range cfg.GetVrfs() {
 		name := v.GetName()
 		if name == "" && v.GetVni() != 0 {
 			name = fmt.Sprintf("vrf%d", v.GetVni())
 		}
-		d.VRFs = append(d.VRFs, fabric.VRF{
-			Name:  name,
-			Table: v.GetTable(),
-			Ports: append([]string(nil), v.GetPorts()...),
+		vrf := fabric.VRF{Name: name, Table: v.GetTable()}
+		if v.GetL3Vni() {
+			vrf.L3VNI = &fabric.L3VNI{VNI: v.GetVni(), RouterMAC: routerMAC}
+		}
+		for _, p := range v.GetPorts() {
+			if _, ok := handed[p]; ok {
+				vrfOf[p] = name
+				continue
+			}
+			vrf.Ports = append(vrf.Ports, p)
+		}
+		d.VRFs = append(d.VRFs, vrf)
+	}
+	for _, p := range cfg.GetPorts() {
+		d.Ports = append(d.Ports, fabric.Port{
+			Name:        p.GetName(),
+			AdminUp:     p.GetAdminUp(),
+			Description: p.GetDescription(),
+			VRF:         vrfOf[p.GetName()],
 		})
 	}
-	return d
+	return d, nil
 }
 
 func roleToProto(r Role) apiv1.Role {

@@ -7,9 +7,15 @@
 // Snapshots are applied latest-wins: when several arrive during an apply, only
 // the newest is applied next. The connection is retried with exponential
 // backoff and jitter; while the controller is unreachable, and on shutdown, the
-// kernel is left exactly as it is (no cleanup, no flush). After a restart the
-// first snapshot is applied like any other: the diff-based reconciler makes no
+// kernel is left as it is (no cleanup, no flush). After a restart the first
+// snapshot is applied like any other: the diff-based reconciler makes no
 // change to a kernel that already matches it.
+//
+// Drift: the agent watches the kernel's link, address and route events and,
+// after a short debounce, re-applies the last applied config when a managed
+// object was changed or removed by hand; changes to anything else are logged
+// and counted, never reverted (drift.go). This also runs while the controller
+// is unreachable, and never before the first successful apply.
 //
 // Protobuf types stay in this package's edge (convert.go); the reconcilers
 // speak their own types. The package must not parse flags or config files

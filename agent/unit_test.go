@@ -1,10 +1,13 @@
 package agent
 
 import (
+	"net"
+	"net/netip"
 	"testing"
 	"time"
 
 	"github.com/google/go-cmp/cmp"
+	"github.com/google/go-cmp/cmp/cmpopts"
 	"google.golang.org/protobuf/testing/protocmp"
 
 	apiv1 "github.com/metalfabric/fabric/controlplane/api/v1"
@@ -25,22 +28,45 @@ func TestParseRole(t *testing.T) {
 }
 
 func TestDesiredFromProto(t *testing.T) {
+	vlans := fabric.VLANRange{Min: 100, Max: 200}
 	cfg := &apiv1.DeviceConfig{
 		Hostname: "leaf1", Version: 7, Role: apiv1.Role_ROLE_LEAF,
+		Loopback: "10.255.0.1/32", Vtep: "10.255.0.1", RouterMac: "aa:bb:cc:00:00:01",
 		Vrfs: []*apiv1.Vrf{
-			{Name: "vrf10010", Vni: 10010, Table: 10010, Network: "tenant-a", Ports: []string{"swp1", "swp2"}},
+			{Name: "vrf10010", Vni: 10010, Table: 10010, Network: "tenant-a", Ports: []string{"swp1", "swp2"}, L3Vni: true},
 			{Vni: 10020, Table: 10020, Network: "tenant-b"},
 		},
+		Ports: []*apiv1.PortConfig{{Name: "swp1", Description: "m1", AdminUp: true}},
 	}
-	want := fabric.Desired{VRFs: []fabric.VRF{
-		{Name: "vrf10010", Table: 10010, Ports: []string{"swp1", "swp2"}},
-		{Name: "vrf10020", Table: 10020},
-	}}
-	if diff := cmp.Diff(want, desiredFromProto(cfg)); diff != "" {
+	want := fabric.Desired{
+		Loopback:  fabric.Loopback{Addrs: []netip.Prefix{netip.MustParsePrefix("10.255.0.1/32")}},
+		VTEP:      netip.MustParseAddr("10.255.0.1"),
+		VLANRange: vlans,
+		Ports:     []fabric.Port{{Name: "swp1", AdminUp: true, Description: "m1", VRF: "vrf10010"}},
+		VRFs: []fabric.VRF{
+			{Name: "vrf10010", Table: 10010, Ports: []string{"swp2"},
+				L3VNI: &fabric.L3VNI{VNI: 10010, RouterMAC: net.HardwareAddr{0xaa, 0xbb, 0xcc, 0, 0, 1}}},
+			{Name: "vrf10020", Table: 10020},
+		},
+	}
+	got, err := desiredFromProto(cfg, vlans)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if diff := cmp.Diff(want, got, cmpopts.EquateComparable(netip.Addr{}, netip.Prefix{})); diff != "" {
 		t.Errorf("desiredFromProto (-want +got):\n%s", diff)
 	}
-	if got := desiredFromProto(&apiv1.DeviceConfig{}); len(got.VRFs) != 0 {
-		t.Errorf("desiredFromProto(empty) = %+v, want no VRFs", got)
+	if got, err := desiredFromProto(&apiv1.DeviceConfig{}, vlans); err != nil || len(got.VRFs) != 0 || len(got.Ports) != 0 {
+		t.Errorf("desiredFromProto(empty) = %+v, %v; want nothing", got, err)
+	}
+	for _, bad := range []*apiv1.DeviceConfig{
+		{Loopback: "10.255.0.1"},
+		{Vtep: "10.255.0.1/32"},
+		{RouterMac: "aa:bb"},
+	} {
+		if _, err := desiredFromProto(bad, vlans); err == nil {
+			t.Errorf("desiredFromProto(%v): want an error", bad)
+		}
 	}
 }
 

@@ -24,11 +24,11 @@ func TestChangeString(t *testing.T) {
 		c    fabric.Change
 		want string
 	}{
-		{fabric.Change{Op: fabric.OpAddVRF, Link: "vrf10010", Table: 10010}, "add vrf vrf10010 table 10010"},
+		{fabric.Change{Op: fabric.OpAddLink, Kind: fabric.KindVRF, Link: "vrf10010", Table: 10010}, "add vrf vrf10010 table 10010"},
 		{fabric.Change{Op: fabric.OpSetUp, Link: "vrf10010"}, "set vrf10010 up"},
 		{fabric.Change{Op: fabric.OpSetMaster, Link: "swp1", Master: "vrf10010"}, "set swp1 master vrf10010"},
 		{fabric.Change{Op: fabric.OpSetNoMaster, Link: "swp1", Master: "vrf10010"}, "set swp1 nomaster"},
-		{fabric.Change{Op: fabric.OpDeleteVRF, Link: "vrf10010"}, "delete vrf vrf10010"},
+		{fabric.Change{Op: fabric.OpDeleteLink, Kind: fabric.KindVRF, Link: "vrf10010"}, "delete vrf vrf10010"},
 	}
 	for _, tt := range tests {
 		if got := tt.c.String(); got != tt.want {
@@ -169,7 +169,7 @@ func TestDiff(t *testing.T) {
 	for _, tt := range tests {
 		t.Run(tt.name, func(t *testing.T) {
 			got := strs(fabric.Diff(tt.desired, tt.actual))
-			if diff := cmp.Diff(tt.want, got); diff != "" {
+			if diff := cmp.Diff(tt.want, got, ft.CmpOpts); diff != "" {
 				t.Errorf("Diff() (-want +got):\n%s", diff)
 			}
 		})
@@ -203,7 +203,7 @@ func TestDiffConverges(t *testing.T) {
 				want.VRFs[j].Ports = nil
 			}
 		}
-		if diff := cmp.Diff(want, k.State().Owned()); diff != "" {
+		if diff := cmp.Diff(want, k.State().Owned(), ft.CmpOpts); diff != "" {
 			t.Errorf("step %d: owned state (-want +got):\n%s", i, diff)
 		}
 	}

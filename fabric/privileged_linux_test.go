@@ -17,6 +17,7 @@ import (
 	"golang.org/x/sys/unix"
 
 	"github.com/metalfabric/fabric/fabric"
+	ft "github.com/metalfabric/fabric/fabric/fabrictest"
 )
 
 const vmHint = "as root without FABRIC_NO_VM, TestMain re-runs the package there (integration/vm/vmtest)"
@@ -167,10 +168,10 @@ func TestPrivilegedVRF(t *testing.T) {
 		t.Fatalf("Apply: %v", err)
 	}
 	want := []string{"add vrf vrf10010 table 10010", "set vrf10010 up", "set swp1 master vrf10010"}
-	if diff := cmp.Diff(want, strs(res.Applied)); diff != "" {
+	if diff := cmp.Diff(want, strs(res.Applied), ft.CmpOpts); diff != "" {
 		t.Errorf("applied (-want +got):\n%s", diff)
 	}
-	if diff := cmp.Diff(desired, res.State.Owned()); diff != "" {
+	if diff := cmp.Diff(desired, res.State.Owned(), ft.CmpOpts); diff != "" {
 		t.Errorf("reached state (-want +got):\n%s", diff)
 	}
 
@@ -208,7 +209,7 @@ func TestPrivilegedVRF(t *testing.T) {
 	if err != nil {
 		t.Fatalf("Plan: %v", err)
 	}
-	if diff := cmp.Diff([]string{"set swp2 master vrf10010"}, strs(plan)); diff != "" {
+	if diff := cmp.Diff([]string{"set swp2 master vrf10010"}, strs(plan), ft.CmpOpts); diff != "" {
 		t.Errorf("Plan (-want +got):\n%s", diff)
 	}
 	if got := mustLink(t, h, "swp2").Attrs().MasterIndex; got != 0 {
@@ -221,7 +222,7 @@ func TestPrivilegedVRF(t *testing.T) {
 		t.Fatalf("freeing Apply: %v", err)
 	}
 	want = []string{"set swp1 nomaster", "delete vrf vrf10010"}
-	if diff := cmp.Diff(want, strs(res.Applied)); diff != "" {
+	if diff := cmp.Diff(want, strs(res.Applied), ft.CmpOpts); diff != "" {
 		t.Errorf("freeing applied (-want +got):\n%s", diff)
 	}
 	if _, err := h.LinkByName("vrf10010"); err == nil {
@@ -232,7 +233,7 @@ func TestPrivilegedVRF(t *testing.T) {
 	}
 
 	// The foreign VRF, its port and the unrelated veth are untouched.
-	if diff := cmp.Diff(before, foreign(), ignoreOperState); diff != "" {
+	if diff := cmp.Diff(before, foreign(), ignoreOperState, ft.CmpOpts); diff != "" {
 		t.Errorf("foreign links changed (-before +after):\n%s", diff)
 	}
 	if out := ipLink(t, "eth0"); !strings.Contains(out, "master mgmt") {
@@ -262,17 +263,16 @@ func TestPrivilegedNetlinkKernel(t *testing.T) {
 	if err := k.SetMaster(ctx, "swp1", "br0"); err != nil {
 		t.Fatalf("SetMaster: %v", err)
 	}
-	links, err := k.Links(ctx)
+	a, err := k.Read(ctx)
 	if err != nil {
-		t.Fatalf("Links: %v", err)
+		t.Fatalf("Read: %v", err)
 	}
-	a := fabric.Actual{Links: links}
 	got, _ := a.Link("swp1")
 	want := fabric.Link{
 		Name: "swp1", Index: swp1.Attrs().Index, Kind: fabric.KindVeth, Master: "br0",
 		AdminUp: true, MAC: swp1.Attrs().HardwareAddr.String(), MTU: 9000,
 	}
-	if diff := cmp.Diff(want, got, ignoreOperState); diff != "" {
+	if diff := cmp.Diff(want, got, ignoreOperState, ft.CmpOpts); diff != "" {
 		t.Errorf("swp1 (-want +got):\n%s", diff)
 	}
 	if br, _ := a.Link("br0"); br.Kind != fabric.KindBridge || !br.AdminUp {
@@ -285,7 +285,7 @@ func TestPrivilegedNetlinkKernel(t *testing.T) {
 	for _, p := range a.Ports() {
 		ports = append(ports, p.Name)
 	}
-	if diff := cmp.Diff([]string{"peer1", "swp1"}, ports); diff != "" {
+	if diff := cmp.Diff([]string{"peer1", "swp1"}, ports, ft.CmpOpts); diff != "" {
 		t.Errorf("Ports (-want +got):\n%s", diff)
 	}
 

@@ -6,6 +6,7 @@ import (
 	"fmt"
 	"log/slog"
 	"slices"
+	"sync"
 )
 
 // Reconciler makes the kernel match a [Desired] state. It is safe to call
@@ -14,6 +15,9 @@ import (
 type Reconciler struct {
 	k   Kernel
 	log *slog.Logger
+
+	mu    sync.Mutex
+	addrs map[Addr]bool // unlabelled addresses added to foreign links
 }
 
 // Option configures a Reconciler.
@@ -30,7 +34,7 @@ func WithLogger(l *slog.Logger) Option {
 
 // NewReconciler returns a reconciler over the kernel k.
 func NewReconciler(k Kernel, opts ...Option) *Reconciler {
-	r := &Reconciler{k: k, log: slog.Default()}
+	r := &Reconciler{k: k, log: slog.Default(), addrs: map[Addr]bool{}}
 	for _, o := range opts {
 		o(r)
 	}
@@ -40,7 +44,7 @@ func NewReconciler(k Kernel, opts ...Option) *Reconciler {
 // StepError is the failure of one step of Apply.
 type StepError struct {
 	// Step names the step: a change's String ("set swp1 master vrf10010"),
-	// or "read links", "validate", "apply" (interrupted), "re-read links".
+	// or "read", "validate", "apply" (interrupted), "re-read".
 	Step string
 	// Err says what went wrong, naming the step ("enslaving swp1 to
 	// vrf10010: no such device").
@@ -57,8 +61,9 @@ type Result struct {
 	// Applied lists the changes the kernel accepted, in order.
 	Applied []Change
 	// Skipped lists the planned changes not attempted, because a change they
-	// depend on failed (enslaving into a VRF whose creation failed, deleting
-	// a VRF whose port could not be released) or ctx was done.
+	// depend on failed (configuring or enslaving into a link whose creation
+	// failed, deleting a master whose slave could not be released) or ctx
+	// was done.
 	Skipped []Change
 	// Errors has one entry per failed step.
 	Errors []StepError
@@ -68,13 +73,21 @@ type Result struct {
 	State Actual
 }
 
-// Read returns the current kernel state.
+// Read returns the current kernel state, with the addresses this reconciler
+// added to foreign links without a label in Actual.OwnedAddrs.
 func (r *Reconciler) Read(ctx context.Context) (Actual, error) {
-	links, err := r.k.Links(ctx)
+	a, err := r.k.Read(ctx)
 	if err != nil {
-		return Actual{}, fmt.Errorf("listing links: %w", err)
+		return Actual{}, fmt.Errorf("reading the kernel: %w", err)
 	}
-	return Actual{Links: links}, nil
+	r.mu.Lock()
+	defer r.mu.Unlock()
+	for _, ad := range a.Addrs {
+		if r.addrs[Addr{Link: ad.Link, Prefix: ad.Prefix}] {
+			a.OwnedAddrs = append(a.OwnedAddrs, Addr{Link: ad.Link, Prefix: ad.Prefix})
+		}
+	}
+	return a, nil
 }
 
 // Plan reads the kernel, validates desired against it and returns the changes
@@ -103,7 +116,7 @@ func (r *Reconciler) Apply(ctx context.Context, desired Desired) (Result, error)
 
 	actual, err := r.Read(ctx)
 	if err != nil {
-		fail("read links", err)
+		fail("read", err)
 		return res, res.err()
 	}
 	res.State = actual
@@ -116,31 +129,39 @@ func (r *Reconciler) Apply(ctx context.Context, desired Desired) (Result, error)
 		return res, nil
 	}
 
-	// blocked: VRFs whose (re-)creation failed, so their "set up" and the
-	// enslaving of ports into them are skipped. kept: VRFs with a port that
-	// could not be released, so they are not deleted.
+	// blocked: links whose (re-)creation failed (or whose parent's did), so
+	// the changes to them and the enslaving into them are skipped. kept:
+	// masters with a slave that could not be released, so they are not
+	// deleted.
 	blocked := map[string]bool{}
 	kept := map[string]bool{}
+	detached := map[string]bool{} // links whose enslaving failed or was skipped
 	for i, c := range res.Planned {
 		if err := ctx.Err(); err != nil {
 			fail("apply", fmt.Errorf("stopped before %q: %w", c.String(), err))
 			res.Skipped = append(res.Skipped, res.Planned[i:]...)
 			break
 		}
-		skip := false
+		var skip bool
 		switch c.Op {
-		case OpAddVRF, OpSetUp:
-			skip = blocked[c.Link]
-		case OpSetMaster:
-			skip = blocked[c.Master]
-		case OpDeleteVRF:
+		case OpDeleteLink:
 			skip = kept[c.Link]
+		case OpSetNoMaster:
+		case OpAddLink:
+			skip = blocked[c.Link] || (c.Parent != "" && blocked[c.Parent])
+		case OpAddBridgeVLAN, OpDelBridgeVLAN:
+			skip = blocked[c.Link] || (!c.Self && detached[c.Link])
+		default:
+			skip = blocked[c.Link] || (c.Master != "" && blocked[c.Master])
 		}
 		if skip {
 			r.log.Warn("skipping change: a step it depends on failed", "change", c.String())
 			res.Skipped = append(res.Skipped, c)
-			if c.Op == OpDeleteVRF {
+			if c.Op == OpDeleteLink || c.Op == OpAddLink {
 				blocked[c.Link] = true
+			}
+			if c.Op == OpSetMaster {
+				detached[c.Link] = true
 			}
 			continue
 		}
@@ -148,27 +169,48 @@ func (r *Reconciler) Apply(ctx context.Context, desired Desired) (Result, error)
 			r.log.Error("change failed", append(logAttrs(c), "err", err)...)
 			fail(c.String(), fmt.Errorf("%s: %w", c.action(), err))
 			switch c.Op {
-			case OpAddVRF, OpDeleteVRF:
-				// A VRF that could not be (re-)created, or an old one
+			case OpAddLink, OpDeleteLink:
+				// A link that could not be (re-)created, or an old one
 				// that could not be deleted before its re-creation,
-				// must not receive ports.
+				// must not be configured or receive slaves.
 				blocked[c.Link] = true
 			case OpSetNoMaster:
 				kept[c.Master] = true
+			case OpSetMaster:
+				detached[c.Link] = true
 			}
 			continue
 		}
 		r.log.Info("changed", logAttrs(c)...)
 		res.Applied = append(res.Applied, c)
+		r.remember(c, actual)
 	}
 
 	if state, err := r.Read(ctx); err == nil {
 		res.State = state
 	} else {
-		fail("re-read links", err)
+		fail("re-read", err)
 		res.State = simulate(actual, res.Applied)
 	}
 	return res, res.err()
+}
+
+// remember keeps track of the unlabelled addresses the reconciler adds to
+// foreign links, so it can remove them later.
+func (r *Reconciler) remember(c Change, actual Actual) {
+	if c.Op != OpAddAddr && c.Op != OpDelAddr {
+		return
+	}
+	key := Addr{Link: c.Link, Prefix: c.Prefix}
+	r.mu.Lock()
+	defer r.mu.Unlock()
+	if c.Op == OpDelAddr {
+		delete(r.addrs, key)
+		return
+	}
+	if l, ok := actual.Link(c.Link); c.Label == "" && ok && !l.Owned() {
+		r.addrs[key] = true
+	}
 }
 
 func (res Result) err() error {
@@ -181,15 +223,31 @@ func (res Result) err() error {
 
 func (r *Reconciler) apply(ctx context.Context, c Change) error {
 	switch c.Op {
-	case OpAddVRF:
-		return r.k.AddVRF(ctx, c.Link, c.Table, Marker)
+	case OpAddLink:
+		return r.k.AddLink(ctx, c, Marker)
 	case OpSetUp:
 		return r.k.SetUp(ctx, c.Link)
+	case OpSetDown:
+		return r.k.SetDown(ctx, c.Link)
+	case OpSetMTU:
+		return r.k.SetMTU(ctx, c.Link, c.MTU)
+	case OpSetAlias:
+		return r.k.SetAlias(ctx, c.Link, c.Alias)
+	case OpSetMAC:
+		return r.k.SetMAC(ctx, c.Link, c.MAC)
 	case OpSetMaster:
 		return r.k.SetMaster(ctx, c.Link, c.Master)
 	case OpSetNoMaster:
 		return r.k.SetNoMaster(ctx, c.Link)
-	case OpDeleteVRF:
+	case OpAddBridgeVLAN:
+		return r.k.AddBridgeVLANs(ctx, BridgeVLAN{Link: c.Link, VID: c.VLAN, PVID: c.PVID, Untagged: c.Untagged}, c.VLANEnd, c.Self)
+	case OpDelBridgeVLAN:
+		return r.k.DelBridgeVLANs(ctx, BridgeVLAN{Link: c.Link, VID: c.VLAN}, c.VLANEnd, c.Self)
+	case OpAddAddr:
+		return r.k.AddAddr(ctx, Addr{Link: c.Link, Prefix: c.Prefix, Label: c.Label})
+	case OpDelAddr:
+		return r.k.DelAddr(ctx, Addr{Link: c.Link, Prefix: c.Prefix})
+	case OpDeleteLink:
 		return r.k.DeleteLink(ctx, c.Link)
 	default:
 		return fmt.Errorf("unknown change op %d", int(c.Op))
@@ -197,12 +255,14 @@ func (r *Reconciler) apply(ctx context.Context, c Change) error {
 }
 
 func logAttrs(c Change) []any {
-	attrs := []any{"change", c.String()}
-	switch c.Op {
-	case OpAddVRF, OpDeleteVRF, OpSetUp:
+	attrs := []any{"change", c.String(), "device", c.Link}
+	switch {
+	case c.Kind == KindVRF:
 		attrs = append(attrs, "vrf", c.Link)
-	case OpSetMaster, OpSetNoMaster:
-		attrs = append(attrs, "port", c.Link, "vrf", c.Master)
+	case c.VNI != 0:
+		attrs = append(attrs, "vni", c.VNI)
+	case c.Op == OpSetMaster || c.Op == OpSetNoMaster:
+		attrs = append(attrs, "port", c.Link, "master", c.Master)
 	}
 	return attrs
 }
@@ -210,39 +270,96 @@ func logAttrs(c Change) []any {
 // simulate returns actual with the accepted changes applied, as the kernel
 // would have them.
 func simulate(actual Actual, applied []Change) Actual {
-	links := slices.Clone(actual.Links)
+	a := Actual{
+		Links:      slices.Clone(actual.Links),
+		Addrs:      slices.Clone(actual.Addrs),
+		VLANs:      slices.Clone(actual.VLANs),
+		OwnedAddrs: slices.Clone(actual.OwnedAddrs),
+	}
 	find := func(name string) int {
-		return slices.IndexFunc(links, func(l Link) bool { return l.Name == name })
+		return slices.IndexFunc(a.Links, func(l Link) bool { return l.Name == name })
+	}
+	dropVLANs := func(link string, from, to uint16) {
+		a.VLANs = slices.DeleteFunc(a.VLANs, func(v BridgeVLAN) bool { return v.Link == link && v.VID >= from && v.VID <= to })
 	}
 	for _, c := range applied {
 		i := find(c.Link)
+		end := max(c.VLAN, c.VLANEnd)
 		switch c.Op {
-		case OpAddVRF:
+		case OpAddLink:
 			if i < 0 {
-				links = append(links, Link{Name: c.Link, Kind: KindVRF, Alias: Marker, VRFTable: c.Table, OperState: "down"})
+				a.Links = append(a.Links, Link{
+					Name: c.Link, Kind: c.Kind, Alias: Marker, VRFTable: c.Table, OperState: "down",
+					VNI: c.VNI, VXLANLocal: addrString(c.Local), VXLANPort: vxlanPortOf(c), VLANID: c.VLAN, Parent: c.Parent,
+					MAC: c.MAC, MTU: c.MTU, VLANFiltering: c.Kind == KindBridge,
+				})
 			}
-		case OpSetUp:
+		case OpSetUp, OpSetDown:
 			if i >= 0 {
-				links[i].AdminUp = true
+				a.Links[i].AdminUp = c.Op == OpSetUp
+			}
+		case OpSetMTU:
+			if i >= 0 {
+				a.Links[i].MTU = c.MTU
+			}
+		case OpSetAlias:
+			if i >= 0 {
+				a.Links[i].Alias = c.Alias
+			}
+		case OpSetMAC:
+			if i >= 0 {
+				a.Links[i].MAC = c.MAC
 			}
 		case OpSetMaster:
 			if i >= 0 {
-				links[i].Master = c.Master
+				if a.Links[i].Master != c.Master {
+					dropVLANs(c.Link, 0, 4095)
+				}
+				a.Links[i].Master = c.Master
 			}
 		case OpSetNoMaster:
 			if i >= 0 {
-				links[i].Master = ""
+				a.Links[i].Master = ""
+				dropVLANs(c.Link, 0, 4095)
 			}
-		case OpDeleteVRF:
-			if i >= 0 {
-				links = slices.Delete(links, i, i+1)
-			}
-			for j := range links {
-				if links[j].Master == c.Link {
-					links[j].Master = ""
+		case OpAddBridgeVLAN:
+			dropVLANs(c.Link, c.VLAN, end)
+			if c.PVID {
+				for j := range a.VLANs {
+					if a.VLANs[j].Link == c.Link {
+						a.VLANs[j].PVID = false
+					}
 				}
 			}
+			for vid := c.VLAN; vid <= end; vid++ {
+				a.VLANs = append(a.VLANs, BridgeVLAN{Link: c.Link, VID: vid, PVID: c.PVID, Untagged: c.Untagged})
+			}
+		case OpDelBridgeVLAN:
+			dropVLANs(c.Link, c.VLAN, end)
+		case OpAddAddr:
+			a.Addrs = append(a.Addrs, Addr{Link: c.Link, Prefix: c.Prefix, Label: c.Label})
+		case OpDelAddr:
+			a.Addrs = slices.DeleteFunc(a.Addrs, func(x Addr) bool { return x.Link == c.Link && x.Prefix == c.Prefix })
+		case OpDeleteLink:
+			if i >= 0 {
+				a.Links = slices.Delete(a.Links, i, i+1)
+			}
+			a.Links = slices.DeleteFunc(a.Links, func(l Link) bool { return l.Kind == KindVLAN && l.Parent == c.Link })
+			for j := range a.Links {
+				if a.Links[j].Master == c.Link {
+					a.Links[j].Master = ""
+				}
+			}
+			a.Addrs = slices.DeleteFunc(a.Addrs, func(x Addr) bool { return x.Link == c.Link })
+			dropVLANs(c.Link, 0, 4095)
 		}
 	}
-	return Actual{Links: links}
+	return a
+}
+
+func vxlanPortOf(c Change) int {
+	if c.Kind == KindVXLAN {
+		return VXLANPort
+	}
+	return 0
 }

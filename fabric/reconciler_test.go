@@ -44,16 +44,16 @@ func TestApplyIdempotent(t *testing.T) {
 		"set swp1 master vrf10010",
 		"set swp2 master vrf10020",
 	}
-	if diff := cmp.Diff(wantCalls, k.Calls()); diff != "" {
+	if diff := cmp.Diff(wantCalls, k.Calls(), ft.CmpOpts); diff != "" {
 		t.Errorf("kernel calls (-want +got):\n%s", diff)
 	}
-	if diff := cmp.Diff(strs(res.Planned), strs(res.Applied)); diff != "" {
+	if diff := cmp.Diff(strs(res.Planned), strs(res.Applied), ft.CmpOpts); diff != "" {
 		t.Errorf("applied differs from planned (-planned +applied):\n%s", diff)
 	}
-	if diff := cmp.Diff(k.State(), res.State); diff != "" {
+	if diff := cmp.Diff(k.State(), res.State, ft.CmpOpts); diff != "" {
 		t.Errorf("result state differs from kernel (-kernel +result):\n%s", diff)
 	}
-	if diff := cmp.Diff(tenant, res.State.Owned()); diff != "" {
+	if diff := cmp.Diff(tenant, res.State.Owned(), ft.CmpOpts); diff != "" {
 		t.Errorf("owned state (-want +got):\n%s", diff)
 	}
 
@@ -77,10 +77,10 @@ func TestApplyIdempotent(t *testing.T) {
 		"delete vrf10010",
 		"delete vrf10020",
 	}
-	if diff := cmp.Diff(wantCalls, k.Calls()); diff != "" {
+	if diff := cmp.Diff(wantCalls, k.Calls(), ft.CmpOpts); diff != "" {
 		t.Errorf("freeing calls (-want +got):\n%s", diff)
 	}
-	if diff := cmp.Diff(lab().State(), k.State()); diff != "" {
+	if diff := cmp.Diff(lab().State(), k.State(), ft.CmpOpts); diff != "" {
 		t.Errorf("kernel after freeing (-want +got):\n%s", diff)
 	}
 }
@@ -101,13 +101,13 @@ func TestApplyInvalidTouchesNothing(t *testing.T) {
 	if calls := k.Calls(); len(calls) != 0 {
 		t.Errorf("kernel calls = %q, want none", calls)
 	}
-	if diff := cmp.Diff(before, k.State()); diff != "" {
+	if diff := cmp.Diff(before, k.State(), ft.CmpOpts); diff != "" {
 		t.Errorf("kernel changed (-before +after):\n%s", diff)
 	}
 	if len(res.Errors) != 1 || res.Errors[0].Step != "validate" {
 		t.Errorf("Result.Errors = %q, want one validate step", errSteps(res))
 	}
-	if diff := cmp.Diff(before, res.State); diff != "" {
+	if diff := cmp.Diff(before, res.State, ft.CmpOpts); diff != "" {
 		t.Errorf("Result.State (-kernel +result):\n%s", diff)
 	}
 	if _, err := r.Plan(t.Context(), bad); !errors.As(err, &verr) {
@@ -186,16 +186,16 @@ func TestApplyPartialFailure(t *testing.T) {
 			if err == nil {
 				t.Fatal("Apply() error = nil, want the injected failure")
 			}
-			if diff := cmp.Diff(tt.wantErrs, errSteps(res)); diff != "" {
+			if diff := cmp.Diff(tt.wantErrs, errSteps(res), ft.CmpOpts); diff != "" {
 				t.Errorf("errors (-want +got):\n%s", diff)
 			}
-			if diff := cmp.Diff(tt.wantSkip, strs(res.Skipped)); diff != "" {
+			if diff := cmp.Diff(tt.wantSkip, strs(res.Skipped), ft.CmpOpts); diff != "" {
 				t.Errorf("skipped (-want +got):\n%s", diff)
 			}
-			if diff := cmp.Diff(k.State(), res.State); diff != "" {
+			if diff := cmp.Diff(k.State(), res.State, ft.CmpOpts); diff != "" {
 				t.Errorf("Result.State differs from the kernel (-kernel +result):\n%s", diff)
 			}
-			if diff := cmp.Diff(tt.wantOwned, res.State.Owned()); diff != "" {
+			if diff := cmp.Diff(tt.wantOwned, res.State.Owned(), ft.CmpOpts); diff != "" {
 				t.Errorf("reached state (-want +got):\n%s", diff)
 			}
 			// Once the fault is gone, the next Apply converges.
@@ -204,7 +204,7 @@ func TestApplyPartialFailure(t *testing.T) {
 			if err != nil {
 				t.Fatalf("retry Apply: %v", err)
 			}
-			if diff := cmp.Diff(tt.desired, res.State.Owned()); diff != "" {
+			if diff := cmp.Diff(tt.desired, res.State.Owned(), ft.CmpOpts); diff != "" {
 				t.Errorf("after retry (-want +got):\n%s", diff)
 			}
 		})
@@ -222,13 +222,13 @@ func TestApplyReReadFails(t *testing.T) {
 	}
 	want := []string{
 		"set swp2 master vrf10020: enslaving swp2 to vrf10020: injected",
-		"re-read links: listing links: netlink gone",
+		"re-read: reading the kernel: netlink gone",
 	}
-	if diff := cmp.Diff(want, errSteps(res)); diff != "" {
+	if diff := cmp.Diff(want, errSteps(res), ft.CmpOpts); diff != "" {
 		t.Errorf("errors (-want +got):\n%s", diff)
 	}
 	// The simulated state claims exactly what the kernel accepted.
-	if diff := cmp.Diff(k.State().Owned(), res.State.Owned()); diff != "" {
+	if diff := cmp.Diff(k.State().Owned(), res.State.Owned(), ft.CmpOpts); diff != "" {
 		t.Errorf("simulated state vs kernel (-kernel +result):\n%s", diff)
 	}
 }
@@ -240,7 +240,7 @@ func TestApplyReadFails(t *testing.T) {
 	if err == nil || len(k.Calls()) != 0 {
 		t.Fatalf("Apply() = %v with calls %q, want an error and no calls", err, k.Calls())
 	}
-	if diff := cmp.Diff([]string{"read links: listing links: netlink gone"}, errSteps(res)); diff != "" {
+	if diff := cmp.Diff([]string{"read: reading the kernel: netlink gone"}, errSteps(res), ft.CmpOpts); diff != "" {
 		t.Errorf("errors (-want +got):\n%s", diff)
 	}
 }
@@ -258,7 +258,7 @@ func TestApplyStopsWhenContextDone(t *testing.T) {
 		t.Fatalf("Apply() error = %v, want context.Canceled", err)
 	}
 	wantApplied := []string{"add vrf vrf10010 table 10010", "add vrf vrf10020 table 10020"}
-	if diff := cmp.Diff(wantApplied, strs(res.Applied)); diff != "" {
+	if diff := cmp.Diff(wantApplied, strs(res.Applied), ft.CmpOpts); diff != "" {
 		t.Errorf("applied (-want +got):\n%s", diff)
 	}
 	if got := len(res.Applied) + len(res.Skipped) + 1; got != len(res.Planned) {
@@ -280,7 +280,7 @@ func TestPlanChangesNothing(t *testing.T) {
 		"set swp1 master vrf10010",
 		"set swp2 master vrf10020",
 	}
-	if diff := cmp.Diff(want, strs(got)); diff != "" {
+	if diff := cmp.Diff(want, strs(got), ft.CmpOpts); diff != "" {
 		t.Errorf("Plan (-want +got):\n%s", diff)
 	}
 	if calls := k.Calls(); len(calls) != 0 {
@@ -294,7 +294,7 @@ func TestActualPorts(t *testing.T) {
 	for _, p := range a.Ports() {
 		got = append(got, p.Name)
 	}
-	if diff := cmp.Diff([]string{"eth0", "swp1", "swp2", "swp3"}, got); diff != "" {
+	if diff := cmp.Diff([]string{"eth0", "swp1", "swp2", "swp3"}, got, ft.CmpOpts); diff != "" {
 		t.Errorf("Ports (-want +got):\n%s", diff)
 	}
 }

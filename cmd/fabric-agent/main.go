@@ -21,10 +21,13 @@ import (
 	"log/slog"
 	"os"
 	"os/signal"
+	"strconv"
+	"strings"
 	"syscall"
 	"time"
 
 	"github.com/metalfabric/fabric/agent"
+	"github.com/metalfabric/fabric/fabric"
 )
 
 const (
@@ -42,7 +45,7 @@ func main() {
 
 func usage(w io.Writer) {
 	fmt.Fprint(w, `usage:
-  fabric-agent --role leaf|spine|firewall --controller HOST:PORT [--hostname NAME] [--log-level LEVEL]
+  fabric-agent --role leaf|spine|firewall --controller HOST:PORT [--hostname NAME] [--vlan-range MIN-MAX] [--log-level LEVEL]
   fabric-agent plan --controller HOST:PORT [--hostname NAME] [--role ROLE] [--timeout D] [--log-level LEVEL]
 `)
 }
@@ -53,6 +56,7 @@ type common struct {
 	controller string
 	hostname   string
 	logLevel   string
+	vlanRange  string
 }
 
 func (c *common) register(fs *flag.FlagSet, defaultLevel string) {
@@ -60,6 +64,18 @@ func (c *common) register(fs *flag.FlagSet, defaultLevel string) {
 	fs.StringVar(&c.controller, "controller", "", "controller gRPC address, HOST:PORT")
 	fs.StringVar(&c.hostname, "hostname", "", "device hostname (default: the OS hostname)")
 	fs.StringVar(&c.logLevel, "log-level", defaultLevel, "log level: debug, info, warn, error")
+	def := fabric.DefaultVLANRange
+	fs.StringVar(&c.vlanRange, "vlan-range", fmt.Sprintf("%d-%d", def.Min, def.Max), "VLANs this switch picks for L3VNIs, MIN-MAX")
+}
+
+func parseVLANRange(s string) (fabric.VLANRange, error) {
+	lo, hi, ok := strings.Cut(s, "-")
+	a, errA := strconv.ParseUint(lo, 10, 16)
+	b, errB := strconv.ParseUint(hi, 10, 16)
+	if !ok || errA != nil || errB != nil || a < 1 || b > 4094 || a > b {
+		return fabric.VLANRange{}, fmt.Errorf("%q is not a VLAN range MIN-MAX within 1-4094", s)
+	}
+	return fabric.VLANRange{Min: uint16(a), Max: uint16(b)}, nil
 }
 
 // config checks the flags; roleRequired is false for plan.
@@ -79,8 +95,12 @@ func (c *common) config(roleRequired bool) (agent.Config, *slog.Logger, error) {
 	if err := level.UnmarshalText([]byte(c.logLevel)); err != nil {
 		return agent.Config{}, nil, fmt.Errorf("--log-level: %w", err)
 	}
+	vlans, err := parseVLANRange(c.vlanRange)
+	if err != nil {
+		return agent.Config{}, nil, fmt.Errorf("--vlan-range: %w", err)
+	}
 	log := slog.New(slog.NewTextHandler(os.Stderr, &slog.HandlerOptions{Level: level}))
-	return agent.Config{Controller: c.controller, Hostname: c.hostname, Role: role}, log, nil
+	return agent.Config{Controller: c.controller, Hostname: c.hostname, Role: role, VLANRange: vlans}, log, nil
 }
 
 func run(ctx context.Context, args []string, stdout, stderr io.Writer) int {
