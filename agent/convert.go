@@ -75,6 +75,10 @@ func desiredFromProto(cfg *apiv1.DeviceConfig, vlans fabric.VLANRange) (fabric.D
 	return d, nil
 }
 
+func driftToProto(s DriftStats) *apiv1.Drift {
+	return &apiv1.Drift{Repairs: s.Repairs, UnmanagedChanges: s.Unmanaged, LastUnmanaged: s.LastUnmanaged}
+}
+
 func roleToProto(r Role) apiv1.Role {
 	switch r {
 	case RoleLeaf:

@@ -145,6 +145,7 @@ func (a *Agent) report(ctx context.Context, client apiv1.DeviceServiceClient) {
 		AppliedVersion: st.version,
 		Errors:         stepErrorsToProto("fabric", st.errors),
 		Ports:          portsToProto(st.ports),
+		Drift:          driftToProto(a.DriftStats()),
 	})
 	if err != nil {
 		a.log.Warn("reporting status failed", "version", st.version, "err", err)

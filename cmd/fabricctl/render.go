@@ -57,7 +57,7 @@ func networkTable(nets ...*apiv1.Network) [][]string {
 }
 
 func deviceTable(r *apiv1.ListDevicesResponse) [][]string {
-	rows := [][]string{{"HOSTNAME", "ROLE", "PORTS", "DESIRED", "APPLIED", "SYNC", "CONNECTED", "LAST SEEN", "ERRORS"}}
+	rows := [][]string{{"HOSTNAME", "ROLE", "LOOPBACK", "PORTS", "DESIRED", "APPLIED", "SYNC", "CONNECTED", "DRIFT", "LAST SEEN", "ERRORS"}}
 	for _, d := range r.GetDevices() {
 		sync := "in sync"
 		switch {
@@ -74,10 +74,14 @@ func deviceTable(r *apiv1.ListDevicesResponse) [][]string {
 		for _, e := range d.GetErrors() {
 			errs = append(errs, e.GetStep()+": "+e.GetMessage())
 		}
+		drift := fmt.Sprintf("%d repaired, %d unmanaged", d.GetDrift().GetRepairs(), d.GetDrift().GetUnmanagedChanges())
+		if last := d.GetDrift().GetLastUnmanaged(); last != "" {
+			drift += " (last: " + last + ")"
+		}
 		rows = append(rows, []string{
-			d.GetHostname(), roleName(d.GetRole()), strconv.Itoa(len(d.GetPorts())),
+			d.GetHostname(), roleName(d.GetRole()), orDash(d.GetLoopback()), strconv.Itoa(len(d.GetPorts())),
 			strconv.FormatUint(d.GetDesiredVersion(), 10), strconv.FormatUint(d.GetAppliedVersion(), 10),
-			sync, strconv.FormatBool(d.GetConnected()), seen, orDash(strings.Join(errs, "; ")),
+			sync, strconv.FormatBool(d.GetConnected()), drift, seen, orDash(strings.Join(errs, "; ")),
 		})
 	}
 	return rows

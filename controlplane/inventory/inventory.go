@@ -310,6 +310,7 @@ type Status struct {
 	Errors         []model.StepError
 	// Ports replaces the device's ports when not empty.
 	Ports []model.Port
+	Drift model.Drift
 }
 
 // ReportStatus records a device's applied version, errors and port states.
@@ -339,6 +340,7 @@ func (inv *Inventory) ReportStatus(ctx context.Context, hostname string, s Statu
 		}
 		d.AppliedVersion = s.AppliedVersion
 		d.Errors = slices.Clone(s.Errors)
+		d.Drift = s.Drift
 		if len(ports) > 0 {
 			d.Ports = ports
 		}

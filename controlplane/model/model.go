@@ -93,6 +93,16 @@ type Device struct {
 	// Loopback is the device's loopback address from the controller's
 	// pool, assigned at first registration and kept for the device's life.
 	Loopback netip.Addr `json:"loopback,omitzero"`
+	// Drift is the agent's last drift report (informational).
+	Drift Drift `json:"drift,omitzero"`
+}
+
+// Drift counts kernel changes behind an agent's back: repairs of managed
+// objects and changes to unmanaged ones (reported, never reverted).
+type Drift struct {
+	Repairs          uint64 `json:"repairs,omitempty"`
+	UnmanagedChanges uint64 `json:"unmanagedChanges,omitempty"`
+	LastUnmanaged    string `json:"lastUnmanaged,omitempty"`
 }
 
 // HasPort reports whether the device reported a port of that name.

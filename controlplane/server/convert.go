@@ -128,6 +128,9 @@ func deviceToProto(d inventory.DeviceInfo, connected bool) *apiv1.Device {
 		Errors:         stepErrorsToProto(d.Errors),
 		Connected:      connected,
 	}
+	if d.Drift != (model.Drift{}) {
+		out.Drift = &apiv1.Drift{Repairs: d.Drift.Repairs, UnmanagedChanges: d.Drift.UnmanagedChanges, LastUnmanaged: d.Drift.LastUnmanaged}
+	}
 	if d.Loopback.IsValid() {
 		out.Loopback = netip.PrefixFrom(d.Loopback, d.Loopback.BitLen()).String()
 	}

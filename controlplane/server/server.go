@@ -24,6 +24,7 @@ import (
 	apiv1 "github.com/metalfabric/fabric/controlplane/api/v1"
 	"github.com/metalfabric/fabric/controlplane/inventory"
 	"github.com/metalfabric/fabric/controlplane/ipam"
+	"github.com/metalfabric/fabric/controlplane/model"
 	"github.com/metalfabric/fabric/controlplane/store"
 	"github.com/metalfabric/fabric/controlplane/watch"
 )
@@ -259,6 +260,11 @@ func (d deviceService) ReportStatus(ctx context.Context, req *apiv1.ReportStatus
 		AppliedVersion: req.GetAppliedVersion(),
 		Errors:         stepErrorsFromProto(req.GetErrors()),
 		Ports:          portsFromProto(req.GetPorts()),
+		Drift: model.Drift{
+			Repairs:          req.GetDrift().GetRepairs(),
+			UnmanagedChanges: req.GetDrift().GetUnmanagedChanges(),
+			LastUnmanaged:    req.GetDrift().GetLastUnmanaged(),
+		},
 	})
 	if err != nil {
 		return nil, d.s.toStatus(err)

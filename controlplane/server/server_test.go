@@ -904,3 +904,21 @@ func TestShutdownEndsWatch(t *testing.T) {
 		t.Fatal("watch did not end on shutdown")
 	}
 }
+
+// TestDriftReport: the agent's drift counters land on the device as
+// information, without making it look unconverged.
+func TestDriftReport(t *testing.T) {
+	e := newEnv(t)
+	v := e.register("leaf1", apiv1.Role_ROLE_LEAF, "swp1")
+	drift := &apiv1.Drift{Repairs: 2, UnmanagedChanges: 1, LastUnmanaged: "link veth9 added"}
+	if _, err := e.dev.ReportStatus(ctx(t), &apiv1.ReportStatusRequest{Hostname: "leaf1", AppliedVersion: v, Drift: drift}); err != nil {
+		t.Fatal(err)
+	}
+	d := e.devices()["leaf1"]
+	if diff := cmp.Diff(drift, d.GetDrift(), protocmp.Transform()); diff != "" {
+		t.Errorf("drift (-want +got):\n%s", diff)
+	}
+	if len(d.GetErrors()) != 0 || d.GetAppliedVersion() != v {
+		t.Errorf("drift changed convergence: errors %v, applied %d", d.GetErrors(), d.GetAppliedVersion())
+	}
+}

@@ -638,8 +638,10 @@ type ReportStatusRequest struct {
 	AppliedVersion uint64       `protobuf:"varint,2,opt,name=applied_version,json=appliedVersion,proto3" json:"applied_version,omitempty"`
 	Errors         []*StepError `protobuf:"bytes,3,rep,name=errors,proto3" json:"errors,omitempty"`
 	Ports          []*Port      `protobuf:"bytes,4,rep,name=ports,proto3" json:"ports,omitempty"`
-	unknownFields  protoimpl.UnknownFields
-	sizeCache      protoimpl.SizeCache
+	// Drift: what changed in the kernel behind the agent's back.
+	Drift         *Drift `protobuf:"bytes,5,opt,name=drift,proto3" json:"drift,omitempty"`
+	unknownFields protoimpl.UnknownFields
+	sizeCache     protoimpl.SizeCache
 }
 
 func (x *ReportStatusRequest) Reset() {
@@ -700,6 +702,78 @@ func (x *ReportStatusRequest) GetPorts() []*Port {
 	return nil
 }
 
+func (x *ReportStatusRequest) GetDrift() *Drift {
+	if x != nil {
+		return x.Drift
+	}
+	return nil
+}
+
+// Drift is informational: repairs of managed objects and changes to objects
+// the agent does not manage (reported, never reverted). Not an error.
+type Drift struct {
+	state protoimpl.MessageState `protogen:"open.v1"`
+	// Number of repairs of managed objects since the agent started.
+	Repairs uint64 `protobuf:"varint,1,opt,name=repairs,proto3" json:"repairs,omitempty"`
+	// Number of changes seen on objects the agent does not manage.
+	UnmanagedChanges uint64 `protobuf:"varint,2,opt,name=unmanaged_changes,json=unmanagedChanges,proto3" json:"unmanaged_changes,omitempty"`
+	// The newest unmanaged change, e.g. "link veth9 added".
+	LastUnmanaged string `protobuf:"bytes,3,opt,name=last_unmanaged,json=lastUnmanaged,proto3" json:"last_unmanaged,omitempty"`
+	unknownFields protoimpl.UnknownFields
+	sizeCache     protoimpl.SizeCache
+}
+
+func (x *Drift) Reset() {
+	*x = Drift{}
+	mi := &file_fabric_proto_msgTypes[9]
+	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+	ms.StoreMessageInfo(mi)
+}
+
+func (x *Drift) String() string {
+	return protoimpl.X.MessageStringOf(x)
+}
+
+func (*Drift) ProtoMessage() {}
+
+func (x *Drift) ProtoReflect() protoreflect.Message {
+	mi := &file_fabric_proto_msgTypes[9]
+	if x != nil {
+		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+		if ms.LoadMessageInfo() == nil {
+			ms.StoreMessageInfo(mi)
+		}
+		return ms
+	}
+	return mi.MessageOf(x)
+}
+
+// Deprecated: Use Drift.ProtoReflect.Descriptor instead.
+func (*Drift) Descriptor() ([]byte, []int) {
+	return file_fabric_proto_rawDescGZIP(), []int{9}
+}
+
+func (x *Drift) GetRepairs() uint64 {
+	if x != nil {
+		return x.Repairs
+	}
+	return 0
+}
+
+func (x *Drift) GetUnmanagedChanges() uint64 {
+	if x != nil {
+		return x.UnmanagedChanges
+	}
+	return 0
+}
+
+func (x *Drift) GetLastUnmanaged() string {
+	if x != nil {
+		return x.LastUnmanaged
+	}
+	return ""
+}
+
 type ReportStatusResponse struct {
 	state         protoimpl.MessageState `protogen:"open.v1"`
 	unknownFields protoimpl.UnknownFields
@@ -708,7 +782,7 @@ type ReportStatusResponse struct {
 
 func (x *ReportStatusResponse) Reset() {
 	*x = ReportStatusResponse{}
-	mi := &file_fabric_proto_msgTypes[9]
+	mi := &file_fabric_proto_msgTypes[10]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -720,7 +794,7 @@ func (x *ReportStatusResponse) String() string {
 func (*ReportStatusResponse) ProtoMessage() {}
 
 func (x *ReportStatusResponse) ProtoReflect() protoreflect.Message {
-	mi := &file_fabric_proto_msgTypes[9]
+	mi := &file_fabric_proto_msgTypes[10]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -733,7 +807,7 @@ func (x *ReportStatusResponse) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use ReportStatusResponse.ProtoReflect.Descriptor instead.
 func (*ReportStatusResponse) Descriptor() ([]byte, []int) {
-	return file_fabric_proto_rawDescGZIP(), []int{9}
+	return file_fabric_proto_rawDescGZIP(), []int{10}
 }
 
 type Network struct {
@@ -751,7 +825,7 @@ type Network struct {
 
 func (x *Network) Reset() {
 	*x = Network{}
-	mi := &file_fabric_proto_msgTypes[10]
+	mi := &file_fabric_proto_msgTypes[11]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -763,7 +837,7 @@ func (x *Network) String() string {
 func (*Network) ProtoMessage() {}
 
 func (x *Network) ProtoReflect() protoreflect.Message {
-	mi := &file_fabric_proto_msgTypes[10]
+	mi := &file_fabric_proto_msgTypes[11]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -776,7 +850,7 @@ func (x *Network) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use Network.ProtoReflect.Descriptor instead.
 func (*Network) Descriptor() ([]byte, []int) {
-	return file_fabric_proto_rawDescGZIP(), []int{10}
+	return file_fabric_proto_rawDescGZIP(), []int{11}
 }
 
 func (x *Network) GetName() string {
@@ -817,7 +891,7 @@ type CreateNetworkRequest struct {
 
 func (x *CreateNetworkRequest) Reset() {
 	*x = CreateNetworkRequest{}
-	mi := &file_fabric_proto_msgTypes[11]
+	mi := &file_fabric_proto_msgTypes[12]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -829,7 +903,7 @@ func (x *CreateNetworkRequest) String() string {
 func (*CreateNetworkRequest) ProtoMessage() {}
 
 func (x *CreateNetworkRequest) ProtoReflect() protoreflect.Message {
-	mi := &file_fabric_proto_msgTypes[11]
+	mi := &file_fabric_proto_msgTypes[12]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -842,7 +916,7 @@ func (x *CreateNetworkRequest) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use CreateNetworkRequest.ProtoReflect.Descriptor instead.
 func (*CreateNetworkRequest) Descriptor() ([]byte, []int) {
-	return file_fabric_proto_rawDescGZIP(), []int{11}
+	return file_fabric_proto_rawDescGZIP(), []int{12}
 }
 
 func (x *CreateNetworkRequest) GetName() string {
@@ -867,7 +941,7 @@ type ListNetworksRequest struct {
 
 func (x *ListNetworksRequest) Reset() {
 	*x = ListNetworksRequest{}
-	mi := &file_fabric_proto_msgTypes[12]
+	mi := &file_fabric_proto_msgTypes[13]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -879,7 +953,7 @@ func (x *ListNetworksRequest) String() string {
 func (*ListNetworksRequest) ProtoMessage() {}
 
 func (x *ListNetworksRequest) ProtoReflect() protoreflect.Message {
-	mi := &file_fabric_proto_msgTypes[12]
+	mi := &file_fabric_proto_msgTypes[13]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -892,7 +966,7 @@ func (x *ListNetworksRequest) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use ListNetworksRequest.ProtoReflect.Descriptor instead.
 func (*ListNetworksRequest) Descriptor() ([]byte, []int) {
-	return file_fabric_proto_rawDescGZIP(), []int{12}
+	return file_fabric_proto_rawDescGZIP(), []int{13}
 }
 
 type ListNetworksResponse struct {
@@ -904,7 +978,7 @@ type ListNetworksResponse struct {
 
 func (x *ListNetworksResponse) Reset() {
 	*x = ListNetworksResponse{}
-	mi := &file_fabric_proto_msgTypes[13]
+	mi := &file_fabric_proto_msgTypes[14]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -916,7 +990,7 @@ func (x *ListNetworksResponse) String() string {
 func (*ListNetworksResponse) ProtoMessage() {}
 
 func (x *ListNetworksResponse) ProtoReflect() protoreflect.Message {
-	mi := &file_fabric_proto_msgTypes[13]
+	mi := &file_fabric_proto_msgTypes[14]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -929,7 +1003,7 @@ func (x *ListNetworksResponse) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use ListNetworksResponse.ProtoReflect.Descriptor instead.
 func (*ListNetworksResponse) Descriptor() ([]byte, []int) {
-	return file_fabric_proto_rawDescGZIP(), []int{13}
+	return file_fabric_proto_rawDescGZIP(), []int{14}
 }
 
 func (x *ListNetworksResponse) GetNetworks() []*Network {
@@ -948,7 +1022,7 @@ type DeleteNetworkRequest struct {
 
 func (x *DeleteNetworkRequest) Reset() {
 	*x = DeleteNetworkRequest{}
-	mi := &file_fabric_proto_msgTypes[14]
+	mi := &file_fabric_proto_msgTypes[15]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -960,7 +1034,7 @@ func (x *DeleteNetworkRequest) String() string {
 func (*DeleteNetworkRequest) ProtoMessage() {}
 
 func (x *DeleteNetworkRequest) ProtoReflect() protoreflect.Message {
-	mi := &file_fabric_proto_msgTypes[14]
+	mi := &file_fabric_proto_msgTypes[15]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -973,7 +1047,7 @@ func (x *DeleteNetworkRequest) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use DeleteNetworkRequest.ProtoReflect.Descriptor instead.
 func (*DeleteNetworkRequest) Descriptor() ([]byte, []int) {
-	return file_fabric_proto_rawDescGZIP(), []int{14}
+	return file_fabric_proto_rawDescGZIP(), []int{15}
 }
 
 func (x *DeleteNetworkRequest) GetName() string {
@@ -991,7 +1065,7 @@ type DeleteNetworkResponse struct {
 
 func (x *DeleteNetworkResponse) Reset() {
 	*x = DeleteNetworkResponse{}
-	mi := &file_fabric_proto_msgTypes[15]
+	mi := &file_fabric_proto_msgTypes[16]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -1003,7 +1077,7 @@ func (x *DeleteNetworkResponse) String() string {
 func (*DeleteNetworkResponse) ProtoMessage() {}
 
 func (x *DeleteNetworkResponse) ProtoReflect() protoreflect.Message {
-	mi := &file_fabric_proto_msgTypes[15]
+	mi := &file_fabric_proto_msgTypes[16]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -1016,7 +1090,7 @@ func (x *DeleteNetworkResponse) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use DeleteNetworkResponse.ProtoReflect.Descriptor instead.
 func (*DeleteNetworkResponse) Descriptor() ([]byte, []int) {
-	return file_fabric_proto_rawDescGZIP(), []int{15}
+	return file_fabric_proto_rawDescGZIP(), []int{16}
 }
 
 type Device struct {
@@ -1033,14 +1107,16 @@ type Device struct {
 	// When the device last registered or reported status.
 	LastSeen *timestamppb.Timestamp `protobuf:"bytes,9,opt,name=last_seen,json=lastSeen,proto3" json:"last_seen,omitempty"`
 	// Loopback address assigned by the controller (CIDR).
-	Loopback      string `protobuf:"bytes,10,opt,name=loopback,proto3" json:"loopback,omitempty"`
+	Loopback string `protobuf:"bytes,10,opt,name=loopback,proto3" json:"loopback,omitempty"`
+	// Drift as last reported by the agent.
+	Drift         *Drift `protobuf:"bytes,11,opt,name=drift,proto3" json:"drift,omitempty"`
 	unknownFields protoimpl.UnknownFields
 	sizeCache     protoimpl.SizeCache
 }
 
 func (x *Device) Reset() {
 	*x = Device{}
-	mi := &file_fabric_proto_msgTypes[16]
+	mi := &file_fabric_proto_msgTypes[17]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -1052,7 +1128,7 @@ func (x *Device) String() string {
 func (*Device) ProtoMessage() {}
 
 func (x *Device) ProtoReflect() protoreflect.Message {
-	mi := &file_fabric_proto_msgTypes[16]
+	mi := &file_fabric_proto_msgTypes[17]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -1065,7 +1141,7 @@ func (x *Device) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use Device.ProtoReflect.Descriptor instead.
 func (*Device) Descriptor() ([]byte, []int) {
-	return file_fabric_proto_rawDescGZIP(), []int{16}
+	return file_fabric_proto_rawDescGZIP(), []int{17}
 }
 
 func (x *Device) GetHostname() string {
@@ -1138,6 +1214,13 @@ func (x *Device) GetLoopback() string {
 	return ""
 }
 
+func (x *Device) GetDrift() *Drift {
+	if x != nil {
+		return x.Drift
+	}
+	return nil
+}
+
 type ListDevicesRequest struct {
 	state         protoimpl.MessageState `protogen:"open.v1"`
 	unknownFields protoimpl.UnknownFields
@@ -1146,7 +1229,7 @@ type ListDevicesRequest struct {
 
 func (x *ListDevicesRequest) Reset() {
 	*x = ListDevicesRequest{}
-	mi := &file_fabric_proto_msgTypes[17]
+	mi := &file_fabric_proto_msgTypes[18]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -1158,7 +1241,7 @@ func (x *ListDevicesRequest) String() string {
 func (*ListDevicesRequest) ProtoMessage() {}
 
 func (x *ListDevicesRequest) ProtoReflect() protoreflect.Message {
-	mi := &file_fabric_proto_msgTypes[17]
+	mi := &file_fabric_proto_msgTypes[18]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -1171,7 +1254,7 @@ func (x *ListDevicesRequest) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use ListDevicesRequest.ProtoReflect.Descriptor instead.
 func (*ListDevicesRequest) Descriptor() ([]byte, []int) {
-	return file_fabric_proto_rawDescGZIP(), []int{17}
+	return file_fabric_proto_rawDescGZIP(), []int{18}
 }
 
 type ListDevicesResponse struct {
@@ -1183,7 +1266,7 @@ type ListDevicesResponse struct {
 
 func (x *ListDevicesResponse) Reset() {
 	*x = ListDevicesResponse{}
-	mi := &file_fabric_proto_msgTypes[18]
+	mi := &file_fabric_proto_msgTypes[19]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -1195,7 +1278,7 @@ func (x *ListDevicesResponse) String() string {
 func (*ListDevicesResponse) ProtoMessage() {}
 
 func (x *ListDevicesResponse) ProtoReflect() protoreflect.Message {
-	mi := &file_fabric_proto_msgTypes[18]
+	mi := &file_fabric_proto_msgTypes[19]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -1208,7 +1291,7 @@ func (x *ListDevicesResponse) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use ListDevicesResponse.ProtoReflect.Descriptor instead.
 func (*ListDevicesResponse) Descriptor() ([]byte, []int) {
-	return file_fabric_proto_rawDescGZIP(), []int{18}
+	return file_fabric_proto_rawDescGZIP(), []int{19}
 }
 
 func (x *ListDevicesResponse) GetDevices() []*Device {
@@ -1229,7 +1312,7 @@ type Connection struct {
 
 func (x *Connection) Reset() {
 	*x = Connection{}
-	mi := &file_fabric_proto_msgTypes[19]
+	mi := &file_fabric_proto_msgTypes[20]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -1241,7 +1324,7 @@ func (x *Connection) String() string {
 func (*Connection) ProtoMessage() {}
 
 func (x *Connection) ProtoReflect() protoreflect.Message {
-	mi := &file_fabric_proto_msgTypes[19]
+	mi := &file_fabric_proto_msgTypes[20]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -1254,7 +1337,7 @@ func (x *Connection) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use Connection.ProtoReflect.Descriptor instead.
 func (*Connection) Descriptor() ([]byte, []int) {
-	return file_fabric_proto_rawDescGZIP(), []int{19}
+	return file_fabric_proto_rawDescGZIP(), []int{20}
 }
 
 func (x *Connection) GetDevice() string {
@@ -1284,7 +1367,7 @@ type Allocation struct {
 
 func (x *Allocation) Reset() {
 	*x = Allocation{}
-	mi := &file_fabric_proto_msgTypes[20]
+	mi := &file_fabric_proto_msgTypes[21]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -1296,7 +1379,7 @@ func (x *Allocation) String() string {
 func (*Allocation) ProtoMessage() {}
 
 func (x *Allocation) ProtoReflect() protoreflect.Message {
-	mi := &file_fabric_proto_msgTypes[20]
+	mi := &file_fabric_proto_msgTypes[21]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -1309,7 +1392,7 @@ func (x *Allocation) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use Allocation.ProtoReflect.Descriptor instead.
 func (*Allocation) Descriptor() ([]byte, []int) {
-	return file_fabric_proto_rawDescGZIP(), []int{20}
+	return file_fabric_proto_rawDescGZIP(), []int{21}
 }
 
 func (x *Allocation) GetNetwork() string {
@@ -1345,7 +1428,7 @@ type Machine struct {
 
 func (x *Machine) Reset() {
 	*x = Machine{}
-	mi := &file_fabric_proto_msgTypes[21]
+	mi := &file_fabric_proto_msgTypes[22]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -1357,7 +1440,7 @@ func (x *Machine) String() string {
 func (*Machine) ProtoMessage() {}
 
 func (x *Machine) ProtoReflect() protoreflect.Message {
-	mi := &file_fabric_proto_msgTypes[21]
+	mi := &file_fabric_proto_msgTypes[22]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -1370,7 +1453,7 @@ func (x *Machine) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use Machine.ProtoReflect.Descriptor instead.
 func (*Machine) Descriptor() ([]byte, []int) {
-	return file_fabric_proto_rawDescGZIP(), []int{21}
+	return file_fabric_proto_rawDescGZIP(), []int{22}
 }
 
 func (x *Machine) GetName() string {
@@ -1402,7 +1485,7 @@ type ListMachinesRequest struct {
 
 func (x *ListMachinesRequest) Reset() {
 	*x = ListMachinesRequest{}
-	mi := &file_fabric_proto_msgTypes[22]
+	mi := &file_fabric_proto_msgTypes[23]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -1414,7 +1497,7 @@ func (x *ListMachinesRequest) String() string {
 func (*ListMachinesRequest) ProtoMessage() {}
 
 func (x *ListMachinesRequest) ProtoReflect() protoreflect.Message {
-	mi := &file_fabric_proto_msgTypes[22]
+	mi := &file_fabric_proto_msgTypes[23]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -1427,7 +1510,7 @@ func (x *ListMachinesRequest) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use ListMachinesRequest.ProtoReflect.Descriptor instead.
 func (*ListMachinesRequest) Descriptor() ([]byte, []int) {
-	return file_fabric_proto_rawDescGZIP(), []int{22}
+	return file_fabric_proto_rawDescGZIP(), []int{23}
 }
 
 type ListMachinesResponse struct {
@@ -1439,7 +1522,7 @@ type ListMachinesResponse struct {
 
 func (x *ListMachinesResponse) Reset() {
 	*x = ListMachinesResponse{}
-	mi := &file_fabric_proto_msgTypes[23]
+	mi := &file_fabric_proto_msgTypes[24]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -1451,7 +1534,7 @@ func (x *ListMachinesResponse) String() string {
 func (*ListMachinesResponse) ProtoMessage() {}
 
 func (x *ListMachinesResponse) ProtoReflect() protoreflect.Message {
-	mi := &file_fabric_proto_msgTypes[23]
+	mi := &file_fabric_proto_msgTypes[24]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -1464,7 +1547,7 @@ func (x *ListMachinesResponse) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use ListMachinesResponse.ProtoReflect.Descriptor instead.
 func (*ListMachinesResponse) Descriptor() ([]byte, []int) {
-	return file_fabric_proto_rawDescGZIP(), []int{23}
+	return file_fabric_proto_rawDescGZIP(), []int{24}
 }
 
 func (x *ListMachinesResponse) GetMachines() []*Machine {
@@ -1485,7 +1568,7 @@ type CableMachineRequest struct {
 
 func (x *CableMachineRequest) Reset() {
 	*x = CableMachineRequest{}
-	mi := &file_fabric_proto_msgTypes[24]
+	mi := &file_fabric_proto_msgTypes[25]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -1497,7 +1580,7 @@ func (x *CableMachineRequest) String() string {
 func (*CableMachineRequest) ProtoMessage() {}
 
 func (x *CableMachineRequest) ProtoReflect() protoreflect.Message {
-	mi := &file_fabric_proto_msgTypes[24]
+	mi := &file_fabric_proto_msgTypes[25]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -1510,7 +1593,7 @@ func (x *CableMachineRequest) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use CableMachineRequest.ProtoReflect.Descriptor instead.
 func (*CableMachineRequest) Descriptor() ([]byte, []int) {
-	return file_fabric_proto_rawDescGZIP(), []int{24}
+	return file_fabric_proto_rawDescGZIP(), []int{25}
 }
 
 func (x *CableMachineRequest) GetMachine() string {
@@ -1537,7 +1620,7 @@ type AllocateMachineRequest struct {
 
 func (x *AllocateMachineRequest) Reset() {
 	*x = AllocateMachineRequest{}
-	mi := &file_fabric_proto_msgTypes[25]
+	mi := &file_fabric_proto_msgTypes[26]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -1549,7 +1632,7 @@ func (x *AllocateMachineRequest) String() string {
 func (*AllocateMachineRequest) ProtoMessage() {}
 
 func (x *AllocateMachineRequest) ProtoReflect() protoreflect.Message {
-	mi := &file_fabric_proto_msgTypes[25]
+	mi := &file_fabric_proto_msgTypes[26]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -1562,7 +1645,7 @@ func (x *AllocateMachineRequest) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use AllocateMachineRequest.ProtoReflect.Descriptor instead.
 func (*AllocateMachineRequest) Descriptor() ([]byte, []int) {
-	return file_fabric_proto_rawDescGZIP(), []int{25}
+	return file_fabric_proto_rawDescGZIP(), []int{26}
 }
 
 func (x *AllocateMachineRequest) GetMachine() string {
@@ -1588,7 +1671,7 @@ type FreeMachineRequest struct {
 
 func (x *FreeMachineRequest) Reset() {
 	*x = FreeMachineRequest{}
-	mi := &file_fabric_proto_msgTypes[26]
+	mi := &file_fabric_proto_msgTypes[27]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -1600,7 +1683,7 @@ func (x *FreeMachineRequest) String() string {
 func (*FreeMachineRequest) ProtoMessage() {}
 
 func (x *FreeMachineRequest) ProtoReflect() protoreflect.Message {
-	mi := &file_fabric_proto_msgTypes[26]
+	mi := &file_fabric_proto_msgTypes[27]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -1613,7 +1696,7 @@ func (x *FreeMachineRequest) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use FreeMachineRequest.ProtoReflect.Descriptor instead.
 func (*FreeMachineRequest) Descriptor() ([]byte, []int) {
-	return file_fabric_proto_rawDescGZIP(), []int{26}
+	return file_fabric_proto_rawDescGZIP(), []int{27}
 }
 
 func (x *FreeMachineRequest) GetMachine() string {
@@ -1632,7 +1715,7 @@ type GetConvergenceRequest struct {
 
 func (x *GetConvergenceRequest) Reset() {
 	*x = GetConvergenceRequest{}
-	mi := &file_fabric_proto_msgTypes[27]
+	mi := &file_fabric_proto_msgTypes[28]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -1644,7 +1727,7 @@ func (x *GetConvergenceRequest) String() string {
 func (*GetConvergenceRequest) ProtoMessage() {}
 
 func (x *GetConvergenceRequest) ProtoReflect() protoreflect.Message {
-	mi := &file_fabric_proto_msgTypes[27]
+	mi := &file_fabric_proto_msgTypes[28]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -1657,7 +1740,7 @@ func (x *GetConvergenceRequest) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use GetConvergenceRequest.ProtoReflect.Descriptor instead.
 func (*GetConvergenceRequest) Descriptor() ([]byte, []int) {
-	return file_fabric_proto_rawDescGZIP(), []int{27}
+	return file_fabric_proto_rawDescGZIP(), []int{28}
 }
 
 func (x *GetConvergenceRequest) GetMachine() string {
@@ -1681,7 +1764,7 @@ type DeviceConvergence struct {
 
 func (x *DeviceConvergence) Reset() {
 	*x = DeviceConvergence{}
-	mi := &file_fabric_proto_msgTypes[28]
+	mi := &file_fabric_proto_msgTypes[29]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -1693,7 +1776,7 @@ func (x *DeviceConvergence) String() string {
 func (*DeviceConvergence) ProtoMessage() {}
 
 func (x *DeviceConvergence) ProtoReflect() protoreflect.Message {
-	mi := &file_fabric_proto_msgTypes[28]
+	mi := &file_fabric_proto_msgTypes[29]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -1706,7 +1789,7 @@ func (x *DeviceConvergence) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use DeviceConvergence.ProtoReflect.Descriptor instead.
 func (*DeviceConvergence) Descriptor() ([]byte, []int) {
-	return file_fabric_proto_rawDescGZIP(), []int{28}
+	return file_fabric_proto_rawDescGZIP(), []int{29}
 }
 
 func (x *DeviceConvergence) GetHostname() string {
@@ -1758,7 +1841,7 @@ type Convergence struct {
 
 func (x *Convergence) Reset() {
 	*x = Convergence{}
-	mi := &file_fabric_proto_msgTypes[29]
+	mi := &file_fabric_proto_msgTypes[30]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -1770,7 +1853,7 @@ func (x *Convergence) String() string {
 func (*Convergence) ProtoMessage() {}
 
 func (x *Convergence) ProtoReflect() protoreflect.Message {
-	mi := &file_fabric_proto_msgTypes[29]
+	mi := &file_fabric_proto_msgTypes[30]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -1783,7 +1866,7 @@ func (x *Convergence) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use Convergence.ProtoReflect.Descriptor instead.
 func (*Convergence) Descriptor() ([]byte, []int) {
-	return file_fabric_proto_rawDescGZIP(), []int{29}
+	return file_fabric_proto_rawDescGZIP(), []int{30}
 }
 
 func (x *Convergence) GetMachine() string {
@@ -1859,12 +1942,17 @@ const file_fabric_proto_rawDesc = "" +
 	"\x05l3vni\x18\x06 \x01(\bR\x05l3vni\"9\n" +
 	"\tStepError\x12\x12\n" +
 	"\x04step\x18\x01 \x01(\tR\x04step\x12\x18\n" +
-	"\amessage\x18\x02 \x01(\tR\amessage\"\xaf\x01\n" +
+	"\amessage\x18\x02 \x01(\tR\amessage\"\xd7\x01\n" +
 	"\x13ReportStatusRequest\x12\x1a\n" +
 	"\bhostname\x18\x01 \x01(\tR\bhostname\x12'\n" +
 	"\x0fapplied_version\x18\x02 \x01(\x04R\x0eappliedVersion\x12,\n" +
 	"\x06errors\x18\x03 \x03(\v2\x14.fabric.v1.StepErrorR\x06errors\x12%\n" +
-	"\x05ports\x18\x04 \x03(\v2\x0f.fabric.v1.PortR\x05ports\"\x16\n" +
+	"\x05ports\x18\x04 \x03(\v2\x0f.fabric.v1.PortR\x05ports\x12&\n" +
+	"\x05drift\x18\x05 \x01(\v2\x10.fabric.v1.DriftR\x05drift\"u\n" +
+	"\x05Drift\x12\x18\n" +
+	"\arepairs\x18\x01 \x01(\x04R\arepairs\x12+\n" +
+	"\x11unmanaged_changes\x18\x02 \x01(\x04R\x10unmanagedChanges\x12%\n" +
+	"\x0elast_unmanaged\x18\x03 \x01(\tR\rlastUnmanaged\"\x16\n" +
 	"\x14ReportStatusResponse\"e\n" +
 	"\aNetwork\x12\x12\n" +
 	"\x04name\x18\x01 \x01(\tR\x04name\x12\x16\n" +
@@ -1879,7 +1967,7 @@ const file_fabric_proto_rawDesc = "" +
 	"\bnetworks\x18\x01 \x03(\v2\x12.fabric.v1.NetworkR\bnetworks\"*\n" +
 	"\x14DeleteNetworkRequest\x12\x12\n" +
 	"\x04name\x18\x01 \x01(\tR\x04name\"\x17\n" +
-	"\x15DeleteNetworkResponse\"\x84\x03\n" +
+	"\x15DeleteNetworkResponse\"\xac\x03\n" +
 	"\x06Device\x12\x1a\n" +
 	"\bhostname\x18\x01 \x01(\tR\bhostname\x12#\n" +
 	"\x04role\x18\x02 \x01(\x0e2\x0f.fabric.v1.RoleR\x04role\x12\x1f\n" +
@@ -1892,7 +1980,8 @@ const file_fabric_proto_rawDesc = "" +
 	"\tconnected\x18\b \x01(\bR\tconnected\x127\n" +
 	"\tlast_seen\x18\t \x01(\v2\x1a.google.protobuf.TimestampR\blastSeen\x12\x1a\n" +
 	"\bloopback\x18\n" +
-	" \x01(\tR\bloopback\"\x14\n" +
+	" \x01(\tR\bloopback\x12&\n" +
+	"\x05drift\x18\v \x01(\v2\x10.fabric.v1.DriftR\x05drift\"\x14\n" +
 	"\x12ListDevicesRequest\"B\n" +
 	"\x13ListDevicesResponse\x12+\n" +
 	"\adevices\x18\x01 \x03(\v2\x11.fabric.v1.DeviceR\adevices\"8\n" +
@@ -1969,7 +2058,7 @@ func file_fabric_proto_rawDescGZIP() []byte {
 }
 
 var file_fabric_proto_enumTypes = make([]protoimpl.EnumInfo, 1)
-var file_fabric_proto_msgTypes = make([]protoimpl.MessageInfo, 30)
+var file_fabric_proto_msgTypes = make([]protoimpl.MessageInfo, 31)
 var file_fabric_proto_goTypes = []any{
 	(Role)(0),                      // 0: fabric.v1.Role
 	(*Port)(nil),                   // 1: fabric.v1.Port
@@ -1981,28 +2070,29 @@ var file_fabric_proto_goTypes = []any{
 	(*Vrf)(nil),                    // 7: fabric.v1.Vrf
 	(*StepError)(nil),              // 8: fabric.v1.StepError
 	(*ReportStatusRequest)(nil),    // 9: fabric.v1.ReportStatusRequest
-	(*ReportStatusResponse)(nil),   // 10: fabric.v1.ReportStatusResponse
-	(*Network)(nil),                // 11: fabric.v1.Network
-	(*CreateNetworkRequest)(nil),   // 12: fabric.v1.CreateNetworkRequest
-	(*ListNetworksRequest)(nil),    // 13: fabric.v1.ListNetworksRequest
-	(*ListNetworksResponse)(nil),   // 14: fabric.v1.ListNetworksResponse
-	(*DeleteNetworkRequest)(nil),   // 15: fabric.v1.DeleteNetworkRequest
-	(*DeleteNetworkResponse)(nil),  // 16: fabric.v1.DeleteNetworkResponse
-	(*Device)(nil),                 // 17: fabric.v1.Device
-	(*ListDevicesRequest)(nil),     // 18: fabric.v1.ListDevicesRequest
-	(*ListDevicesResponse)(nil),    // 19: fabric.v1.ListDevicesResponse
-	(*Connection)(nil),             // 20: fabric.v1.Connection
-	(*Allocation)(nil),             // 21: fabric.v1.Allocation
-	(*Machine)(nil),                // 22: fabric.v1.Machine
-	(*ListMachinesRequest)(nil),    // 23: fabric.v1.ListMachinesRequest
-	(*ListMachinesResponse)(nil),   // 24: fabric.v1.ListMachinesResponse
-	(*CableMachineRequest)(nil),    // 25: fabric.v1.CableMachineRequest
-	(*AllocateMachineRequest)(nil), // 26: fabric.v1.AllocateMachineRequest
-	(*FreeMachineRequest)(nil),     // 27: fabric.v1.FreeMachineRequest
-	(*GetConvergenceRequest)(nil),  // 28: fabric.v1.GetConvergenceRequest
-	(*DeviceConvergence)(nil),      // 29: fabric.v1.DeviceConvergence
-	(*Convergence)(nil),            // 30: fabric.v1.Convergence
-	(*timestamppb.Timestamp)(nil),  // 31: google.protobuf.Timestamp
+	(*Drift)(nil),                  // 10: fabric.v1.Drift
+	(*ReportStatusResponse)(nil),   // 11: fabric.v1.ReportStatusResponse
+	(*Network)(nil),                // 12: fabric.v1.Network
+	(*CreateNetworkRequest)(nil),   // 13: fabric.v1.CreateNetworkRequest
+	(*ListNetworksRequest)(nil),    // 14: fabric.v1.ListNetworksRequest
+	(*ListNetworksResponse)(nil),   // 15: fabric.v1.ListNetworksResponse
+	(*DeleteNetworkRequest)(nil),   // 16: fabric.v1.DeleteNetworkRequest
+	(*DeleteNetworkResponse)(nil),  // 17: fabric.v1.DeleteNetworkResponse
+	(*Device)(nil),                 // 18: fabric.v1.Device
+	(*ListDevicesRequest)(nil),     // 19: fabric.v1.ListDevicesRequest
+	(*ListDevicesResponse)(nil),    // 20: fabric.v1.ListDevicesResponse
+	(*Connection)(nil),             // 21: fabric.v1.Connection
+	(*Allocation)(nil),             // 22: fabric.v1.Allocation
+	(*Machine)(nil),                // 23: fabric.v1.Machine
+	(*ListMachinesRequest)(nil),    // 24: fabric.v1.ListMachinesRequest
+	(*ListMachinesResponse)(nil),   // 25: fabric.v1.ListMachinesResponse
+	(*CableMachineRequest)(nil),    // 26: fabric.v1.CableMachineRequest
+	(*AllocateMachineRequest)(nil), // 27: fabric.v1.AllocateMachineRequest
+	(*FreeMachineRequest)(nil),     // 28: fabric.v1.FreeMachineRequest
+	(*GetConvergenceRequest)(nil),  // 29: fabric.v1.GetConvergenceRequest
+	(*DeviceConvergence)(nil),      // 30: fabric.v1.DeviceConvergence
+	(*Convergence)(nil),            // 31: fabric.v1.Convergence
+	(*timestamppb.Timestamp)(nil),  // 32: google.protobuf.Timestamp
 }
 var file_fabric_proto_depIdxs = []int32{
 	0,  // 0: fabric.v1.RegisterRequest.role:type_name -> fabric.v1.Role
@@ -2012,47 +2102,49 @@ var file_fabric_proto_depIdxs = []int32{
 	6,  // 4: fabric.v1.DeviceConfig.ports:type_name -> fabric.v1.PortConfig
 	8,  // 5: fabric.v1.ReportStatusRequest.errors:type_name -> fabric.v1.StepError
 	1,  // 6: fabric.v1.ReportStatusRequest.ports:type_name -> fabric.v1.Port
-	11, // 7: fabric.v1.ListNetworksResponse.networks:type_name -> fabric.v1.Network
-	0,  // 8: fabric.v1.Device.role:type_name -> fabric.v1.Role
-	1,  // 9: fabric.v1.Device.ports:type_name -> fabric.v1.Port
-	8,  // 10: fabric.v1.Device.errors:type_name -> fabric.v1.StepError
-	31, // 11: fabric.v1.Device.last_seen:type_name -> google.protobuf.Timestamp
-	17, // 12: fabric.v1.ListDevicesResponse.devices:type_name -> fabric.v1.Device
-	20, // 13: fabric.v1.Machine.connections:type_name -> fabric.v1.Connection
-	21, // 14: fabric.v1.Machine.allocation:type_name -> fabric.v1.Allocation
-	22, // 15: fabric.v1.ListMachinesResponse.machines:type_name -> fabric.v1.Machine
-	20, // 16: fabric.v1.CableMachineRequest.connections:type_name -> fabric.v1.Connection
-	8,  // 17: fabric.v1.DeviceConvergence.errors:type_name -> fabric.v1.StepError
-	29, // 18: fabric.v1.Convergence.devices:type_name -> fabric.v1.DeviceConvergence
-	2,  // 19: fabric.v1.DeviceService.Register:input_type -> fabric.v1.RegisterRequest
-	4,  // 20: fabric.v1.DeviceService.WatchConfig:input_type -> fabric.v1.WatchConfigRequest
-	9,  // 21: fabric.v1.DeviceService.ReportStatus:input_type -> fabric.v1.ReportStatusRequest
-	12, // 22: fabric.v1.OperatorService.CreateNetwork:input_type -> fabric.v1.CreateNetworkRequest
-	13, // 23: fabric.v1.OperatorService.ListNetworks:input_type -> fabric.v1.ListNetworksRequest
-	15, // 24: fabric.v1.OperatorService.DeleteNetwork:input_type -> fabric.v1.DeleteNetworkRequest
-	18, // 25: fabric.v1.OperatorService.ListDevices:input_type -> fabric.v1.ListDevicesRequest
-	23, // 26: fabric.v1.OperatorService.ListMachines:input_type -> fabric.v1.ListMachinesRequest
-	25, // 27: fabric.v1.OperatorService.CableMachine:input_type -> fabric.v1.CableMachineRequest
-	26, // 28: fabric.v1.OperatorService.AllocateMachine:input_type -> fabric.v1.AllocateMachineRequest
-	27, // 29: fabric.v1.OperatorService.FreeMachine:input_type -> fabric.v1.FreeMachineRequest
-	28, // 30: fabric.v1.OperatorService.GetConvergence:input_type -> fabric.v1.GetConvergenceRequest
-	3,  // 31: fabric.v1.DeviceService.Register:output_type -> fabric.v1.RegisterResponse
-	5,  // 32: fabric.v1.DeviceService.WatchConfig:output_type -> fabric.v1.DeviceConfig
-	10, // 33: fabric.v1.DeviceService.ReportStatus:output_type -> fabric.v1.ReportStatusResponse
-	11, // 34: fabric.v1.OperatorService.CreateNetwork:output_type -> fabric.v1.Network
-	14, // 35: fabric.v1.OperatorService.ListNetworks:output_type -> fabric.v1.ListNetworksResponse
-	16, // 36: fabric.v1.OperatorService.DeleteNetwork:output_type -> fabric.v1.DeleteNetworkResponse
-	19, // 37: fabric.v1.OperatorService.ListDevices:output_type -> fabric.v1.ListDevicesResponse
-	24, // 38: fabric.v1.OperatorService.ListMachines:output_type -> fabric.v1.ListMachinesResponse
-	22, // 39: fabric.v1.OperatorService.CableMachine:output_type -> fabric.v1.Machine
-	22, // 40: fabric.v1.OperatorService.AllocateMachine:output_type -> fabric.v1.Machine
-	22, // 41: fabric.v1.OperatorService.FreeMachine:output_type -> fabric.v1.Machine
-	30, // 42: fabric.v1.OperatorService.GetConvergence:output_type -> fabric.v1.Convergence
-	31, // [31:43] is the sub-list for method output_type
-	19, // [19:31] is the sub-list for method input_type
-	19, // [19:19] is the sub-list for extension type_name
-	19, // [19:19] is the sub-list for extension extendee
-	0,  // [0:19] is the sub-list for field type_name
+	10, // 7: fabric.v1.ReportStatusRequest.drift:type_name -> fabric.v1.Drift
+	12, // 8: fabric.v1.ListNetworksResponse.networks:type_name -> fabric.v1.Network
+	0,  // 9: fabric.v1.Device.role:type_name -> fabric.v1.Role
+	1,  // 10: fabric.v1.Device.ports:type_name -> fabric.v1.Port
+	8,  // 11: fabric.v1.Device.errors:type_name -> fabric.v1.StepError
+	32, // 12: fabric.v1.Device.last_seen:type_name -> google.protobuf.Timestamp
+	10, // 13: fabric.v1.Device.drift:type_name -> fabric.v1.Drift
+	18, // 14: fabric.v1.ListDevicesResponse.devices:type_name -> fabric.v1.Device
+	21, // 15: fabric.v1.Machine.connections:type_name -> fabric.v1.Connection
+	22, // 16: fabric.v1.Machine.allocation:type_name -> fabric.v1.Allocation
+	23, // 17: fabric.v1.ListMachinesResponse.machines:type_name -> fabric.v1.Machine
+	21, // 18: fabric.v1.CableMachineRequest.connections:type_name -> fabric.v1.Connection
+	8,  // 19: fabric.v1.DeviceConvergence.errors:type_name -> fabric.v1.StepError
+	30, // 20: fabric.v1.Convergence.devices:type_name -> fabric.v1.DeviceConvergence
+	2,  // 21: fabric.v1.DeviceService.Register:input_type -> fabric.v1.RegisterRequest
+	4,  // 22: fabric.v1.DeviceService.WatchConfig:input_type -> fabric.v1.WatchConfigRequest
+	9,  // 23: fabric.v1.DeviceService.ReportStatus:input_type -> fabric.v1.ReportStatusRequest
+	13, // 24: fabric.v1.OperatorService.CreateNetwork:input_type -> fabric.v1.CreateNetworkRequest
+	14, // 25: fabric.v1.OperatorService.ListNetworks:input_type -> fabric.v1.ListNetworksRequest
+	16, // 26: fabric.v1.OperatorService.DeleteNetwork:input_type -> fabric.v1.DeleteNetworkRequest
+	19, // 27: fabric.v1.OperatorService.ListDevices:input_type -> fabric.v1.ListDevicesRequest
+	24, // 28: fabric.v1.OperatorService.ListMachines:input_type -> fabric.v1.ListMachinesRequest
+	26, // 29: fabric.v1.OperatorService.CableMachine:input_type -> fabric.v1.CableMachineRequest
+	27, // 30: fabric.v1.OperatorService.AllocateMachine:input_type -> fabric.v1.AllocateMachineRequest
+	28, // 31: fabric.v1.OperatorService.FreeMachine:input_type -> fabric.v1.FreeMachineRequest
+	29, // 32: fabric.v1.OperatorService.GetConvergence:input_type -> fabric.v1.GetConvergenceRequest
+	3,  // 33: fabric.v1.DeviceService.Register:output_type -> fabric.v1.RegisterResponse
+	5,  // 34: fabric.v1.DeviceService.WatchConfig:output_type -> fabric.v1.DeviceConfig
+	11, // 35: fabric.v1.DeviceService.ReportStatus:output_type -> fabric.v1.ReportStatusResponse
+	12, // 36: fabric.v1.OperatorService.CreateNetwork:output_type -> fabric.v1.Network
+	15, // 37: fabric.v1.OperatorService.ListNetworks:output_type -> fabric.v1.ListNetworksResponse
+	17, // 38: fabric.v1.OperatorService.DeleteNetwork:output_type -> fabric.v1.DeleteNetworkResponse
+	20, // 39: fabric.v1.OperatorService.ListDevices:output_type -> fabric.v1.ListDevicesResponse
+	25, // 40: fabric.v1.OperatorService.ListMachines:output_type -> fabric.v1.ListMachinesResponse
+	23, // 41: fabric.v1.OperatorService.CableMachine:output_type -> fabric.v1.Machine
+	23, // 42: fabric.v1.OperatorService.AllocateMachine:output_type -> fabric.v1.Machine
+	23, // 43: fabric.v1.OperatorService.FreeMachine:output_type -> fabric.v1.Machine
+	31, // 44: fabric.v1.OperatorService.GetConvergence:output_type -> fabric.v1.Convergence
+	33, // [33:45] is the sub-list for method output_type
+	21, // [21:33] is the sub-list for method input_type
+	21, // [21:21] is the sub-list for extension type_name
+	21, // [21:21] is the sub-list for extension extendee
+	0,  // [0:21] is the sub-list for field type_name
 }
 
 func init() { file_fabric_proto_init() }
@@ -2066,7 +2158,7 @@ func file_fabric_proto_init() {
 			GoPackagePath: reflect.TypeOf(x{}).PkgPath(),
 			RawDescriptor: unsafe.Slice(unsafe.StringData(file_fabric_proto_rawDesc), len(file_fabric_proto_rawDesc)),
 			NumEnums:      1,
-			NumMessages:   30,
+			NumMessages:   31,
 			NumExtensions: 0,
 			NumServices:   2,
 		},
