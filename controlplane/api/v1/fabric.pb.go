@@ -78,6 +78,62 @@ func (Role) EnumDescriptor() ([]byte, []int) {
 	return file_fabric_proto_rawDescGZIP(), []int{0}
 }
 
+// Liveness of a machine, from its LLDP frames (like metal-stack's phone home).
+type Liveness int32
+
+const (
+	Liveness_LIVENESS_UNSPECIFIED Liveness = 0
+	// Seen within the alive threshold.
+	Liveness_LIVENESS_ALIVE Liveness = 1
+	// Not seen for longer than the alive threshold, or never seen.
+	Liveness_LIVENESS_UNKNOWN Liveness = 2
+	// Not seen for longer than the dead threshold.
+	Liveness_LIVENESS_DEAD Liveness = 3
+)
+
+// Enum value maps for Liveness.
+var (
+	Liveness_name = map[int32]string{
+		0: "LIVENESS_UNSPECIFIED",
+		1: "LIVENESS_ALIVE",
+		2: "LIVENESS_UNKNOWN",
+		3: "LIVENESS_DEAD",
+	}
+	Liveness_value = map[string]int32{
+		"LIVENESS_UNSPECIFIED": 0,
+		"LIVENESS_ALIVE":       1,
+		"LIVENESS_UNKNOWN":     2,
+		"LIVENESS_DEAD":        3,
+	}
+)
+
+func (x Liveness) Enum() *Liveness {
+	p := new(Liveness)
+	*p = x
+	return p
+}
+
+func (x Liveness) String() string {
+	return protoimpl.X.EnumStringOf(x.Descriptor(), protoreflect.EnumNumber(x))
+}
+
+func (Liveness) Descriptor() protoreflect.EnumDescriptor {
+	return file_fabric_proto_enumTypes[1].Descriptor()
+}
+
+func (Liveness) Type() protoreflect.EnumType {
+	return &file_fabric_proto_enumTypes[1]
+}
+
+func (x Liveness) Number() protoreflect.EnumNumber {
+	return protoreflect.EnumNumber(x)
+}
+
+// Deprecated: Use Liveness.Descriptor instead.
+func (Liveness) EnumDescriptor() ([]byte, []int) {
+	return file_fabric_proto_rawDescGZIP(), []int{1}
+}
+
 type Port struct {
 	state         protoimpl.MessageState `protogen:"open.v1"`
 	Name          string                 `protobuf:"bytes,1,opt,name=name,proto3" json:"name,omitempty"`
@@ -333,7 +389,9 @@ type DeviceConfig struct {
 	RouterMac string `protobuf:"bytes,7,opt,name=router_mac,json=routerMac,proto3" json:"router_mac,omitempty"`
 	// Ports the controller hands to the agent, with their attributes. The
 	// agent changes no other port.
-	Ports         []*PortConfig `protobuf:"bytes,8,rep,name=ports,proto3" json:"ports,omitempty"`
+	Ports []*PortConfig `protobuf:"bytes,8,rep,name=ports,proto3" json:"ports,omitempty"`
+	// The device's BGP AS number (from the controller's ASN pool).
+	Asn           uint32 `protobuf:"varint,9,opt,name=asn,proto3" json:"asn,omitempty"`
 	unknownFields protoimpl.UnknownFields
 	sizeCache     protoimpl.SizeCache
 }
@@ -422,6 +480,13 @@ func (x *DeviceConfig) GetPorts() []*PortConfig {
 		return x.Ports
 	}
 	return nil
+}
+
+func (x *DeviceConfig) GetAsn() uint32 {
+	if x != nil {
+		return x.Asn
+	}
+	return 0
 }
 
 // PortConfig is a machine-facing port handed to the agent.
@@ -818,7 +883,9 @@ type Network struct {
 	// Auto-allocated from the controller's VNI pool.
 	Vni uint32 `protobuf:"varint,3,opt,name=vni,proto3" json:"vni,omitempty"`
 	// Number of IPs allocated to machines.
-	Allocated     uint32 `protobuf:"varint,4,opt,name=allocated,proto3" json:"allocated,omitempty"`
+	Allocated uint32 `protobuf:"varint,4,opt,name=allocated,proto3" json:"allocated,omitempty"`
+	// Number of machine addresses the prefix holds.
+	Capacity      uint64 `protobuf:"varint,5,opt,name=capacity,proto3" json:"capacity,omitempty"`
 	unknownFields protoimpl.UnknownFields
 	sizeCache     protoimpl.SizeCache
 }
@@ -881,6 +948,57 @@ func (x *Network) GetAllocated() uint32 {
 	return 0
 }
 
+func (x *Network) GetCapacity() uint64 {
+	if x != nil {
+		return x.Capacity
+	}
+	return 0
+}
+
+type GetNetworkRequest struct {
+	state         protoimpl.MessageState `protogen:"open.v1"`
+	Name          string                 `protobuf:"bytes,1,opt,name=name,proto3" json:"name,omitempty"`
+	unknownFields protoimpl.UnknownFields
+	sizeCache     protoimpl.SizeCache
+}
+
+func (x *GetNetworkRequest) Reset() {
+	*x = GetNetworkRequest{}
+	mi := &file_fabric_proto_msgTypes[12]
+	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+	ms.StoreMessageInfo(mi)
+}
+
+func (x *GetNetworkRequest) String() string {
+	return protoimpl.X.MessageStringOf(x)
+}
+
+func (*GetNetworkRequest) ProtoMessage() {}
+
+func (x *GetNetworkRequest) ProtoReflect() protoreflect.Message {
+	mi := &file_fabric_proto_msgTypes[12]
+	if x != nil {
+		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+		if ms.LoadMessageInfo() == nil {
+			ms.StoreMessageInfo(mi)
+		}
+		return ms
+	}
+	return mi.MessageOf(x)
+}
+
+// Deprecated: Use GetNetworkRequest.ProtoReflect.Descriptor instead.
+func (*GetNetworkRequest) Descriptor() ([]byte, []int) {
+	return file_fabric_proto_rawDescGZIP(), []int{12}
+}
+
+func (x *GetNetworkRequest) GetName() string {
+	if x != nil {
+		return x.Name
+	}
+	return ""
+}
+
 type CreateNetworkRequest struct {
 	state         protoimpl.MessageState `protogen:"open.v1"`
 	Name          string                 `protobuf:"bytes,1,opt,name=name,proto3" json:"name,omitempty"`
@@ -891,7 +1009,7 @@ type CreateNetworkRequest struct {
 
 func (x *CreateNetworkRequest) Reset() {
 	*x = CreateNetworkRequest{}
-	mi := &file_fabric_proto_msgTypes[12]
+	mi := &file_fabric_proto_msgTypes[13]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -903,7 +1021,7 @@ func (x *CreateNetworkRequest) String() string {
 func (*CreateNetworkRequest) ProtoMessage() {}
 
 func (x *CreateNetworkRequest) ProtoReflect() protoreflect.Message {
-	mi := &file_fabric_proto_msgTypes[12]
+	mi := &file_fabric_proto_msgTypes[13]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -916,7 +1034,7 @@ func (x *CreateNetworkRequest) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use CreateNetworkRequest.ProtoReflect.Descriptor instead.
 func (*CreateNetworkRequest) Descriptor() ([]byte, []int) {
-	return file_fabric_proto_rawDescGZIP(), []int{12}
+	return file_fabric_proto_rawDescGZIP(), []int{13}
 }
 
 func (x *CreateNetworkRequest) GetName() string {
@@ -941,7 +1059,7 @@ type ListNetworksRequest struct {
 
 func (x *ListNetworksRequest) Reset() {
 	*x = ListNetworksRequest{}
-	mi := &file_fabric_proto_msgTypes[13]
+	mi := &file_fabric_proto_msgTypes[14]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -953,7 +1071,7 @@ func (x *ListNetworksRequest) String() string {
 func (*ListNetworksRequest) ProtoMessage() {}
 
 func (x *ListNetworksRequest) ProtoReflect() protoreflect.Message {
-	mi := &file_fabric_proto_msgTypes[13]
+	mi := &file_fabric_proto_msgTypes[14]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -966,7 +1084,7 @@ func (x *ListNetworksRequest) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use ListNetworksRequest.ProtoReflect.Descriptor instead.
 func (*ListNetworksRequest) Descriptor() ([]byte, []int) {
-	return file_fabric_proto_rawDescGZIP(), []int{13}
+	return file_fabric_proto_rawDescGZIP(), []int{14}
 }
 
 type ListNetworksResponse struct {
@@ -978,7 +1096,7 @@ type ListNetworksResponse struct {
 
 func (x *ListNetworksResponse) Reset() {
 	*x = ListNetworksResponse{}
-	mi := &file_fabric_proto_msgTypes[14]
+	mi := &file_fabric_proto_msgTypes[15]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -990,7 +1108,7 @@ func (x *ListNetworksResponse) String() string {
 func (*ListNetworksResponse) ProtoMessage() {}
 
 func (x *ListNetworksResponse) ProtoReflect() protoreflect.Message {
-	mi := &file_fabric_proto_msgTypes[14]
+	mi := &file_fabric_proto_msgTypes[15]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -1003,7 +1121,7 @@ func (x *ListNetworksResponse) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use ListNetworksResponse.ProtoReflect.Descriptor instead.
 func (*ListNetworksResponse) Descriptor() ([]byte, []int) {
-	return file_fabric_proto_rawDescGZIP(), []int{14}
+	return file_fabric_proto_rawDescGZIP(), []int{15}
 }
 
 func (x *ListNetworksResponse) GetNetworks() []*Network {
@@ -1022,7 +1140,7 @@ type DeleteNetworkRequest struct {
 
 func (x *DeleteNetworkRequest) Reset() {
 	*x = DeleteNetworkRequest{}
-	mi := &file_fabric_proto_msgTypes[15]
+	mi := &file_fabric_proto_msgTypes[16]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -1034,7 +1152,7 @@ func (x *DeleteNetworkRequest) String() string {
 func (*DeleteNetworkRequest) ProtoMessage() {}
 
 func (x *DeleteNetworkRequest) ProtoReflect() protoreflect.Message {
-	mi := &file_fabric_proto_msgTypes[15]
+	mi := &file_fabric_proto_msgTypes[16]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -1047,7 +1165,7 @@ func (x *DeleteNetworkRequest) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use DeleteNetworkRequest.ProtoReflect.Descriptor instead.
 func (*DeleteNetworkRequest) Descriptor() ([]byte, []int) {
-	return file_fabric_proto_rawDescGZIP(), []int{15}
+	return file_fabric_proto_rawDescGZIP(), []int{16}
 }
 
 func (x *DeleteNetworkRequest) GetName() string {
@@ -1065,7 +1183,7 @@ type DeleteNetworkResponse struct {
 
 func (x *DeleteNetworkResponse) Reset() {
 	*x = DeleteNetworkResponse{}
-	mi := &file_fabric_proto_msgTypes[16]
+	mi := &file_fabric_proto_msgTypes[17]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -1077,7 +1195,7 @@ func (x *DeleteNetworkResponse) String() string {
 func (*DeleteNetworkResponse) ProtoMessage() {}
 
 func (x *DeleteNetworkResponse) ProtoReflect() protoreflect.Message {
-	mi := &file_fabric_proto_msgTypes[16]
+	mi := &file_fabric_proto_msgTypes[17]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -1090,7 +1208,7 @@ func (x *DeleteNetworkResponse) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use DeleteNetworkResponse.ProtoReflect.Descriptor instead.
 func (*DeleteNetworkResponse) Descriptor() ([]byte, []int) {
-	return file_fabric_proto_rawDescGZIP(), []int{16}
+	return file_fabric_proto_rawDescGZIP(), []int{17}
 }
 
 type Device struct {
@@ -1109,14 +1227,18 @@ type Device struct {
 	// Loopback address assigned by the controller (CIDR).
 	Loopback string `protobuf:"bytes,10,opt,name=loopback,proto3" json:"loopback,omitempty"`
 	// Drift as last reported by the agent.
-	Drift         *Drift `protobuf:"bytes,11,opt,name=drift,proto3" json:"drift,omitempty"`
+	Drift *Drift `protobuf:"bytes,11,opt,name=drift,proto3" json:"drift,omitempty"`
+	// LLDP neighbours as last reported by the agent.
+	Neighbors []*Neighbor `protobuf:"bytes,12,rep,name=neighbors,proto3" json:"neighbors,omitempty"`
+	// The device's BGP AS number from the controller's ASN pool.
+	Asn           uint32 `protobuf:"varint,13,opt,name=asn,proto3" json:"asn,omitempty"`
 	unknownFields protoimpl.UnknownFields
 	sizeCache     protoimpl.SizeCache
 }
 
 func (x *Device) Reset() {
 	*x = Device{}
-	mi := &file_fabric_proto_msgTypes[17]
+	mi := &file_fabric_proto_msgTypes[18]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -1128,7 +1250,7 @@ func (x *Device) String() string {
 func (*Device) ProtoMessage() {}
 
 func (x *Device) ProtoReflect() protoreflect.Message {
-	mi := &file_fabric_proto_msgTypes[17]
+	mi := &file_fabric_proto_msgTypes[18]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -1141,7 +1263,7 @@ func (x *Device) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use Device.ProtoReflect.Descriptor instead.
 func (*Device) Descriptor() ([]byte, []int) {
-	return file_fabric_proto_rawDescGZIP(), []int{17}
+	return file_fabric_proto_rawDescGZIP(), []int{18}
 }
 
 func (x *Device) GetHostname() string {
@@ -1221,6 +1343,20 @@ func (x *Device) GetDrift() *Drift {
 	return nil
 }
 
+func (x *Device) GetNeighbors() []*Neighbor {
+	if x != nil {
+		return x.Neighbors
+	}
+	return nil
+}
+
+func (x *Device) GetAsn() uint32 {
+	if x != nil {
+		return x.Asn
+	}
+	return 0
+}
+
 type ListDevicesRequest struct {
 	state         protoimpl.MessageState `protogen:"open.v1"`
 	unknownFields protoimpl.UnknownFields
@@ -1229,7 +1365,7 @@ type ListDevicesRequest struct {
 
 func (x *ListDevicesRequest) Reset() {
 	*x = ListDevicesRequest{}
-	mi := &file_fabric_proto_msgTypes[18]
+	mi := &file_fabric_proto_msgTypes[19]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -1241,7 +1377,7 @@ func (x *ListDevicesRequest) String() string {
 func (*ListDevicesRequest) ProtoMessage() {}
 
 func (x *ListDevicesRequest) ProtoReflect() protoreflect.Message {
-	mi := &file_fabric_proto_msgTypes[18]
+	mi := &file_fabric_proto_msgTypes[19]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -1254,7 +1390,7 @@ func (x *ListDevicesRequest) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use ListDevicesRequest.ProtoReflect.Descriptor instead.
 func (*ListDevicesRequest) Descriptor() ([]byte, []int) {
-	return file_fabric_proto_rawDescGZIP(), []int{18}
+	return file_fabric_proto_rawDescGZIP(), []int{19}
 }
 
 type ListDevicesResponse struct {
@@ -1266,7 +1402,7 @@ type ListDevicesResponse struct {
 
 func (x *ListDevicesResponse) Reset() {
 	*x = ListDevicesResponse{}
-	mi := &file_fabric_proto_msgTypes[19]
+	mi := &file_fabric_proto_msgTypes[20]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -1278,7 +1414,7 @@ func (x *ListDevicesResponse) String() string {
 func (*ListDevicesResponse) ProtoMessage() {}
 
 func (x *ListDevicesResponse) ProtoReflect() protoreflect.Message {
-	mi := &file_fabric_proto_msgTypes[19]
+	mi := &file_fabric_proto_msgTypes[20]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -1291,7 +1427,7 @@ func (x *ListDevicesResponse) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use ListDevicesResponse.ProtoReflect.Descriptor instead.
 func (*ListDevicesResponse) Descriptor() ([]byte, []int) {
-	return file_fabric_proto_rawDescGZIP(), []int{19}
+	return file_fabric_proto_rawDescGZIP(), []int{20}
 }
 
 func (x *ListDevicesResponse) GetDevices() []*Device {
@@ -1312,7 +1448,7 @@ type Connection struct {
 
 func (x *Connection) Reset() {
 	*x = Connection{}
-	mi := &file_fabric_proto_msgTypes[20]
+	mi := &file_fabric_proto_msgTypes[21]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -1324,7 +1460,7 @@ func (x *Connection) String() string {
 func (*Connection) ProtoMessage() {}
 
 func (x *Connection) ProtoReflect() protoreflect.Message {
-	mi := &file_fabric_proto_msgTypes[20]
+	mi := &file_fabric_proto_msgTypes[21]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -1337,7 +1473,7 @@ func (x *Connection) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use Connection.ProtoReflect.Descriptor instead.
 func (*Connection) Descriptor() ([]byte, []int) {
-	return file_fabric_proto_rawDescGZIP(), []int{20}
+	return file_fabric_proto_rawDescGZIP(), []int{21}
 }
 
 func (x *Connection) GetDevice() string {
@@ -1367,7 +1503,7 @@ type Allocation struct {
 
 func (x *Allocation) Reset() {
 	*x = Allocation{}
-	mi := &file_fabric_proto_msgTypes[21]
+	mi := &file_fabric_proto_msgTypes[22]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -1379,7 +1515,7 @@ func (x *Allocation) String() string {
 func (*Allocation) ProtoMessage() {}
 
 func (x *Allocation) ProtoReflect() protoreflect.Message {
-	mi := &file_fabric_proto_msgTypes[21]
+	mi := &file_fabric_proto_msgTypes[22]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -1392,7 +1528,7 @@ func (x *Allocation) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use Allocation.ProtoReflect.Descriptor instead.
 func (*Allocation) Descriptor() ([]byte, []int) {
-	return file_fabric_proto_rawDescGZIP(), []int{21}
+	return file_fabric_proto_rawDescGZIP(), []int{22}
 }
 
 func (x *Allocation) GetNetwork() string {
@@ -1417,18 +1553,28 @@ func (x *Allocation) GetRevision() uint64 {
 }
 
 type Machine struct {
-	state       protoimpl.MessageState `protogen:"open.v1"`
-	Name        string                 `protobuf:"bytes,1,opt,name=name,proto3" json:"name,omitempty"`
-	Connections []*Connection          `protobuf:"bytes,2,rep,name=connections,proto3" json:"connections,omitempty"`
+	state protoimpl.MessageState `protogen:"open.v1"`
+	Name  string                 `protobuf:"bytes,1,opt,name=name,proto3" json:"name,omitempty"`
+	// Effective wiring: the manual cabling when set, else what LLDP learned.
+	Connections []*Connection `protobuf:"bytes,2,rep,name=connections,proto3" json:"connections,omitempty"`
 	// Unset when the machine is free.
-	Allocation    *Allocation `protobuf:"bytes,3,opt,name=allocation,proto3" json:"allocation,omitempty"`
+	Allocation *Allocation `protobuf:"bytes,3,opt,name=allocation,proto3" json:"allocation,omitempty"`
+	// Where LLDP sees the machine (by its system name or chassis id).
+	Learned []*Connection `protobuf:"bytes,4,rep,name=learned,proto3" json:"learned,omitempty"`
+	// Whether connections come from a manual CableMachine override.
+	Manual   bool     `protobuf:"varint,5,opt,name=manual,proto3" json:"manual,omitempty"`
+	Liveness Liveness `protobuf:"varint,6,opt,name=liveness,proto3,enum=fabric.v1.Liveness" json:"liveness,omitempty"`
+	// When the machine's last LLDP frame was seen on any switch port.
+	LastSeen *timestamppb.Timestamp `protobuf:"bytes,7,opt,name=last_seen,json=lastSeen,proto3" json:"last_seen,omitempty"`
+	// The LLDP chassis id the machine announces.
+	ChassisId     string `protobuf:"bytes,8,opt,name=chassis_id,json=chassisId,proto3" json:"chassis_id,omitempty"`
 	unknownFields protoimpl.UnknownFields
 	sizeCache     protoimpl.SizeCache
 }
 
 func (x *Machine) Reset() {
 	*x = Machine{}
-	mi := &file_fabric_proto_msgTypes[22]
+	mi := &file_fabric_proto_msgTypes[23]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -1440,7 +1586,7 @@ func (x *Machine) String() string {
 func (*Machine) ProtoMessage() {}
 
 func (x *Machine) ProtoReflect() protoreflect.Message {
-	mi := &file_fabric_proto_msgTypes[22]
+	mi := &file_fabric_proto_msgTypes[23]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -1453,7 +1599,7 @@ func (x *Machine) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use Machine.ProtoReflect.Descriptor instead.
 func (*Machine) Descriptor() ([]byte, []int) {
-	return file_fabric_proto_rawDescGZIP(), []int{22}
+	return file_fabric_proto_rawDescGZIP(), []int{23}
 }
 
 func (x *Machine) GetName() string {
@@ -1477,6 +1623,644 @@ func (x *Machine) GetAllocation() *Allocation {
 	return nil
 }
 
+func (x *Machine) GetLearned() []*Connection {
+	if x != nil {
+		return x.Learned
+	}
+	return nil
+}
+
+func (x *Machine) GetManual() bool {
+	if x != nil {
+		return x.Manual
+	}
+	return false
+}
+
+func (x *Machine) GetLiveness() Liveness {
+	if x != nil {
+		return x.Liveness
+	}
+	return Liveness_LIVENESS_UNSPECIFIED
+}
+
+func (x *Machine) GetLastSeen() *timestamppb.Timestamp {
+	if x != nil {
+		return x.LastSeen
+	}
+	return nil
+}
+
+func (x *Machine) GetChassisId() string {
+	if x != nil {
+		return x.ChassisId
+	}
+	return ""
+}
+
+// Neighbor is one LLDP neighbour on a device port.
+type Neighbor struct {
+	state protoimpl.MessageState `protogen:"open.v1"`
+	// Our port the frames arrive on.
+	Port              string                 `protobuf:"bytes,1,opt,name=port,proto3" json:"port,omitempty"`
+	ChassisId         string                 `protobuf:"bytes,2,opt,name=chassis_id,json=chassisId,proto3" json:"chassis_id,omitempty"`
+	PortId            string                 `protobuf:"bytes,3,opt,name=port_id,json=portId,proto3" json:"port_id,omitempty"`
+	PortDescription   string                 `protobuf:"bytes,4,opt,name=port_description,json=portDescription,proto3" json:"port_description,omitempty"`
+	SystemName        string                 `protobuf:"bytes,5,opt,name=system_name,json=systemName,proto3" json:"system_name,omitempty"`
+	SystemDescription string                 `protobuf:"bytes,6,opt,name=system_description,json=systemDescription,proto3" json:"system_description,omitempty"`
+	MgmtAddrs         []string               `protobuf:"bytes,7,rep,name=mgmt_addrs,json=mgmtAddrs,proto3" json:"mgmt_addrs,omitempty"`
+	TtlSeconds        uint32                 `protobuf:"varint,8,opt,name=ttl_seconds,json=ttlSeconds,proto3" json:"ttl_seconds,omitempty"`
+	LastSeen          *timestamppb.Timestamp `protobuf:"bytes,9,opt,name=last_seen,json=lastSeen,proto3" json:"last_seen,omitempty"`
+	unknownFields     protoimpl.UnknownFields
+	sizeCache         protoimpl.SizeCache
+}
+
+func (x *Neighbor) Reset() {
+	*x = Neighbor{}
+	mi := &file_fabric_proto_msgTypes[24]
+	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+	ms.StoreMessageInfo(mi)
+}
+
+func (x *Neighbor) String() string {
+	return protoimpl.X.MessageStringOf(x)
+}
+
+func (*Neighbor) ProtoMessage() {}
+
+func (x *Neighbor) ProtoReflect() protoreflect.Message {
+	mi := &file_fabric_proto_msgTypes[24]
+	if x != nil {
+		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+		if ms.LoadMessageInfo() == nil {
+			ms.StoreMessageInfo(mi)
+		}
+		return ms
+	}
+	return mi.MessageOf(x)
+}
+
+// Deprecated: Use Neighbor.ProtoReflect.Descriptor instead.
+func (*Neighbor) Descriptor() ([]byte, []int) {
+	return file_fabric_proto_rawDescGZIP(), []int{24}
+}
+
+func (x *Neighbor) GetPort() string {
+	if x != nil {
+		return x.Port
+	}
+	return ""
+}
+
+func (x *Neighbor) GetChassisId() string {
+	if x != nil {
+		return x.ChassisId
+	}
+	return ""
+}
+
+func (x *Neighbor) GetPortId() string {
+	if x != nil {
+		return x.PortId
+	}
+	return ""
+}
+
+func (x *Neighbor) GetPortDescription() string {
+	if x != nil {
+		return x.PortDescription
+	}
+	return ""
+}
+
+func (x *Neighbor) GetSystemName() string {
+	if x != nil {
+		return x.SystemName
+	}
+	return ""
+}
+
+func (x *Neighbor) GetSystemDescription() string {
+	if x != nil {
+		return x.SystemDescription
+	}
+	return ""
+}
+
+func (x *Neighbor) GetMgmtAddrs() []string {
+	if x != nil {
+		return x.MgmtAddrs
+	}
+	return nil
+}
+
+func (x *Neighbor) GetTtlSeconds() uint32 {
+	if x != nil {
+		return x.TtlSeconds
+	}
+	return 0
+}
+
+func (x *Neighbor) GetLastSeen() *timestamppb.Timestamp {
+	if x != nil {
+		return x.LastSeen
+	}
+	return nil
+}
+
+type ReportNeighborsRequest struct {
+	state    protoimpl.MessageState `protogen:"open.v1"`
+	Hostname string                 `protobuf:"bytes,1,opt,name=hostname,proto3" json:"hostname,omitempty"`
+	// The full table: neighbours not listed are gone.
+	Neighbors     []*Neighbor `protobuf:"bytes,2,rep,name=neighbors,proto3" json:"neighbors,omitempty"`
+	unknownFields protoimpl.UnknownFields
+	sizeCache     protoimpl.SizeCache
+}
+
+func (x *ReportNeighborsRequest) Reset() {
+	*x = ReportNeighborsRequest{}
+	mi := &file_fabric_proto_msgTypes[25]
+	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+	ms.StoreMessageInfo(mi)
+}
+
+func (x *ReportNeighborsRequest) String() string {
+	return protoimpl.X.MessageStringOf(x)
+}
+
+func (*ReportNeighborsRequest) ProtoMessage() {}
+
+func (x *ReportNeighborsRequest) ProtoReflect() protoreflect.Message {
+	mi := &file_fabric_proto_msgTypes[25]
+	if x != nil {
+		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+		if ms.LoadMessageInfo() == nil {
+			ms.StoreMessageInfo(mi)
+		}
+		return ms
+	}
+	return mi.MessageOf(x)
+}
+
+// Deprecated: Use ReportNeighborsRequest.ProtoReflect.Descriptor instead.
+func (*ReportNeighborsRequest) Descriptor() ([]byte, []int) {
+	return file_fabric_proto_rawDescGZIP(), []int{25}
+}
+
+func (x *ReportNeighborsRequest) GetHostname() string {
+	if x != nil {
+		return x.Hostname
+	}
+	return ""
+}
+
+func (x *ReportNeighborsRequest) GetNeighbors() []*Neighbor {
+	if x != nil {
+		return x.Neighbors
+	}
+	return nil
+}
+
+type ReportNeighborsResponse struct {
+	state         protoimpl.MessageState `protogen:"open.v1"`
+	unknownFields protoimpl.UnknownFields
+	sizeCache     protoimpl.SizeCache
+}
+
+func (x *ReportNeighborsResponse) Reset() {
+	*x = ReportNeighborsResponse{}
+	mi := &file_fabric_proto_msgTypes[26]
+	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+	ms.StoreMessageInfo(mi)
+}
+
+func (x *ReportNeighborsResponse) String() string {
+	return protoimpl.X.MessageStringOf(x)
+}
+
+func (*ReportNeighborsResponse) ProtoMessage() {}
+
+func (x *ReportNeighborsResponse) ProtoReflect() protoreflect.Message {
+	mi := &file_fabric_proto_msgTypes[26]
+	if x != nil {
+		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+		if ms.LoadMessageInfo() == nil {
+			ms.StoreMessageInfo(mi)
+		}
+		return ms
+	}
+	return mi.MessageOf(x)
+}
+
+// Deprecated: Use ReportNeighborsResponse.ProtoReflect.Descriptor instead.
+func (*ReportNeighborsResponse) Descriptor() ([]byte, []int) {
+	return file_fabric_proto_rawDescGZIP(), []int{26}
+}
+
+type GetDeviceRequest struct {
+	state         protoimpl.MessageState `protogen:"open.v1"`
+	Hostname      string                 `protobuf:"bytes,1,opt,name=hostname,proto3" json:"hostname,omitempty"`
+	unknownFields protoimpl.UnknownFields
+	sizeCache     protoimpl.SizeCache
+}
+
+func (x *GetDeviceRequest) Reset() {
+	*x = GetDeviceRequest{}
+	mi := &file_fabric_proto_msgTypes[27]
+	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+	ms.StoreMessageInfo(mi)
+}
+
+func (x *GetDeviceRequest) String() string {
+	return protoimpl.X.MessageStringOf(x)
+}
+
+func (*GetDeviceRequest) ProtoMessage() {}
+
+func (x *GetDeviceRequest) ProtoReflect() protoreflect.Message {
+	mi := &file_fabric_proto_msgTypes[27]
+	if x != nil {
+		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+		if ms.LoadMessageInfo() == nil {
+			ms.StoreMessageInfo(mi)
+		}
+		return ms
+	}
+	return mi.MessageOf(x)
+}
+
+// Deprecated: Use GetDeviceRequest.ProtoReflect.Descriptor instead.
+func (*GetDeviceRequest) Descriptor() ([]byte, []int) {
+	return file_fabric_proto_rawDescGZIP(), []int{27}
+}
+
+func (x *GetDeviceRequest) GetHostname() string {
+	if x != nil {
+		return x.Hostname
+	}
+	return ""
+}
+
+type GetMachineRequest struct {
+	state         protoimpl.MessageState `protogen:"open.v1"`
+	Name          string                 `protobuf:"bytes,1,opt,name=name,proto3" json:"name,omitempty"`
+	unknownFields protoimpl.UnknownFields
+	sizeCache     protoimpl.SizeCache
+}
+
+func (x *GetMachineRequest) Reset() {
+	*x = GetMachineRequest{}
+	mi := &file_fabric_proto_msgTypes[28]
+	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+	ms.StoreMessageInfo(mi)
+}
+
+func (x *GetMachineRequest) String() string {
+	return protoimpl.X.MessageStringOf(x)
+}
+
+func (*GetMachineRequest) ProtoMessage() {}
+
+func (x *GetMachineRequest) ProtoReflect() protoreflect.Message {
+	mi := &file_fabric_proto_msgTypes[28]
+	if x != nil {
+		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+		if ms.LoadMessageInfo() == nil {
+			ms.StoreMessageInfo(mi)
+		}
+		return ms
+	}
+	return mi.MessageOf(x)
+}
+
+// Deprecated: Use GetMachineRequest.ProtoReflect.Descriptor instead.
+func (*GetMachineRequest) Descriptor() ([]byte, []int) {
+	return file_fabric_proto_rawDescGZIP(), []int{28}
+}
+
+func (x *GetMachineRequest) GetName() string {
+	if x != nil {
+		return x.Name
+	}
+	return ""
+}
+
+// PlannedPort is one port's expected neighbour in a cabling plan.
+type PlannedPort struct {
+	state protoimpl.MessageState `protogen:"open.v1"`
+	Port  string                 `protobuf:"bytes,1,opt,name=port,proto3" json:"port,omitempty"`
+	// Expected LLDP system name of the neighbour (a switch or a machine).
+	Neighbor      string `protobuf:"bytes,2,opt,name=neighbor,proto3" json:"neighbor,omitempty"`
+	unknownFields protoimpl.UnknownFields
+	sizeCache     protoimpl.SizeCache
+}
+
+func (x *PlannedPort) Reset() {
+	*x = PlannedPort{}
+	mi := &file_fabric_proto_msgTypes[29]
+	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+	ms.StoreMessageInfo(mi)
+}
+
+func (x *PlannedPort) String() string {
+	return protoimpl.X.MessageStringOf(x)
+}
+
+func (*PlannedPort) ProtoMessage() {}
+
+func (x *PlannedPort) ProtoReflect() protoreflect.Message {
+	mi := &file_fabric_proto_msgTypes[29]
+	if x != nil {
+		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+		if ms.LoadMessageInfo() == nil {
+			ms.StoreMessageInfo(mi)
+		}
+		return ms
+	}
+	return mi.MessageOf(x)
+}
+
+// Deprecated: Use PlannedPort.ProtoReflect.Descriptor instead.
+func (*PlannedPort) Descriptor() ([]byte, []int) {
+	return file_fabric_proto_rawDescGZIP(), []int{29}
+}
+
+func (x *PlannedPort) GetPort() string {
+	if x != nil {
+		return x.Port
+	}
+	return ""
+}
+
+func (x *PlannedPort) GetNeighbor() string {
+	if x != nil {
+		return x.Neighbor
+	}
+	return ""
+}
+
+type SetCablingPlanRequest struct {
+	state         protoimpl.MessageState `protogen:"open.v1"`
+	Device        string                 `protobuf:"bytes,1,opt,name=device,proto3" json:"device,omitempty"`
+	Ports         []*PlannedPort         `protobuf:"bytes,2,rep,name=ports,proto3" json:"ports,omitempty"`
+	unknownFields protoimpl.UnknownFields
+	sizeCache     protoimpl.SizeCache
+}
+
+func (x *SetCablingPlanRequest) Reset() {
+	*x = SetCablingPlanRequest{}
+	mi := &file_fabric_proto_msgTypes[30]
+	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+	ms.StoreMessageInfo(mi)
+}
+
+func (x *SetCablingPlanRequest) String() string {
+	return protoimpl.X.MessageStringOf(x)
+}
+
+func (*SetCablingPlanRequest) ProtoMessage() {}
+
+func (x *SetCablingPlanRequest) ProtoReflect() protoreflect.Message {
+	mi := &file_fabric_proto_msgTypes[30]
+	if x != nil {
+		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+		if ms.LoadMessageInfo() == nil {
+			ms.StoreMessageInfo(mi)
+		}
+		return ms
+	}
+	return mi.MessageOf(x)
+}
+
+// Deprecated: Use SetCablingPlanRequest.ProtoReflect.Descriptor instead.
+func (*SetCablingPlanRequest) Descriptor() ([]byte, []int) {
+	return file_fabric_proto_rawDescGZIP(), []int{30}
+}
+
+func (x *SetCablingPlanRequest) GetDevice() string {
+	if x != nil {
+		return x.Device
+	}
+	return ""
+}
+
+func (x *SetCablingPlanRequest) GetPorts() []*PlannedPort {
+	if x != nil {
+		return x.Ports
+	}
+	return nil
+}
+
+type CablingPlan struct {
+	state         protoimpl.MessageState `protogen:"open.v1"`
+	Device        string                 `protobuf:"bytes,1,opt,name=device,proto3" json:"device,omitempty"`
+	Ports         []*PlannedPort         `protobuf:"bytes,2,rep,name=ports,proto3" json:"ports,omitempty"`
+	unknownFields protoimpl.UnknownFields
+	sizeCache     protoimpl.SizeCache
+}
+
+func (x *CablingPlan) Reset() {
+	*x = CablingPlan{}
+	mi := &file_fabric_proto_msgTypes[31]
+	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+	ms.StoreMessageInfo(mi)
+}
+
+func (x *CablingPlan) String() string {
+	return protoimpl.X.MessageStringOf(x)
+}
+
+func (*CablingPlan) ProtoMessage() {}
+
+func (x *CablingPlan) ProtoReflect() protoreflect.Message {
+	mi := &file_fabric_proto_msgTypes[31]
+	if x != nil {
+		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+		if ms.LoadMessageInfo() == nil {
+			ms.StoreMessageInfo(mi)
+		}
+		return ms
+	}
+	return mi.MessageOf(x)
+}
+
+// Deprecated: Use CablingPlan.ProtoReflect.Descriptor instead.
+func (*CablingPlan) Descriptor() ([]byte, []int) {
+	return file_fabric_proto_rawDescGZIP(), []int{31}
+}
+
+func (x *CablingPlan) GetDevice() string {
+	if x != nil {
+		return x.Device
+	}
+	return ""
+}
+
+func (x *CablingPlan) GetPorts() []*PlannedPort {
+	if x != nil {
+		return x.Ports
+	}
+	return nil
+}
+
+type Finding struct {
+	state  protoimpl.MessageState `protogen:"open.v1"`
+	Device string                 `protobuf:"bytes,1,opt,name=device,proto3" json:"device,omitempty"`
+	Port   string                 `protobuf:"bytes,2,opt,name=port,proto3" json:"port,omitempty"`
+	// "missing" (planned neighbour not seen), "mismatch" (another neighbour
+	// seen), "unplanned" (a neighbour on a port the plan says is empty).
+	Kind          string `protobuf:"bytes,3,opt,name=kind,proto3" json:"kind,omitempty"`
+	Expected      string `protobuf:"bytes,4,opt,name=expected,proto3" json:"expected,omitempty"`
+	Actual        string `protobuf:"bytes,5,opt,name=actual,proto3" json:"actual,omitempty"`
+	unknownFields protoimpl.UnknownFields
+	sizeCache     protoimpl.SizeCache
+}
+
+func (x *Finding) Reset() {
+	*x = Finding{}
+	mi := &file_fabric_proto_msgTypes[32]
+	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+	ms.StoreMessageInfo(mi)
+}
+
+func (x *Finding) String() string {
+	return protoimpl.X.MessageStringOf(x)
+}
+
+func (*Finding) ProtoMessage() {}
+
+func (x *Finding) ProtoReflect() protoreflect.Message {
+	mi := &file_fabric_proto_msgTypes[32]
+	if x != nil {
+		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+		if ms.LoadMessageInfo() == nil {
+			ms.StoreMessageInfo(mi)
+		}
+		return ms
+	}
+	return mi.MessageOf(x)
+}
+
+// Deprecated: Use Finding.ProtoReflect.Descriptor instead.
+func (*Finding) Descriptor() ([]byte, []int) {
+	return file_fabric_proto_rawDescGZIP(), []int{32}
+}
+
+func (x *Finding) GetDevice() string {
+	if x != nil {
+		return x.Device
+	}
+	return ""
+}
+
+func (x *Finding) GetPort() string {
+	if x != nil {
+		return x.Port
+	}
+	return ""
+}
+
+func (x *Finding) GetKind() string {
+	if x != nil {
+		return x.Kind
+	}
+	return ""
+}
+
+func (x *Finding) GetExpected() string {
+	if x != nil {
+		return x.Expected
+	}
+	return ""
+}
+
+func (x *Finding) GetActual() string {
+	if x != nil {
+		return x.Actual
+	}
+	return ""
+}
+
+type ListFindingsRequest struct {
+	state         protoimpl.MessageState `protogen:"open.v1"`
+	unknownFields protoimpl.UnknownFields
+	sizeCache     protoimpl.SizeCache
+}
+
+func (x *ListFindingsRequest) Reset() {
+	*x = ListFindingsRequest{}
+	mi := &file_fabric_proto_msgTypes[33]
+	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+	ms.StoreMessageInfo(mi)
+}
+
+func (x *ListFindingsRequest) String() string {
+	return protoimpl.X.MessageStringOf(x)
+}
+
+func (*ListFindingsRequest) ProtoMessage() {}
+
+func (x *ListFindingsRequest) ProtoReflect() protoreflect.Message {
+	mi := &file_fabric_proto_msgTypes[33]
+	if x != nil {
+		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+		if ms.LoadMessageInfo() == nil {
+			ms.StoreMessageInfo(mi)
+		}
+		return ms
+	}
+	return mi.MessageOf(x)
+}
+
+// Deprecated: Use ListFindingsRequest.ProtoReflect.Descriptor instead.
+func (*ListFindingsRequest) Descriptor() ([]byte, []int) {
+	return file_fabric_proto_rawDescGZIP(), []int{33}
+}
+
+type ListFindingsResponse struct {
+	state         protoimpl.MessageState `protogen:"open.v1"`
+	Findings      []*Finding             `protobuf:"bytes,1,rep,name=findings,proto3" json:"findings,omitempty"`
+	unknownFields protoimpl.UnknownFields
+	sizeCache     protoimpl.SizeCache
+}
+
+func (x *ListFindingsResponse) Reset() {
+	*x = ListFindingsResponse{}
+	mi := &file_fabric_proto_msgTypes[34]
+	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+	ms.StoreMessageInfo(mi)
+}
+
+func (x *ListFindingsResponse) String() string {
+	return protoimpl.X.MessageStringOf(x)
+}
+
+func (*ListFindingsResponse) ProtoMessage() {}
+
+func (x *ListFindingsResponse) ProtoReflect() protoreflect.Message {
+	mi := &file_fabric_proto_msgTypes[34]
+	if x != nil {
+		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+		if ms.LoadMessageInfo() == nil {
+			ms.StoreMessageInfo(mi)
+		}
+		return ms
+	}
+	return mi.MessageOf(x)
+}
+
+// Deprecated: Use ListFindingsResponse.ProtoReflect.Descriptor instead.
+func (*ListFindingsResponse) Descriptor() ([]byte, []int) {
+	return file_fabric_proto_rawDescGZIP(), []int{34}
+}
+
+func (x *ListFindingsResponse) GetFindings() []*Finding {
+	if x != nil {
+		return x.Findings
+	}
+	return nil
+}
+
 type ListMachinesRequest struct {
 	state         protoimpl.MessageState `protogen:"open.v1"`
 	unknownFields protoimpl.UnknownFields
@@ -1485,7 +2269,7 @@ type ListMachinesRequest struct {
 
 func (x *ListMachinesRequest) Reset() {
 	*x = ListMachinesRequest{}
-	mi := &file_fabric_proto_msgTypes[23]
+	mi := &file_fabric_proto_msgTypes[35]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -1497,7 +2281,7 @@ func (x *ListMachinesRequest) String() string {
 func (*ListMachinesRequest) ProtoMessage() {}
 
 func (x *ListMachinesRequest) ProtoReflect() protoreflect.Message {
-	mi := &file_fabric_proto_msgTypes[23]
+	mi := &file_fabric_proto_msgTypes[35]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -1510,7 +2294,7 @@ func (x *ListMachinesRequest) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use ListMachinesRequest.ProtoReflect.Descriptor instead.
 func (*ListMachinesRequest) Descriptor() ([]byte, []int) {
-	return file_fabric_proto_rawDescGZIP(), []int{23}
+	return file_fabric_proto_rawDescGZIP(), []int{35}
 }
 
 type ListMachinesResponse struct {
@@ -1522,7 +2306,7 @@ type ListMachinesResponse struct {
 
 func (x *ListMachinesResponse) Reset() {
 	*x = ListMachinesResponse{}
-	mi := &file_fabric_proto_msgTypes[24]
+	mi := &file_fabric_proto_msgTypes[36]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -1534,7 +2318,7 @@ func (x *ListMachinesResponse) String() string {
 func (*ListMachinesResponse) ProtoMessage() {}
 
 func (x *ListMachinesResponse) ProtoReflect() protoreflect.Message {
-	mi := &file_fabric_proto_msgTypes[24]
+	mi := &file_fabric_proto_msgTypes[36]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -1547,7 +2331,7 @@ func (x *ListMachinesResponse) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use ListMachinesResponse.ProtoReflect.Descriptor instead.
 func (*ListMachinesResponse) Descriptor() ([]byte, []int) {
-	return file_fabric_proto_rawDescGZIP(), []int{24}
+	return file_fabric_proto_rawDescGZIP(), []int{36}
 }
 
 func (x *ListMachinesResponse) GetMachines() []*Machine {
@@ -1568,7 +2352,7 @@ type CableMachineRequest struct {
 
 func (x *CableMachineRequest) Reset() {
 	*x = CableMachineRequest{}
-	mi := &file_fabric_proto_msgTypes[25]
+	mi := &file_fabric_proto_msgTypes[37]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -1580,7 +2364,7 @@ func (x *CableMachineRequest) String() string {
 func (*CableMachineRequest) ProtoMessage() {}
 
 func (x *CableMachineRequest) ProtoReflect() protoreflect.Message {
-	mi := &file_fabric_proto_msgTypes[25]
+	mi := &file_fabric_proto_msgTypes[37]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -1593,7 +2377,7 @@ func (x *CableMachineRequest) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use CableMachineRequest.ProtoReflect.Descriptor instead.
 func (*CableMachineRequest) Descriptor() ([]byte, []int) {
-	return file_fabric_proto_rawDescGZIP(), []int{25}
+	return file_fabric_proto_rawDescGZIP(), []int{37}
 }
 
 func (x *CableMachineRequest) GetMachine() string {
@@ -1611,16 +2395,19 @@ func (x *CableMachineRequest) GetConnections() []*Connection {
 }
 
 type AllocateMachineRequest struct {
-	state         protoimpl.MessageState `protogen:"open.v1"`
-	Machine       string                 `protobuf:"bytes,1,opt,name=machine,proto3" json:"machine,omitempty"`
-	Network       string                 `protobuf:"bytes,2,opt,name=network,proto3" json:"network,omitempty"`
+	state   protoimpl.MessageState `protogen:"open.v1"`
+	Machine string                 `protobuf:"bytes,1,opt,name=machine,proto3" json:"machine,omitempty"`
+	Network string                 `protobuf:"bytes,2,opt,name=network,proto3" json:"network,omitempty"`
+	// Optional: a retry with the same request id returns the first result
+	// instead of AlreadyExists.
+	RequestId     string `protobuf:"bytes,3,opt,name=request_id,json=requestId,proto3" json:"request_id,omitempty"`
 	unknownFields protoimpl.UnknownFields
 	sizeCache     protoimpl.SizeCache
 }
 
 func (x *AllocateMachineRequest) Reset() {
 	*x = AllocateMachineRequest{}
-	mi := &file_fabric_proto_msgTypes[26]
+	mi := &file_fabric_proto_msgTypes[38]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -1632,7 +2419,7 @@ func (x *AllocateMachineRequest) String() string {
 func (*AllocateMachineRequest) ProtoMessage() {}
 
 func (x *AllocateMachineRequest) ProtoReflect() protoreflect.Message {
-	mi := &file_fabric_proto_msgTypes[26]
+	mi := &file_fabric_proto_msgTypes[38]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -1645,7 +2432,7 @@ func (x *AllocateMachineRequest) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use AllocateMachineRequest.ProtoReflect.Descriptor instead.
 func (*AllocateMachineRequest) Descriptor() ([]byte, []int) {
-	return file_fabric_proto_rawDescGZIP(), []int{26}
+	return file_fabric_proto_rawDescGZIP(), []int{38}
 }
 
 func (x *AllocateMachineRequest) GetMachine() string {
@@ -1662,16 +2449,26 @@ func (x *AllocateMachineRequest) GetNetwork() string {
 	return ""
 }
 
+func (x *AllocateMachineRequest) GetRequestId() string {
+	if x != nil {
+		return x.RequestId
+	}
+	return ""
+}
+
 type FreeMachineRequest struct {
-	state         protoimpl.MessageState `protogen:"open.v1"`
-	Machine       string                 `protobuf:"bytes,1,opt,name=machine,proto3" json:"machine,omitempty"`
+	state   protoimpl.MessageState `protogen:"open.v1"`
+	Machine string                 `protobuf:"bytes,1,opt,name=machine,proto3" json:"machine,omitempty"`
+	// Optional: a retry with the same request id returns the first result
+	// instead of FailedPrecondition.
+	RequestId     string `protobuf:"bytes,2,opt,name=request_id,json=requestId,proto3" json:"request_id,omitempty"`
 	unknownFields protoimpl.UnknownFields
 	sizeCache     protoimpl.SizeCache
 }
 
 func (x *FreeMachineRequest) Reset() {
 	*x = FreeMachineRequest{}
-	mi := &file_fabric_proto_msgTypes[27]
+	mi := &file_fabric_proto_msgTypes[39]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -1683,7 +2480,7 @@ func (x *FreeMachineRequest) String() string {
 func (*FreeMachineRequest) ProtoMessage() {}
 
 func (x *FreeMachineRequest) ProtoReflect() protoreflect.Message {
-	mi := &file_fabric_proto_msgTypes[27]
+	mi := &file_fabric_proto_msgTypes[39]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -1696,12 +2493,19 @@ func (x *FreeMachineRequest) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use FreeMachineRequest.ProtoReflect.Descriptor instead.
 func (*FreeMachineRequest) Descriptor() ([]byte, []int) {
-	return file_fabric_proto_rawDescGZIP(), []int{27}
+	return file_fabric_proto_rawDescGZIP(), []int{39}
 }
 
 func (x *FreeMachineRequest) GetMachine() string {
 	if x != nil {
 		return x.Machine
+	}
+	return ""
+}
+
+func (x *FreeMachineRequest) GetRequestId() string {
+	if x != nil {
+		return x.RequestId
 	}
 	return ""
 }
@@ -1715,7 +2519,7 @@ type GetConvergenceRequest struct {
 
 func (x *GetConvergenceRequest) Reset() {
 	*x = GetConvergenceRequest{}
-	mi := &file_fabric_proto_msgTypes[28]
+	mi := &file_fabric_proto_msgTypes[40]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -1727,7 +2531,7 @@ func (x *GetConvergenceRequest) String() string {
 func (*GetConvergenceRequest) ProtoMessage() {}
 
 func (x *GetConvergenceRequest) ProtoReflect() protoreflect.Message {
-	mi := &file_fabric_proto_msgTypes[28]
+	mi := &file_fabric_proto_msgTypes[40]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -1740,7 +2544,7 @@ func (x *GetConvergenceRequest) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use GetConvergenceRequest.ProtoReflect.Descriptor instead.
 func (*GetConvergenceRequest) Descriptor() ([]byte, []int) {
-	return file_fabric_proto_rawDescGZIP(), []int{28}
+	return file_fabric_proto_rawDescGZIP(), []int{40}
 }
 
 func (x *GetConvergenceRequest) GetMachine() string {
@@ -1764,7 +2568,7 @@ type DeviceConvergence struct {
 
 func (x *DeviceConvergence) Reset() {
 	*x = DeviceConvergence{}
-	mi := &file_fabric_proto_msgTypes[29]
+	mi := &file_fabric_proto_msgTypes[41]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -1776,7 +2580,7 @@ func (x *DeviceConvergence) String() string {
 func (*DeviceConvergence) ProtoMessage() {}
 
 func (x *DeviceConvergence) ProtoReflect() protoreflect.Message {
-	mi := &file_fabric_proto_msgTypes[29]
+	mi := &file_fabric_proto_msgTypes[41]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -1789,7 +2593,7 @@ func (x *DeviceConvergence) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use DeviceConvergence.ProtoReflect.Descriptor instead.
 func (*DeviceConvergence) Descriptor() ([]byte, []int) {
-	return file_fabric_proto_rawDescGZIP(), []int{29}
+	return file_fabric_proto_rawDescGZIP(), []int{41}
 }
 
 func (x *DeviceConvergence) GetHostname() string {
@@ -1841,7 +2645,7 @@ type Convergence struct {
 
 func (x *Convergence) Reset() {
 	*x = Convergence{}
-	mi := &file_fabric_proto_msgTypes[30]
+	mi := &file_fabric_proto_msgTypes[42]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -1853,7 +2657,7 @@ func (x *Convergence) String() string {
 func (*Convergence) ProtoMessage() {}
 
 func (x *Convergence) ProtoReflect() protoreflect.Message {
-	mi := &file_fabric_proto_msgTypes[30]
+	mi := &file_fabric_proto_msgTypes[42]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -1866,7 +2670,7 @@ func (x *Convergence) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use Convergence.ProtoReflect.Descriptor instead.
 func (*Convergence) Descriptor() ([]byte, []int) {
-	return file_fabric_proto_rawDescGZIP(), []int{30}
+	return file_fabric_proto_rawDescGZIP(), []int{42}
 }
 
 func (x *Convergence) GetMachine() string {
@@ -1917,7 +2721,7 @@ const file_fabric_proto_rawDesc = "" +
 	"\x0fdesired_version\x18\x01 \x01(\x04R\x0edesiredVersion\"U\n" +
 	"\x12WatchConfigRequest\x12\x1a\n" +
 	"\bhostname\x18\x01 \x01(\tR\bhostname\x12#\n" +
-	"\rknown_version\x18\x02 \x01(\x04R\fknownVersion\"\x89\x02\n" +
+	"\rknown_version\x18\x02 \x01(\x04R\fknownVersion\"\x9b\x02\n" +
 	"\fDeviceConfig\x12\x1a\n" +
 	"\bhostname\x18\x01 \x01(\tR\bhostname\x12\x18\n" +
 	"\aversion\x18\x02 \x01(\x04R\aversion\x12#\n" +
@@ -1927,7 +2731,8 @@ const file_fabric_proto_rawDesc = "" +
 	"\x04vtep\x18\x06 \x01(\tR\x04vtep\x12\x1d\n" +
 	"\n" +
 	"router_mac\x18\a \x01(\tR\trouterMac\x12+\n" +
-	"\x05ports\x18\b \x03(\v2\x15.fabric.v1.PortConfigR\x05ports\"]\n" +
+	"\x05ports\x18\b \x03(\v2\x15.fabric.v1.PortConfigR\x05ports\x12\x10\n" +
+	"\x03asn\x18\t \x01(\rR\x03asn\"]\n" +
 	"\n" +
 	"PortConfig\x12\x12\n" +
 	"\x04name\x18\x01 \x01(\tR\x04name\x12 \n" +
@@ -1953,12 +2758,15 @@ const file_fabric_proto_rawDesc = "" +
 	"\arepairs\x18\x01 \x01(\x04R\arepairs\x12+\n" +
 	"\x11unmanaged_changes\x18\x02 \x01(\x04R\x10unmanagedChanges\x12%\n" +
 	"\x0elast_unmanaged\x18\x03 \x01(\tR\rlastUnmanaged\"\x16\n" +
-	"\x14ReportStatusResponse\"e\n" +
+	"\x14ReportStatusResponse\"\x81\x01\n" +
 	"\aNetwork\x12\x12\n" +
 	"\x04name\x18\x01 \x01(\tR\x04name\x12\x16\n" +
 	"\x06prefix\x18\x02 \x01(\tR\x06prefix\x12\x10\n" +
 	"\x03vni\x18\x03 \x01(\rR\x03vni\x12\x1c\n" +
-	"\tallocated\x18\x04 \x01(\rR\tallocated\"B\n" +
+	"\tallocated\x18\x04 \x01(\rR\tallocated\x12\x1a\n" +
+	"\bcapacity\x18\x05 \x01(\x04R\bcapacity\"'\n" +
+	"\x11GetNetworkRequest\x12\x12\n" +
+	"\x04name\x18\x01 \x01(\tR\x04name\"B\n" +
 	"\x14CreateNetworkRequest\x12\x12\n" +
 	"\x04name\x18\x01 \x01(\tR\x04name\x12\x16\n" +
 	"\x06prefix\x18\x02 \x01(\tR\x06prefix\"\x15\n" +
@@ -1967,7 +2775,7 @@ const file_fabric_proto_rawDesc = "" +
 	"\bnetworks\x18\x01 \x03(\v2\x12.fabric.v1.NetworkR\bnetworks\"*\n" +
 	"\x14DeleteNetworkRequest\x12\x12\n" +
 	"\x04name\x18\x01 \x01(\tR\x04name\"\x17\n" +
-	"\x15DeleteNetworkResponse\"\xac\x03\n" +
+	"\x15DeleteNetworkResponse\"\xf1\x03\n" +
 	"\x06Device\x12\x1a\n" +
 	"\bhostname\x18\x01 \x01(\tR\bhostname\x12#\n" +
 	"\x04role\x18\x02 \x01(\x0e2\x0f.fabric.v1.RoleR\x04role\x12\x1f\n" +
@@ -1981,7 +2789,9 @@ const file_fabric_proto_rawDesc = "" +
 	"\tlast_seen\x18\t \x01(\v2\x1a.google.protobuf.TimestampR\blastSeen\x12\x1a\n" +
 	"\bloopback\x18\n" +
 	" \x01(\tR\bloopback\x12&\n" +
-	"\x05drift\x18\v \x01(\v2\x10.fabric.v1.DriftR\x05drift\"\x14\n" +
+	"\x05drift\x18\v \x01(\v2\x10.fabric.v1.DriftR\x05drift\x121\n" +
+	"\tneighbors\x18\f \x03(\v2\x13.fabric.v1.NeighborR\tneighbors\x12\x10\n" +
+	"\x03asn\x18\r \x01(\rR\x03asn\"\x14\n" +
 	"\x12ListDevicesRequest\"B\n" +
 	"\x13ListDevicesResponse\x12+\n" +
 	"\adevices\x18\x01 \x03(\v2\x11.fabric.v1.DeviceR\adevices\"8\n" +
@@ -1993,24 +2803,74 @@ const file_fabric_proto_rawDesc = "" +
 	"Allocation\x12\x18\n" +
 	"\anetwork\x18\x01 \x01(\tR\anetwork\x12\x0e\n" +
 	"\x02ip\x18\x02 \x01(\tR\x02ip\x12\x1a\n" +
-	"\brevision\x18\x03 \x01(\x04R\brevision\"\x8d\x01\n" +
+	"\brevision\x18\x03 \x01(\x04R\brevision\"\xdf\x02\n" +
 	"\aMachine\x12\x12\n" +
 	"\x04name\x18\x01 \x01(\tR\x04name\x127\n" +
 	"\vconnections\x18\x02 \x03(\v2\x15.fabric.v1.ConnectionR\vconnections\x125\n" +
 	"\n" +
 	"allocation\x18\x03 \x01(\v2\x15.fabric.v1.AllocationR\n" +
-	"allocation\"\x15\n" +
+	"allocation\x12/\n" +
+	"\alearned\x18\x04 \x03(\v2\x15.fabric.v1.ConnectionR\alearned\x12\x16\n" +
+	"\x06manual\x18\x05 \x01(\bR\x06manual\x12/\n" +
+	"\bliveness\x18\x06 \x01(\x0e2\x13.fabric.v1.LivenessR\bliveness\x127\n" +
+	"\tlast_seen\x18\a \x01(\v2\x1a.google.protobuf.TimestampR\blastSeen\x12\x1d\n" +
+	"\n" +
+	"chassis_id\x18\b \x01(\tR\tchassisId\"\xca\x02\n" +
+	"\bNeighbor\x12\x12\n" +
+	"\x04port\x18\x01 \x01(\tR\x04port\x12\x1d\n" +
+	"\n" +
+	"chassis_id\x18\x02 \x01(\tR\tchassisId\x12\x17\n" +
+	"\aport_id\x18\x03 \x01(\tR\x06portId\x12)\n" +
+	"\x10port_description\x18\x04 \x01(\tR\x0fportDescription\x12\x1f\n" +
+	"\vsystem_name\x18\x05 \x01(\tR\n" +
+	"systemName\x12-\n" +
+	"\x12system_description\x18\x06 \x01(\tR\x11systemDescription\x12\x1d\n" +
+	"\n" +
+	"mgmt_addrs\x18\a \x03(\tR\tmgmtAddrs\x12\x1f\n" +
+	"\vttl_seconds\x18\b \x01(\rR\n" +
+	"ttlSeconds\x127\n" +
+	"\tlast_seen\x18\t \x01(\v2\x1a.google.protobuf.TimestampR\blastSeen\"g\n" +
+	"\x16ReportNeighborsRequest\x12\x1a\n" +
+	"\bhostname\x18\x01 \x01(\tR\bhostname\x121\n" +
+	"\tneighbors\x18\x02 \x03(\v2\x13.fabric.v1.NeighborR\tneighbors\"\x19\n" +
+	"\x17ReportNeighborsResponse\".\n" +
+	"\x10GetDeviceRequest\x12\x1a\n" +
+	"\bhostname\x18\x01 \x01(\tR\bhostname\"'\n" +
+	"\x11GetMachineRequest\x12\x12\n" +
+	"\x04name\x18\x01 \x01(\tR\x04name\"=\n" +
+	"\vPlannedPort\x12\x12\n" +
+	"\x04port\x18\x01 \x01(\tR\x04port\x12\x1a\n" +
+	"\bneighbor\x18\x02 \x01(\tR\bneighbor\"]\n" +
+	"\x15SetCablingPlanRequest\x12\x16\n" +
+	"\x06device\x18\x01 \x01(\tR\x06device\x12,\n" +
+	"\x05ports\x18\x02 \x03(\v2\x16.fabric.v1.PlannedPortR\x05ports\"S\n" +
+	"\vCablingPlan\x12\x16\n" +
+	"\x06device\x18\x01 \x01(\tR\x06device\x12,\n" +
+	"\x05ports\x18\x02 \x03(\v2\x16.fabric.v1.PlannedPortR\x05ports\"}\n" +
+	"\aFinding\x12\x16\n" +
+	"\x06device\x18\x01 \x01(\tR\x06device\x12\x12\n" +
+	"\x04port\x18\x02 \x01(\tR\x04port\x12\x12\n" +
+	"\x04kind\x18\x03 \x01(\tR\x04kind\x12\x1a\n" +
+	"\bexpected\x18\x04 \x01(\tR\bexpected\x12\x16\n" +
+	"\x06actual\x18\x05 \x01(\tR\x06actual\"\x15\n" +
+	"\x13ListFindingsRequest\"F\n" +
+	"\x14ListFindingsResponse\x12.\n" +
+	"\bfindings\x18\x01 \x03(\v2\x12.fabric.v1.FindingR\bfindings\"\x15\n" +
 	"\x13ListMachinesRequest\"F\n" +
 	"\x14ListMachinesResponse\x12.\n" +
 	"\bmachines\x18\x01 \x03(\v2\x12.fabric.v1.MachineR\bmachines\"h\n" +
 	"\x13CableMachineRequest\x12\x18\n" +
 	"\amachine\x18\x01 \x01(\tR\amachine\x127\n" +
-	"\vconnections\x18\x02 \x03(\v2\x15.fabric.v1.ConnectionR\vconnections\"L\n" +
+	"\vconnections\x18\x02 \x03(\v2\x15.fabric.v1.ConnectionR\vconnections\"k\n" +
 	"\x16AllocateMachineRequest\x12\x18\n" +
 	"\amachine\x18\x01 \x01(\tR\amachine\x12\x18\n" +
-	"\anetwork\x18\x02 \x01(\tR\anetwork\".\n" +
+	"\anetwork\x18\x02 \x01(\tR\anetwork\x12\x1d\n" +
+	"\n" +
+	"request_id\x18\x03 \x01(\tR\trequestId\"M\n" +
 	"\x12FreeMachineRequest\x12\x18\n" +
-	"\amachine\x18\x01 \x01(\tR\amachine\"1\n" +
+	"\amachine\x18\x01 \x01(\tR\amachine\x12\x1d\n" +
+	"\n" +
+	"request_id\x18\x02 \x01(\tR\trequestId\"1\n" +
 	"\x15GetConvergenceRequest\x12\x18\n" +
 	"\amachine\x18\x01 \x01(\tR\amachine\"\xcf\x01\n" +
 	"\x11DeviceConvergence\x12\x1a\n" +
@@ -2029,17 +2889,30 @@ const file_fabric_proto_rawDesc = "" +
 	"\tROLE_LEAF\x10\x01\x12\x0e\n" +
 	"\n" +
 	"ROLE_SPINE\x10\x02\x12\x11\n" +
-	"\rROLE_FIREWALL\x10\x032\xee\x01\n" +
+	"\rROLE_FIREWALL\x10\x03*a\n" +
+	"\bLiveness\x12\x18\n" +
+	"\x14LIVENESS_UNSPECIFIED\x10\x00\x12\x12\n" +
+	"\x0eLIVENESS_ALIVE\x10\x01\x12\x14\n" +
+	"\x10LIVENESS_UNKNOWN\x10\x02\x12\x11\n" +
+	"\rLIVENESS_DEAD\x10\x032\xc8\x02\n" +
 	"\rDeviceService\x12C\n" +
 	"\bRegister\x12\x1a.fabric.v1.RegisterRequest\x1a\x1b.fabric.v1.RegisterResponse\x12G\n" +
 	"\vWatchConfig\x12\x1d.fabric.v1.WatchConfigRequest\x1a\x17.fabric.v1.DeviceConfig0\x01\x12O\n" +
-	"\fReportStatus\x12\x1e.fabric.v1.ReportStatusRequest\x1a\x1f.fabric.v1.ReportStatusResponse2\xb7\x05\n" +
+	"\fReportStatus\x12\x1e.fabric.v1.ReportStatusRequest\x1a\x1f.fabric.v1.ReportStatusResponse\x12X\n" +
+	"\x0fReportNeighbors\x12!.fabric.v1.ReportNeighborsRequest\x1a\".fabric.v1.ReportNeighborsResponse2\x91\b\n" +
 	"\x0fOperatorService\x12D\n" +
 	"\rCreateNetwork\x12\x1f.fabric.v1.CreateNetworkRequest\x1a\x12.fabric.v1.Network\x12O\n" +
 	"\fListNetworks\x12\x1e.fabric.v1.ListNetworksRequest\x1a\x1f.fabric.v1.ListNetworksResponse\x12R\n" +
 	"\rDeleteNetwork\x12\x1f.fabric.v1.DeleteNetworkRequest\x1a .fabric.v1.DeleteNetworkResponse\x12L\n" +
-	"\vListDevices\x12\x1d.fabric.v1.ListDevicesRequest\x1a\x1e.fabric.v1.ListDevicesResponse\x12O\n" +
-	"\fListMachines\x12\x1e.fabric.v1.ListMachinesRequest\x1a\x1f.fabric.v1.ListMachinesResponse\x12B\n" +
+	"\vListDevices\x12\x1d.fabric.v1.ListDevicesRequest\x1a\x1e.fabric.v1.ListDevicesResponse\x12;\n" +
+	"\tGetDevice\x12\x1b.fabric.v1.GetDeviceRequest\x1a\x11.fabric.v1.Device\x12J\n" +
+	"\x0eSetCablingPlan\x12 .fabric.v1.SetCablingPlanRequest\x1a\x16.fabric.v1.CablingPlan\x12O\n" +
+	"\fListFindings\x12\x1e.fabric.v1.ListFindingsRequest\x1a\x1f.fabric.v1.ListFindingsResponse\x12>\n" +
+	"\n" +
+	"GetNetwork\x12\x1c.fabric.v1.GetNetworkRequest\x1a\x12.fabric.v1.Network\x12O\n" +
+	"\fListMachines\x12\x1e.fabric.v1.ListMachinesRequest\x1a\x1f.fabric.v1.ListMachinesResponse\x12>\n" +
+	"\n" +
+	"GetMachine\x12\x1c.fabric.v1.GetMachineRequest\x1a\x12.fabric.v1.Machine\x12B\n" +
 	"\fCableMachine\x12\x1e.fabric.v1.CableMachineRequest\x1a\x12.fabric.v1.Machine\x12H\n" +
 	"\x0fAllocateMachine\x12!.fabric.v1.AllocateMachineRequest\x1a\x12.fabric.v1.Machine\x12@\n" +
 	"\vFreeMachine\x12\x1d.fabric.v1.FreeMachineRequest\x1a\x12.fabric.v1.Machine\x12J\n" +
@@ -2057,94 +2930,128 @@ func file_fabric_proto_rawDescGZIP() []byte {
 	return file_fabric_proto_rawDescData
 }
 
-var file_fabric_proto_enumTypes = make([]protoimpl.EnumInfo, 1)
-var file_fabric_proto_msgTypes = make([]protoimpl.MessageInfo, 31)
+var file_fabric_proto_enumTypes = make([]protoimpl.EnumInfo, 2)
+var file_fabric_proto_msgTypes = make([]protoimpl.MessageInfo, 43)
 var file_fabric_proto_goTypes = []any{
-	(Role)(0),                      // 0: fabric.v1.Role
-	(*Port)(nil),                   // 1: fabric.v1.Port
-	(*RegisterRequest)(nil),        // 2: fabric.v1.RegisterRequest
-	(*RegisterResponse)(nil),       // 3: fabric.v1.RegisterResponse
-	(*WatchConfigRequest)(nil),     // 4: fabric.v1.WatchConfigRequest
-	(*DeviceConfig)(nil),           // 5: fabric.v1.DeviceConfig
-	(*PortConfig)(nil),             // 6: fabric.v1.PortConfig
-	(*Vrf)(nil),                    // 7: fabric.v1.Vrf
-	(*StepError)(nil),              // 8: fabric.v1.StepError
-	(*ReportStatusRequest)(nil),    // 9: fabric.v1.ReportStatusRequest
-	(*Drift)(nil),                  // 10: fabric.v1.Drift
-	(*ReportStatusResponse)(nil),   // 11: fabric.v1.ReportStatusResponse
-	(*Network)(nil),                // 12: fabric.v1.Network
-	(*CreateNetworkRequest)(nil),   // 13: fabric.v1.CreateNetworkRequest
-	(*ListNetworksRequest)(nil),    // 14: fabric.v1.ListNetworksRequest
-	(*ListNetworksResponse)(nil),   // 15: fabric.v1.ListNetworksResponse
-	(*DeleteNetworkRequest)(nil),   // 16: fabric.v1.DeleteNetworkRequest
-	(*DeleteNetworkResponse)(nil),  // 17: fabric.v1.DeleteNetworkResponse
-	(*Device)(nil),                 // 18: fabric.v1.Device
-	(*ListDevicesRequest)(nil),     // 19: fabric.v1.ListDevicesRequest
-	(*ListDevicesResponse)(nil),    // 20: fabric.v1.ListDevicesResponse
-	(*Connection)(nil),             // 21: fabric.v1.Connection
-	(*Allocation)(nil),             // 22: fabric.v1.Allocation
-	(*Machine)(nil),                // 23: fabric.v1.Machine
-	(*ListMachinesRequest)(nil),    // 24: fabric.v1.ListMachinesRequest
-	(*ListMachinesResponse)(nil),   // 25: fabric.v1.ListMachinesResponse
-	(*CableMachineRequest)(nil),    // 26: fabric.v1.CableMachineRequest
-	(*AllocateMachineRequest)(nil), // 27: fabric.v1.AllocateMachineRequest
-	(*FreeMachineRequest)(nil),     // 28: fabric.v1.FreeMachineRequest
-	(*GetConvergenceRequest)(nil),  // 29: fabric.v1.GetConvergenceRequest
-	(*DeviceConvergence)(nil),      // 30: fabric.v1.DeviceConvergence
-	(*Convergence)(nil),            // 31: fabric.v1.Convergence
-	(*timestamppb.Timestamp)(nil),  // 32: google.protobuf.Timestamp
+	(Role)(0),                       // 0: fabric.v1.Role
+	(Liveness)(0),                   // 1: fabric.v1.Liveness
+	(*Port)(nil),                    // 2: fabric.v1.Port
+	(*RegisterRequest)(nil),         // 3: fabric.v1.RegisterRequest
+	(*RegisterResponse)(nil),        // 4: fabric.v1.RegisterResponse
+	(*WatchConfigRequest)(nil),      // 5: fabric.v1.WatchConfigRequest
+	(*DeviceConfig)(nil),            // 6: fabric.v1.DeviceConfig
+	(*PortConfig)(nil),              // 7: fabric.v1.PortConfig
+	(*Vrf)(nil),                     // 8: fabric.v1.Vrf
+	(*StepError)(nil),               // 9: fabric.v1.StepError
+	(*ReportStatusRequest)(nil),     // 10: fabric.v1.ReportStatusRequest
+	(*Drift)(nil),                   // 11: fabric.v1.Drift
+	(*ReportStatusResponse)(nil),    // 12: fabric.v1.ReportStatusResponse
+	(*Network)(nil),                 // 13: fabric.v1.Network
+	(*GetNetworkRequest)(nil),       // 14: fabric.v1.GetNetworkRequest
+	(*CreateNetworkRequest)(nil),    // 15: fabric.v1.CreateNetworkRequest
+	(*ListNetworksRequest)(nil),     // 16: fabric.v1.ListNetworksRequest
+	(*ListNetworksResponse)(nil),    // 17: fabric.v1.ListNetworksResponse
+	(*DeleteNetworkRequest)(nil),    // 18: fabric.v1.DeleteNetworkRequest
+	(*DeleteNetworkResponse)(nil),   // 19: fabric.v1.DeleteNetworkResponse
+	(*Device)(nil),                  // 20: fabric.v1.Device
+	(*ListDevicesRequest)(nil),      // 21: fabric.v1.ListDevicesRequest
+	(*ListDevicesResponse)(nil),     // 22: fabric.v1.ListDevicesResponse
+	(*Connection)(nil),              // 23: fabric.v1.Connection
+	(*Allocation)(nil),              // 24: fabric.v1.Allocation
+	(*Machine)(nil),                 // 25: fabric.v1.Machine
+	(*Neighbor)(nil),                // 26: fabric.v1.Neighbor
+	(*ReportNeighborsRequest)(nil),  // 27: fabric.v1.ReportNeighborsRequest
+	(*ReportNeighborsResponse)(nil), // 28: fabric.v1.ReportNeighborsResponse
+	(*GetDeviceRequest)(nil),        // 29: fabric.v1.GetDeviceRequest
+	(*GetMachineRequest)(nil),       // 30: fabric.v1.GetMachineRequest
+	(*PlannedPort)(nil),             // 31: fabric.v1.PlannedPort
+	(*SetCablingPlanRequest)(nil),   // 32: fabric.v1.SetCablingPlanRequest
+	(*CablingPlan)(nil),             // 33: fabric.v1.CablingPlan
+	(*Finding)(nil),                 // 34: fabric.v1.Finding
+	(*ListFindingsRequest)(nil),     // 35: fabric.v1.ListFindingsRequest
+	(*ListFindingsResponse)(nil),    // 36: fabric.v1.ListFindingsResponse
+	(*ListMachinesRequest)(nil),     // 37: fabric.v1.ListMachinesRequest
+	(*ListMachinesResponse)(nil),    // 38: fabric.v1.ListMachinesResponse
+	(*CableMachineRequest)(nil),     // 39: fabric.v1.CableMachineRequest
+	(*AllocateMachineRequest)(nil),  // 40: fabric.v1.AllocateMachineRequest
+	(*FreeMachineRequest)(nil),      // 41: fabric.v1.FreeMachineRequest
+	(*GetConvergenceRequest)(nil),   // 42: fabric.v1.GetConvergenceRequest
+	(*DeviceConvergence)(nil),       // 43: fabric.v1.DeviceConvergence
+	(*Convergence)(nil),             // 44: fabric.v1.Convergence
+	(*timestamppb.Timestamp)(nil),   // 45: google.protobuf.Timestamp
 }
 var file_fabric_proto_depIdxs = []int32{
 	0,  // 0: fabric.v1.RegisterRequest.role:type_name -> fabric.v1.Role
-	1,  // 1: fabric.v1.RegisterRequest.ports:type_name -> fabric.v1.Port
+	2,  // 1: fabric.v1.RegisterRequest.ports:type_name -> fabric.v1.Port
 	0,  // 2: fabric.v1.DeviceConfig.role:type_name -> fabric.v1.Role
-	7,  // 3: fabric.v1.DeviceConfig.vrfs:type_name -> fabric.v1.Vrf
-	6,  // 4: fabric.v1.DeviceConfig.ports:type_name -> fabric.v1.PortConfig
-	8,  // 5: fabric.v1.ReportStatusRequest.errors:type_name -> fabric.v1.StepError
-	1,  // 6: fabric.v1.ReportStatusRequest.ports:type_name -> fabric.v1.Port
-	10, // 7: fabric.v1.ReportStatusRequest.drift:type_name -> fabric.v1.Drift
-	12, // 8: fabric.v1.ListNetworksResponse.networks:type_name -> fabric.v1.Network
+	8,  // 3: fabric.v1.DeviceConfig.vrfs:type_name -> fabric.v1.Vrf
+	7,  // 4: fabric.v1.DeviceConfig.ports:type_name -> fabric.v1.PortConfig
+	9,  // 5: fabric.v1.ReportStatusRequest.errors:type_name -> fabric.v1.StepError
+	2,  // 6: fabric.v1.ReportStatusRequest.ports:type_name -> fabric.v1.Port
+	11, // 7: fabric.v1.ReportStatusRequest.drift:type_name -> fabric.v1.Drift
+	13, // 8: fabric.v1.ListNetworksResponse.networks:type_name -> fabric.v1.Network
 	0,  // 9: fabric.v1.Device.role:type_name -> fabric.v1.Role
-	1,  // 10: fabric.v1.Device.ports:type_name -> fabric.v1.Port
-	8,  // 11: fabric.v1.Device.errors:type_name -> fabric.v1.StepError
-	32, // 12: fabric.v1.Device.last_seen:type_name -> google.protobuf.Timestamp
-	10, // 13: fabric.v1.Device.drift:type_name -> fabric.v1.Drift
-	18, // 14: fabric.v1.ListDevicesResponse.devices:type_name -> fabric.v1.Device
-	21, // 15: fabric.v1.Machine.connections:type_name -> fabric.v1.Connection
-	22, // 16: fabric.v1.Machine.allocation:type_name -> fabric.v1.Allocation
-	23, // 17: fabric.v1.ListMachinesResponse.machines:type_name -> fabric.v1.Machine
-	21, // 18: fabric.v1.CableMachineRequest.connections:type_name -> fabric.v1.Connection
-	8,  // 19: fabric.v1.DeviceConvergence.errors:type_name -> fabric.v1.StepError
-	30, // 20: fabric.v1.Convergence.devices:type_name -> fabric.v1.DeviceConvergence
-	2,  // 21: fabric.v1.DeviceService.Register:input_type -> fabric.v1.RegisterRequest
-	4,  // 22: fabric.v1.DeviceService.WatchConfig:input_type -> fabric.v1.WatchConfigRequest
-	9,  // 23: fabric.v1.DeviceService.ReportStatus:input_type -> fabric.v1.ReportStatusRequest
-	13, // 24: fabric.v1.OperatorService.CreateNetwork:input_type -> fabric.v1.CreateNetworkRequest
-	14, // 25: fabric.v1.OperatorService.ListNetworks:input_type -> fabric.v1.ListNetworksRequest
-	16, // 26: fabric.v1.OperatorService.DeleteNetwork:input_type -> fabric.v1.DeleteNetworkRequest
-	19, // 27: fabric.v1.OperatorService.ListDevices:input_type -> fabric.v1.ListDevicesRequest
-	24, // 28: fabric.v1.OperatorService.ListMachines:input_type -> fabric.v1.ListMachinesRequest
-	26, // 29: fabric.v1.OperatorService.CableMachine:input_type -> fabric.v1.CableMachineRequest
-	27, // 30: fabric.v1.OperatorService.AllocateMachine:input_type -> fabric.v1.AllocateMachineRequest
-	28, // 31: fabric.v1.OperatorService.FreeMachine:input_type -> fabric.v1.FreeMachineRequest
-	29, // 32: fabric.v1.OperatorService.GetConvergence:input_type -> fabric.v1.GetConvergenceRequest
-	3,  // 33: fabric.v1.DeviceService.Register:output_type -> fabric.v1.RegisterResponse
-	5,  // 34: fabric.v1.DeviceService.WatchConfig:output_type -> fabric.v1.DeviceConfig
-	11, // 35: fabric.v1.DeviceService.ReportStatus:output_type -> fabric.v1.ReportStatusResponse
-	12, // 36: fabric.v1.OperatorService.CreateNetwork:output_type -> fabric.v1.Network
-	15, // 37: fabric.v1.OperatorService.ListNetworks:output_type -> fabric.v1.ListNetworksResponse
-	17, // 38: fabric.v1.OperatorService.DeleteNetwork:output_type -> fabric.v1.DeleteNetworkResponse
-	20, // 39: fabric.v1.OperatorService.ListDevices:output_type -> fabric.v1.ListDevicesResponse
-	25, // 40: fabric.v1.OperatorService.ListMachines:output_type -> fabric.v1.ListMachinesResponse
-	23, // 41: fabric.v1.OperatorService.CableMachine:output_type -> fabric.v1.Machine
-	23, // 42: fabric.v1.OperatorService.AllocateMachine:output_type -> fabric.v1.Machine
-	23, // 43: fabric.v1.OperatorService.FreeMachine:output_type -> fabric.v1.Machine
-	31, // 44: fabric.v1.OperatorService.GetConvergence:output_type -> fabric.v1.Convergence
-	33, // [33:45] is the sub-list for method output_type
-	21, // [21:33] is the sub-list for method input_type
-	21, // [21:21] is the sub-list for extension type_name
-	21, // [21:21] is the sub-list for extension extendee
-	0,  // [0:21] is the sub-list for field type_name
+	2,  // 10: fabric.v1.Device.ports:type_name -> fabric.v1.Port
+	9,  // 11: fabric.v1.Device.errors:type_name -> fabric.v1.StepError
+	45, // 12: fabric.v1.Device.last_seen:type_name -> google.protobuf.Timestamp
+	11, // 13: fabric.v1.Device.drift:type_name -> fabric.v1.Drift
+	26, // 14: fabric.v1.Device.neighbors:type_name -> fabric.v1.Neighbor
+	20, // 15: fabric.v1.ListDevicesResponse.devices:type_name -> fabric.v1.Device
+	23, // 16: fabric.v1.Machine.connections:type_name -> fabric.v1.Connection
+	24, // 17: fabric.v1.Machine.allocation:type_name -> fabric.v1.Allocation
+	23, // 18: fabric.v1.Machine.learned:type_name -> fabric.v1.Connection
+	1,  // 19: fabric.v1.Machine.liveness:type_name -> fabric.v1.Liveness
+	45, // 20: fabric.v1.Machine.last_seen:type_name -> google.protobuf.Timestamp
+	45, // 21: fabric.v1.Neighbor.last_seen:type_name -> google.protobuf.Timestamp
+	26, // 22: fabric.v1.ReportNeighborsRequest.neighbors:type_name -> fabric.v1.Neighbor
+	31, // 23: fabric.v1.SetCablingPlanRequest.ports:type_name -> fabric.v1.PlannedPort
+	31, // 24: fabric.v1.CablingPlan.ports:type_name -> fabric.v1.PlannedPort
+	34, // 25: fabric.v1.ListFindingsResponse.findings:type_name -> fabric.v1.Finding
+	25, // 26: fabric.v1.ListMachinesResponse.machines:type_name -> fabric.v1.Machine
+	23, // 27: fabric.v1.CableMachineRequest.connections:type_name -> fabric.v1.Connection
+	9,  // 28: fabric.v1.DeviceConvergence.errors:type_name -> fabric.v1.StepError
+	43, // 29: fabric.v1.Convergence.devices:type_name -> fabric.v1.DeviceConvergence
+	3,  // 30: fabric.v1.DeviceService.Register:input_type -> fabric.v1.RegisterRequest
+	5,  // 31: fabric.v1.DeviceService.WatchConfig:input_type -> fabric.v1.WatchConfigRequest
+	10, // 32: fabric.v1.DeviceService.ReportStatus:input_type -> fabric.v1.ReportStatusRequest
+	27, // 33: fabric.v1.DeviceService.ReportNeighbors:input_type -> fabric.v1.ReportNeighborsRequest
+	15, // 34: fabric.v1.OperatorService.CreateNetwork:input_type -> fabric.v1.CreateNetworkRequest
+	16, // 35: fabric.v1.OperatorService.ListNetworks:input_type -> fabric.v1.ListNetworksRequest
+	18, // 36: fabric.v1.OperatorService.DeleteNetwork:input_type -> fabric.v1.DeleteNetworkRequest
+	21, // 37: fabric.v1.OperatorService.ListDevices:input_type -> fabric.v1.ListDevicesRequest
+	29, // 38: fabric.v1.OperatorService.GetDevice:input_type -> fabric.v1.GetDeviceRequest
+	32, // 39: fabric.v1.OperatorService.SetCablingPlan:input_type -> fabric.v1.SetCablingPlanRequest
+	35, // 40: fabric.v1.OperatorService.ListFindings:input_type -> fabric.v1.ListFindingsRequest
+	14, // 41: fabric.v1.OperatorService.GetNetwork:input_type -> fabric.v1.GetNetworkRequest
+	37, // 42: fabric.v1.OperatorService.ListMachines:input_type -> fabric.v1.ListMachinesRequest
+	30, // 43: fabric.v1.OperatorService.GetMachine:input_type -> fabric.v1.GetMachineRequest
+	39, // 44: fabric.v1.OperatorService.CableMachine:input_type -> fabric.v1.CableMachineRequest
+	40, // 45: fabric.v1.OperatorService.AllocateMachine:input_type -> fabric.v1.AllocateMachineRequest
+	41, // 46: fabric.v1.OperatorService.FreeMachine:input_type -> fabric.v1.FreeMachineRequest
+	42, // 47: fabric.v1.OperatorService.GetConvergence:input_type -> fabric.v1.GetConvergenceRequest
+	4,  // 48: fabric.v1.DeviceService.Register:output_type -> fabric.v1.RegisterResponse
+	6,  // 49: fabric.v1.DeviceService.WatchConfig:output_type -> fabric.v1.DeviceConfig
+	12, // 50: fabric.v1.DeviceService.ReportStatus:output_type -> fabric.v1.ReportStatusResponse
+	28, // 51: fabric.v1.DeviceService.ReportNeighbors:output_type -> fabric.v1.ReportNeighborsResponse
+	13, // 52: fabric.v1.OperatorService.CreateNetwork:output_type -> fabric.v1.Network
+	17, // 53: fabric.v1.OperatorService.ListNetworks:output_type -> fabric.v1.ListNetworksResponse
+	19, // 54: fabric.v1.OperatorService.DeleteNetwork:output_type -> fabric.v1.DeleteNetworkResponse
+	22, // 55: fabric.v1.OperatorService.ListDevices:output_type -> fabric.v1.ListDevicesResponse
+	20, // 56: fabric.v1.OperatorService.GetDevice:output_type -> fabric.v1.Device
+	33, // 57: fabric.v1.OperatorService.SetCablingPlan:output_type -> fabric.v1.CablingPlan
+	36, // 58: fabric.v1.OperatorService.ListFindings:output_type -> fabric.v1.ListFindingsResponse
+	13, // 59: fabric.v1.OperatorService.GetNetwork:output_type -> fabric.v1.Network
+	38, // 60: fabric.v1.OperatorService.ListMachines:output_type -> fabric.v1.ListMachinesResponse
+	25, // 61: fabric.v1.OperatorService.GetMachine:output_type -> fabric.v1.Machine
+	25, // 62: fabric.v1.OperatorService.CableMachine:output_type -> fabric.v1.Machine
+	25, // 63: fabric.v1.OperatorService.AllocateMachine:output_type -> fabric.v1.Machine
+	25, // 64: fabric.v1.OperatorService.FreeMachine:output_type -> fabric.v1.Machine
+	44, // 65: fabric.v1.OperatorService.GetConvergence:output_type -> fabric.v1.Convergence
+	48, // [48:66] is the sub-list for method output_type
+	30, // [30:48] is the sub-list for method input_type
+	30, // [30:30] is the sub-list for extension type_name
+	30, // [30:30] is the sub-list for extension extendee
+	0,  // [0:30] is the sub-list for field type_name
 }
 
 func init() { file_fabric_proto_init() }
@@ -2157,8 +3064,8 @@ func file_fabric_proto_init() {
 		File: protoimpl.DescBuilder{
 			GoPackagePath: reflect.TypeOf(x{}).PkgPath(),
 			RawDescriptor: unsafe.Slice(unsafe.StringData(file_fabric_proto_rawDesc), len(file_fabric_proto_rawDesc)),
-			NumEnums:      1,
-			NumMessages:   31,
+			NumEnums:      2,
+			NumMessages:   43,
 			NumExtensions: 0,
 			NumServices:   2,
 		},

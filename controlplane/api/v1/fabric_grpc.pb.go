@@ -23,9 +23,10 @@ import (
 const _ = grpc.SupportPackageIsVersion9
 
 const (
-	DeviceService_Register_FullMethodName     = "/fabric.v1.DeviceService/Register"
-	DeviceService_WatchConfig_FullMethodName  = "/fabric.v1.DeviceService/WatchConfig"
-	DeviceService_ReportStatus_FullMethodName = "/fabric.v1.DeviceService/ReportStatus"
+	DeviceService_Register_FullMethodName        = "/fabric.v1.DeviceService/Register"
+	DeviceService_WatchConfig_FullMethodName     = "/fabric.v1.DeviceService/WatchConfig"
+	DeviceService_ReportStatus_FullMethodName    = "/fabric.v1.DeviceService/ReportStatus"
+	DeviceService_ReportNeighbors_FullMethodName = "/fabric.v1.DeviceService/ReportNeighbors"
 )
 
 // DeviceServiceClient is the client API for DeviceService service.
@@ -41,6 +42,9 @@ type DeviceServiceClient interface {
 	WatchConfig(ctx context.Context, in *WatchConfigRequest, opts ...grpc.CallOption) (grpc.ServerStreamingClient[DeviceConfig], error)
 	// ReportStatus records what the device has applied.
 	ReportStatus(ctx context.Context, in *ReportStatusRequest, opts ...grpc.CallOption) (*ReportStatusResponse, error)
+	// ReportNeighbors replaces the device's LLDP neighbour table. Agents call
+	// it when the table changes, not on a timer.
+	ReportNeighbors(ctx context.Context, in *ReportNeighborsRequest, opts ...grpc.CallOption) (*ReportNeighborsResponse, error)
 }
 
 type deviceServiceClient struct {
@@ -90,6 +94,16 @@ func (c *deviceServiceClient) ReportStatus(ctx context.Context, in *ReportStatus
 	return out, nil
 }
 
+func (c *deviceServiceClient) ReportNeighbors(ctx context.Context, in *ReportNeighborsRequest, opts ...grpc.CallOption) (*ReportNeighborsResponse, error) {
+	cOpts := append([]grpc.CallOption{grpc.StaticMethod()}, opts...)
+	out := new(ReportNeighborsResponse)
+	err := c.cc.Invoke(ctx, DeviceService_ReportNeighbors_FullMethodName, in, out, cOpts...)
+	if err != nil {
+		return nil, err
+	}
+	return out, nil
+}
+
 // DeviceServiceServer is the server API for DeviceService service.
 // All implementations must embed UnimplementedDeviceServiceServer
 // for forward compatibility.
@@ -103,6 +117,9 @@ type DeviceServiceServer interface {
 	WatchConfig(*WatchConfigRequest, grpc.ServerStreamingServer[DeviceConfig]) error
 	// ReportStatus records what the device has applied.
 	ReportStatus(context.Context, *ReportStatusRequest) (*ReportStatusResponse, error)
+	// ReportNeighbors replaces the device's LLDP neighbour table. Agents call
+	// it when the table changes, not on a timer.
+	ReportNeighbors(context.Context, *ReportNeighborsRequest) (*ReportNeighborsResponse, error)
 	mustEmbedUnimplementedDeviceServiceServer()
 }
 
@@ -121,6 +138,9 @@ func (UnimplementedDeviceServiceServer) WatchConfig(*WatchConfigRequest, grpc.Se
 }
 func (UnimplementedDeviceServiceServer) ReportStatus(context.Context, *ReportStatusRequest) (*ReportStatusResponse, error) {
 	return nil, status.Error(codes.Unimplemented, "method ReportStatus not implemented")
+}
+func (UnimplementedDeviceServiceServer) ReportNeighbors(context.Context, *ReportNeighborsRequest) (*ReportNeighborsResponse, error) {
+	return nil, status.Error(codes.Unimplemented, "method ReportNeighbors not implemented")
 }
 func (UnimplementedDeviceServiceServer) mustEmbedUnimplementedDeviceServiceServer() {}
 func (UnimplementedDeviceServiceServer) testEmbeddedByValue()                       {}
@@ -190,6 +210,24 @@ func _DeviceService_ReportStatus_Handler(srv interface{}, ctx context.Context, d
 	return interceptor(ctx, in, info, handler)
 }
 
+func _DeviceService_ReportNeighbors_Handler(srv interface{}, ctx context.Context, dec func(interface{}) error, interceptor grpc.UnaryServerInterceptor) (interface{}, error) {
+	in := new(ReportNeighborsRequest)
+	if err := dec(in); err != nil {
+		return nil, err
+	}
+	if interceptor == nil {
+		return srv.(DeviceServiceServer).ReportNeighbors(ctx, in)
+	}
+	info := &grpc.UnaryServerInfo{
+		Server:     srv,
+		FullMethod: DeviceService_ReportNeighbors_FullMethodName,
+	}
+	handler := func(ctx context.Context, req interface{}) (interface{}, error) {
+		return srv.(DeviceServiceServer).ReportNeighbors(ctx, req.(*ReportNeighborsRequest))
+	}
+	return interceptor(ctx, in, info, handler)
+}
+
 // DeviceService_ServiceDesc is the grpc.ServiceDesc for DeviceService service.
 // It's only intended for direct use with grpc.RegisterService,
 // and not to be introspected or modified (even as a copy)
@@ -204,6 +242,10 @@ var DeviceService_ServiceDesc = grpc.ServiceDesc{
 		{
 			MethodName: "ReportStatus",
 			Handler:    _DeviceService_ReportStatus_Handler,
+		},
+		{
+			MethodName: "ReportNeighbors",
+			Handler:    _DeviceService_ReportNeighbors_Handler,
 		},
 	},
 	Streams: []grpc.StreamDesc{
@@ -221,7 +263,12 @@ const (
 	OperatorService_ListNetworks_FullMethodName    = "/fabric.v1.OperatorService/ListNetworks"
 	OperatorService_DeleteNetwork_FullMethodName   = "/fabric.v1.OperatorService/DeleteNetwork"
 	OperatorService_ListDevices_FullMethodName     = "/fabric.v1.OperatorService/ListDevices"
+	OperatorService_GetDevice_FullMethodName       = "/fabric.v1.OperatorService/GetDevice"
+	OperatorService_SetCablingPlan_FullMethodName  = "/fabric.v1.OperatorService/SetCablingPlan"
+	OperatorService_ListFindings_FullMethodName    = "/fabric.v1.OperatorService/ListFindings"
+	OperatorService_GetNetwork_FullMethodName      = "/fabric.v1.OperatorService/GetNetwork"
 	OperatorService_ListMachines_FullMethodName    = "/fabric.v1.OperatorService/ListMachines"
+	OperatorService_GetMachine_FullMethodName      = "/fabric.v1.OperatorService/GetMachine"
 	OperatorService_CableMachine_FullMethodName    = "/fabric.v1.OperatorService/CableMachine"
 	OperatorService_AllocateMachine_FullMethodName = "/fabric.v1.OperatorService/AllocateMachine"
 	OperatorService_FreeMachine_FullMethodName     = "/fabric.v1.OperatorService/FreeMachine"
@@ -238,7 +285,17 @@ type OperatorServiceClient interface {
 	ListNetworks(ctx context.Context, in *ListNetworksRequest, opts ...grpc.CallOption) (*ListNetworksResponse, error)
 	DeleteNetwork(ctx context.Context, in *DeleteNetworkRequest, opts ...grpc.CallOption) (*DeleteNetworkResponse, error)
 	ListDevices(ctx context.Context, in *ListDevicesRequest, opts ...grpc.CallOption) (*ListDevicesResponse, error)
+	// GetDevice shows one device with its ports and LLDP neighbours.
+	GetDevice(ctx context.Context, in *GetDeviceRequest, opts ...grpc.CallOption) (*Device, error)
+	// SetCablingPlan sets (replaces) the expected neighbours of a device's
+	// ports; an empty plan removes it. Mismatches become findings.
+	SetCablingPlan(ctx context.Context, in *SetCablingPlanRequest, opts ...grpc.CallOption) (*CablingPlan, error)
+	// ListFindings lists cabling findings: plan mismatches, missing
+	// neighbours, machines seen on more or other ports than expected.
+	ListFindings(ctx context.Context, in *ListFindingsRequest, opts ...grpc.CallOption) (*ListFindingsResponse, error)
+	GetNetwork(ctx context.Context, in *GetNetworkRequest, opts ...grpc.CallOption) (*Network, error)
 	ListMachines(ctx context.Context, in *ListMachinesRequest, opts ...grpc.CallOption) (*ListMachinesResponse, error)
+	GetMachine(ctx context.Context, in *GetMachineRequest, opts ...grpc.CallOption) (*Machine, error)
 	// CableMachine declares which switch ports a machine's NICs are cabled to
 	// (a manual override of what LLDP will learn). Creates the machine if needed.
 	CableMachine(ctx context.Context, in *CableMachineRequest, opts ...grpc.CallOption) (*Machine, error)
@@ -299,10 +356,60 @@ func (c *operatorServiceClient) ListDevices(ctx context.Context, in *ListDevices
 	return out, nil
 }
 
+func (c *operatorServiceClient) GetDevice(ctx context.Context, in *GetDeviceRequest, opts ...grpc.CallOption) (*Device, error) {
+	cOpts := append([]grpc.CallOption{grpc.StaticMethod()}, opts...)
+	out := new(Device)
+	err := c.cc.Invoke(ctx, OperatorService_GetDevice_FullMethodName, in, out, cOpts...)
+	if err != nil {
+		return nil, err
+	}
+	return out, nil
+}
+
+func (c *operatorServiceClient) SetCablingPlan(ctx context.Context, in *SetCablingPlanRequest, opts ...grpc.CallOption) (*CablingPlan, error) {
+	cOpts := append([]grpc.CallOption{grpc.StaticMethod()}, opts...)
+	out := new(CablingPlan)
+	err := c.cc.Invoke(ctx, OperatorService_SetCablingPlan_FullMethodName, in, out, cOpts...)
+	if err != nil {
+		return nil, err
+	}
+	return out, nil
+}
+
+func (c *operatorServiceClient) ListFindings(ctx context.Context, in *ListFindingsRequest, opts ...grpc.CallOption) (*ListFindingsResponse, error) {
+	cOpts := append([]grpc.CallOption{grpc.StaticMethod()}, opts...)
+	out := new(ListFindingsResponse)
+	err := c.cc.Invoke(ctx, OperatorService_ListFindings_FullMethodName, in, out, cOpts...)
+	if err != nil {
+		return nil, err
+	}
+	return out, nil
+}
+
+func (c *operatorServiceClient) GetNetwork(ctx context.Context, in *GetNetworkRequest, opts ...grpc.CallOption) (*Network, error) {
+	cOpts := append([]grpc.CallOption{grpc.StaticMethod()}, opts...)
+	out := new(Network)
+	err := c.cc.Invoke(ctx, OperatorService_GetNetwork_FullMethodName, in, out, cOpts...)
+	if err != nil {
+		return nil, err
+	}
+	return out, nil
+}
+
 func (c *operatorServiceClient) ListMachines(ctx context.Context, in *ListMachinesRequest, opts ...grpc.CallOption) (*ListMachinesResponse, error) {
 	cOpts := append([]grpc.CallOption{grpc.StaticMethod()}, opts...)
 	out := new(ListMachinesResponse)
 	err := c.cc.Invoke(ctx, OperatorService_ListMachines_FullMethodName, in, out, cOpts...)
+	if err != nil {
+		return nil, err
+	}
+	return out, nil
+}
+
+func (c *operatorServiceClient) GetMachine(ctx context.Context, in *GetMachineRequest, opts ...grpc.CallOption) (*Machine, error) {
+	cOpts := append([]grpc.CallOption{grpc.StaticMethod()}, opts...)
+	out := new(Machine)
+	err := c.cc.Invoke(ctx, OperatorService_GetMachine_FullMethodName, in, out, cOpts...)
 	if err != nil {
 		return nil, err
 	}
@@ -359,7 +466,17 @@ type OperatorServiceServer interface {
 	ListNetworks(context.Context, *ListNetworksRequest) (*ListNetworksResponse, error)
 	DeleteNetwork(context.Context, *DeleteNetworkRequest) (*DeleteNetworkResponse, error)
 	ListDevices(context.Context, *ListDevicesRequest) (*ListDevicesResponse, error)
+	// GetDevice shows one device with its ports and LLDP neighbours.
+	GetDevice(context.Context, *GetDeviceRequest) (*Device, error)
+	// SetCablingPlan sets (replaces) the expected neighbours of a device's
+	// ports; an empty plan removes it. Mismatches become findings.
+	SetCablingPlan(context.Context, *SetCablingPlanRequest) (*CablingPlan, error)
+	// ListFindings lists cabling findings: plan mismatches, missing
+	// neighbours, machines seen on more or other ports than expected.
+	ListFindings(context.Context, *ListFindingsRequest) (*ListFindingsResponse, error)
+	GetNetwork(context.Context, *GetNetworkRequest) (*Network, error)
 	ListMachines(context.Context, *ListMachinesRequest) (*ListMachinesResponse, error)
+	GetMachine(context.Context, *GetMachineRequest) (*Machine, error)
 	// CableMachine declares which switch ports a machine's NICs are cabled to
 	// (a manual override of what LLDP will learn). Creates the machine if needed.
 	CableMachine(context.Context, *CableMachineRequest) (*Machine, error)
@@ -392,8 +509,23 @@ func (UnimplementedOperatorServiceServer) DeleteNetwork(context.Context, *Delete
 func (UnimplementedOperatorServiceServer) ListDevices(context.Context, *ListDevicesRequest) (*ListDevicesResponse, error) {
 	return nil, status.Error(codes.Unimplemented, "method ListDevices not implemented")
 }
+func (UnimplementedOperatorServiceServer) GetDevice(context.Context, *GetDeviceRequest) (*Device, error) {
+	return nil, status.Error(codes.Unimplemented, "method GetDevice not implemented")
+}
+func (UnimplementedOperatorServiceServer) SetCablingPlan(context.Context, *SetCablingPlanRequest) (*CablingPlan, error) {
+	return nil, status.Error(codes.Unimplemented, "method SetCablingPlan not implemented")
+}
+func (UnimplementedOperatorServiceServer) ListFindings(context.Context, *ListFindingsRequest) (*ListFindingsResponse, error) {
+	return nil, status.Error(codes.Unimplemented, "method ListFindings not implemented")
+}
+func (UnimplementedOperatorServiceServer) GetNetwork(context.Context, *GetNetworkRequest) (*Network, error) {
+	return nil, status.Error(codes.Unimplemented, "method GetNetwork not implemented")
+}
 func (UnimplementedOperatorServiceServer) ListMachines(context.Context, *ListMachinesRequest) (*ListMachinesResponse, error) {
 	return nil, status.Error(codes.Unimplemented, "method ListMachines not implemented")
+}
+func (UnimplementedOperatorServiceServer) GetMachine(context.Context, *GetMachineRequest) (*Machine, error) {
+	return nil, status.Error(codes.Unimplemented, "method GetMachine not implemented")
 }
 func (UnimplementedOperatorServiceServer) CableMachine(context.Context, *CableMachineRequest) (*Machine, error) {
 	return nil, status.Error(codes.Unimplemented, "method CableMachine not implemented")
@@ -500,6 +632,78 @@ func _OperatorService_ListDevices_Handler(srv interface{}, ctx context.Context, 
 	return interceptor(ctx, in, info, handler)
 }
 
+func _OperatorService_GetDevice_Handler(srv interface{}, ctx context.Context, dec func(interface{}) error, interceptor grpc.UnaryServerInterceptor) (interface{}, error) {
+	in := new(GetDeviceRequest)
+	if err := dec(in); err != nil {
+		return nil, err
+	}
+	if interceptor == nil {
+		return srv.(OperatorServiceServer).GetDevice(ctx, in)
+	}
+	info := &grpc.UnaryServerInfo{
+		Server:     srv,
+		FullMethod: OperatorService_GetDevice_FullMethodName,
+	}
+	handler := func(ctx context.Context, req interface{}) (interface{}, error) {
+		return srv.(OperatorServiceServer).GetDevice(ctx, req.(*GetDeviceRequest))
+	}
+	return interceptor(ctx, in, info, handler)
+}
+
+func _OperatorService_SetCablingPlan_Handler(srv interface{}, ctx context.Context, dec func(interface{}) error, interceptor grpc.UnaryServerInterceptor) (interface{}, error) {
+	in := new(SetCablingPlanRequest)
+	if err := dec(in); err != nil {
+		return nil, err
+	}
+	if interceptor == nil {
+		return srv.(OperatorServiceServer).SetCablingPlan(ctx, in)
+	}
+	info := &grpc.UnaryServerInfo{
+		Server:     srv,
+		FullMethod: OperatorService_SetCablingPlan_FullMethodName,
+	}
+	handler := func(ctx context.Context, req interface{}) (interface{}, error) {
+		return srv.(OperatorServiceServer).SetCablingPlan(ctx, req.(*SetCablingPlanRequest))
+	}
+	return interceptor(ctx, in, info, handler)
+}
+
+func _OperatorService_ListFindings_Handler(srv interface{}, ctx context.Context, dec func(interface{}) error, interceptor grpc.UnaryServerInterceptor) (interface{}, error) {
+	in := new(ListFindingsRequest)
+	if err := dec(in); err != nil {
+		return nil, err
+	}
+	if interceptor == nil {
+		return srv.(OperatorServiceServer).ListFindings(ctx, in)
+	}
+	info := &grpc.UnaryServerInfo{
+		Server:     srv,
+		FullMethod: OperatorService_ListFindings_FullMethodName,
+	}
+	handler := func(ctx context.Context, req interface{}) (interface{}, error) {
+		return srv.(OperatorServiceServer).ListFindings(ctx, req.(*ListFindingsRequest))
+	}
+	return interceptor(ctx, in, info, handler)
+}
+
+func _OperatorService_GetNetwork_Handler(srv interface{}, ctx context.Context, dec func(interface{}) error, interceptor grpc.UnaryServerInterceptor) (interface{}, error) {
+	in := new(GetNetworkRequest)
+	if err := dec(in); err != nil {
+		return nil, err
+	}
+	if interceptor == nil {
+		return srv.(OperatorServiceServer).GetNetwork(ctx, in)
+	}
+	info := &grpc.UnaryServerInfo{
+		Server:     srv,
+		FullMethod: OperatorService_GetNetwork_FullMethodName,
+	}
+	handler := func(ctx context.Context, req interface{}) (interface{}, error) {
+		return srv.(OperatorServiceServer).GetNetwork(ctx, req.(*GetNetworkRequest))
+	}
+	return interceptor(ctx, in, info, handler)
+}
+
 func _OperatorService_ListMachines_Handler(srv interface{}, ctx context.Context, dec func(interface{}) error, interceptor grpc.UnaryServerInterceptor) (interface{}, error) {
 	in := new(ListMachinesRequest)
 	if err := dec(in); err != nil {
@@ -514,6 +718,24 @@ func _OperatorService_ListMachines_Handler(srv interface{}, ctx context.Context,
 	}
 	handler := func(ctx context.Context, req interface{}) (interface{}, error) {
 		return srv.(OperatorServiceServer).ListMachines(ctx, req.(*ListMachinesRequest))
+	}
+	return interceptor(ctx, in, info, handler)
+}
+
+func _OperatorService_GetMachine_Handler(srv interface{}, ctx context.Context, dec func(interface{}) error, interceptor grpc.UnaryServerInterceptor) (interface{}, error) {
+	in := new(GetMachineRequest)
+	if err := dec(in); err != nil {
+		return nil, err
+	}
+	if interceptor == nil {
+		return srv.(OperatorServiceServer).GetMachine(ctx, in)
+	}
+	info := &grpc.UnaryServerInfo{
+		Server:     srv,
+		FullMethod: OperatorService_GetMachine_FullMethodName,
+	}
+	handler := func(ctx context.Context, req interface{}) (interface{}, error) {
+		return srv.(OperatorServiceServer).GetMachine(ctx, req.(*GetMachineRequest))
 	}
 	return interceptor(ctx, in, info, handler)
 }
@@ -614,8 +836,28 @@ var OperatorService_ServiceDesc = grpc.ServiceDesc{
 			Handler:    _OperatorService_ListDevices_Handler,
 		},
 		{
+			MethodName: "GetDevice",
+			Handler:    _OperatorService_GetDevice_Handler,
+		},
+		{
+			MethodName: "SetCablingPlan",
+			Handler:    _OperatorService_SetCablingPlan_Handler,
+		},
+		{
+			MethodName: "ListFindings",
+			Handler:    _OperatorService_ListFindings_Handler,
+		},
+		{
+			MethodName: "GetNetwork",
+			Handler:    _OperatorService_GetNetwork_Handler,
+		},
+		{
 			MethodName: "ListMachines",
 			Handler:    _OperatorService_ListMachines_Handler,
+		},
+		{
+			MethodName: "GetMachine",
+			Handler:    _OperatorService_GetMachine_Handler,
 		},
 		{
 			MethodName: "CableMachine",
