@@ -13,6 +13,7 @@ import (
 
 	"github.com/google/go-cmp/cmp"
 	"github.com/vishvananda/netlink"
+	"github.com/vishvananda/netns"
 	"golang.org/x/sys/unix"
 
 	"github.com/metalfabric/fabric/fabric"
@@ -103,7 +104,11 @@ func TestPrivilegedDataplane(t *testing.T) {
 
 	d := leaf
 	d.Ports = append(append([]fabric.Port(nil), leaf.Ports...), fabric.Port{Name: "swp4", AdminUp: true, VRF: "vrf30"})
-	k := fabric.NewNetlink(h)
+	k, err := fabric.OpenKernelAt(netns.None()) // the test's netns; with the group delete
+	if err != nil {
+		t.Fatal(err)
+	}
+	t.Cleanup(func() { k.Close() })
 	r := fabric.NewReconciler(k)
 
 	// Rejected configs touch nothing.

@@ -191,6 +191,20 @@ func TestDiffDataplaneChanges(t *testing.T) {
 			},
 		},
 		{
+			name: "an svi address moves within its subnet: the old one goes first (it is the primary)",
+			desired: mod(func(d *fabric.Desired) {
+				d.VRFs[0].Addrs = []netip.Prefix{pfx("10.20.0.2/24"), pfx("10.21.0.1/24")}
+				// The IPv6 address on lo is not in Actual.OwnedAddrs
+				// (no reconciler memory here), so it stays.
+				d.Loopback.Addrs = []netip.Prefix{pfx("10.0.0.1/32")}
+			}),
+			want: []string{
+				"delete address 10.20.0.1/24 dev vlan1001",
+				"add address 10.20.0.2/24 dev vlan1001",
+				"add address 10.21.0.1/24 dev vlan1001",
+			},
+		},
+		{
 			name: "nothing desired: ports released but not set down, foreign state kept",
 			want: []string{
 				"delete address 10.0.0.1/32 dev lo",
@@ -458,3 +472,31 @@ func TestApplyDataplanePartialFailure(t *testing.T) {
 }
 
 func discardLogger() *slog.Logger { return slog.New(slog.DiscardHandler) }
+
+// TestApplyDeleteBatchPartialFailure: links are deleted in one batch; a
+// link the kernel refuses to delete is reported on its own step and the
+// rest of the batch is applied.
+func TestApplyDeleteBatchPartialFailure(t *testing.T) {
+	k := switchKernel()
+	r := fabric.NewReconciler(k)
+	if _, err := r.Apply(t.Context(), leaf); err != nil {
+		t.Fatalf("Apply: %v", err)
+	}
+	k.FailOn("delete vrf10", errors.New("injected"))
+	res, err := r.Apply(t.Context(), fabric.Desired{})
+	if err == nil {
+		t.Fatal("Apply succeeded, want an error")
+	}
+	if diff := cmp.Diff([]string{"delete vrf vrf10: deleting vrf vrf10: injected"}, errSteps(res)); diff != "" {
+		t.Errorf("errors (-want +got):\n%s", diff)
+	}
+	var left []string
+	for _, l := range res.State.Links {
+		if l.Owned() {
+			left = append(left, l.Name)
+		}
+	}
+	if diff := cmp.Diff([]string{"vrf10"}, left); diff != "" {
+		t.Errorf("marked links left (-want +got):\n%s", diff)
+	}
+}

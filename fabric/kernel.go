@@ -31,6 +31,9 @@ type Kernel interface {
 	SetNoMaster(ctx context.Context, link string) error
 	// DeleteLink deletes a link.
 	DeleteLink(ctx context.Context, name string) error
+	// DeleteLinks deletes several links, in one batch where the kernel
+	// allows it; errs[i] (nil on success) belongs to names[i].
+	DeleteLinks(ctx context.Context, names []string) (errs []error)
 	// AddBridgeVLANs adds (or updates the flags of) the VLAN range
 	// v.VID..end on a bridge port, or on the bridge itself when v.Link is a
 	// bridge and self is set.

@@ -12,6 +12,7 @@ import (
 
 	"github.com/vishvananda/netlink"
 	"github.com/vishvananda/netlink/nl"
+	"github.com/vishvananda/netns"
 	"golang.org/x/sys/unix"
 )
 
@@ -22,15 +23,29 @@ const dumpAttempts = 10
 // Netlink is the Linux [Kernel] over one netlink handle. It remembers the
 // ifindex of every link from the last Read (and of the links it creates), so
 // a change costs one request, not a lookup and a request; a link that is not
-// known is looked up by name.
+// known is looked up by name. (A link deleted and re-created by someone else
+// between Read and a change gets a new ifindex, so the change fails with
+// ENODEV rather than hitting another link; the next Read refreshes the map.)
 type Netlink struct {
 	h     *netlink.Handle
 	owned bool
 
-	mu       sync.Mutex
-	index    map[string]int
-	maxIndex int // the highest ifindex seen or given out; never lowered
+	// raw is a second socket in the handle's network namespace for the
+	// requests netlink.Handle cannot build (a group delete); nil when the
+	// Kernel was made with NewNetlink.
+	raw *nl.SocketHandle
+
+	mu        sync.Mutex
+	index     map[string]int
+	maxIndex  int  // the highest ifindex seen or given out; never lowered
+	groupBusy bool // a link is in deleteGroup: do not delete by group
 }
+
+// deleteGroup is the link group (IFLA_GROUP, "fabd") links are moved to
+// right before they are deleted together with one RTM_DELLINK: the kernel
+// then unregisters them in one batch, with one RCU grace period instead of
+// one per link. It is used only when no link was in it at the last Read.
+const deleteGroup = 0x66616264
 
 var _ Kernel = (*Netlink)(nil)
 
@@ -39,19 +54,29 @@ var _ Kernel = (*Netlink)(nil)
 // ownership of h.
 func NewNetlink(h *netlink.Handle) *Netlink { return &Netlink{h: h, index: map[string]int{}} }
 
-// OpenKernel returns a Kernel for the calling process's network namespace.
-func OpenKernel() (Kernel, error) {
-	h, err := netlink.NewHandle(unix.NETLINK_ROUTE)
+// OpenKernel returns a Kernel for the calling thread's network namespace.
+func OpenKernel() (Kernel, error) { return OpenKernelAt(netns.None()) }
+
+// OpenKernelAt returns a Kernel for the network namespace ns (netns.None():
+// the calling thread's). Close releases it.
+func OpenKernelAt(ns netns.NsHandle) (*Netlink, error) {
+	h, err := netlink.NewHandleAt(ns, unix.NETLINK_ROUTE)
 	if err != nil {
 		return nil, fmt.Errorf("opening netlink: %w", err)
 	}
-	return &Netlink{h: h, owned: true, index: map[string]int{}}, nil
+	raw, err := nl.GetNetlinkSocketAt(ns, netns.None(), unix.NETLINK_ROUTE)
+	if err != nil {
+		h.Close()
+		return nil, fmt.Errorf("opening netlink: %w", err)
+	}
+	return &Netlink{h: h, owned: true, raw: &nl.SocketHandle{Socket: raw}, index: map[string]int{}}, nil
 }
 
-// Close closes the handle if OpenKernel opened it.
+// Close closes the handle and socket if OpenKernel opened them.
 func (n *Netlink) Close() error {
 	if n.owned {
 		n.h.Close()
+		n.raw.Socket.Close()
 	}
 	return nil
 }
@@ -64,8 +89,10 @@ func (n *Netlink) Read(ctx context.Context) (Actual, error) {
 		return Actual{}, fmt.Errorf("listing links: %w", err)
 	}
 	names := make(map[int]string, len(nls))
+	groupBusy := false
 	for _, l := range nls {
 		names[l.Attrs().Index] = l.Attrs().Name
+		groupBusy = groupBusy || l.Attrs().Group == deleteGroup
 	}
 	nameOf := func(i int) string {
 		if s, ok := names[i]; ok {
@@ -145,6 +172,7 @@ func (n *Netlink) Read(ctx context.Context) (Actual, error) {
 	}
 
 	n.mu.Lock()
+	n.groupBusy = groupBusy
 	clear(n.index)
 	for i, name := range names {
 		n.index[name] = i
@@ -295,6 +323,58 @@ func (n *Netlink) DeleteLink(ctx context.Context, name string) error {
 		delete(n.index, name)
 		n.mu.Unlock()
 	}
+	return err
+}
+
+// DeleteLinks deletes links in one batch: each is moved to deleteGroup, then
+// the group is deleted with one request. Without a raw socket, with the
+// group in use, or when the group delete fails, the links are deleted one
+// by one.
+func (n *Netlink) DeleteLinks(ctx context.Context, names []string) []error {
+	errs := make([]error, len(names))
+	n.mu.Lock()
+	batch := n.raw != nil && !n.groupBusy && len(names) > 1
+	n.mu.Unlock()
+	moved := make([]bool, len(names))
+	if batch {
+		any := false
+		for i, name := range names {
+			if err := n.do(ctx, name, func(l netlink.Link) error { return n.h.LinkSetGroup(l, deleteGroup) }); err == nil {
+				moved[i], any = true, true
+			}
+		}
+		if any && ctx.Err() == nil && n.deleteGroup() == nil {
+			n.mu.Lock()
+			for i, name := range names {
+				if moved[i] {
+					delete(n.index, name)
+				}
+			}
+			n.mu.Unlock()
+		} else {
+			clear(moved)
+		}
+	}
+	for i, name := range names {
+		if !moved[i] {
+			errs[i] = n.DeleteLink(ctx, name)
+		}
+	}
+	return errs
+}
+
+func (n *Netlink) deleteGroup() error {
+	req := &nl.NetlinkRequest{
+		NlMsghdr: unix.NlMsghdr{
+			Len:   uint32(unix.SizeofNlMsghdr),
+			Type:  unix.RTM_DELLINK,
+			Flags: unix.NLM_F_REQUEST | unix.NLM_F_ACK,
+		},
+		Sockets: map[int]*nl.SocketHandle{unix.NETLINK_ROUTE: n.raw},
+	}
+	req.AddData(nl.NewIfInfomsg(unix.AF_UNSPEC))
+	req.AddData(nl.NewRtAttr(unix.IFLA_GROUP, nl.Uint32Attr(deleteGroup)))
+	_, err := req.Execute(unix.NETLINK_ROUTE, 0)
 	return err
 }
 

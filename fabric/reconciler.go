@@ -136,7 +136,8 @@ func (r *Reconciler) Apply(ctx context.Context, desired Desired) (Result, error)
 	blocked := map[string]bool{}
 	kept := map[string]bool{}
 	detached := map[string]bool{} // links whose enslaving failed or was skipped
-	for i, c := range res.Planned {
+	for i := 0; i < len(res.Planned); i++ {
+		c := res.Planned[i]
 		if err := ctx.Err(); err != nil {
 			fail("apply", fmt.Errorf("stopped before %q: %w", c.String(), err))
 			res.Skipped = append(res.Skipped, res.Planned[i:]...)
@@ -164,6 +165,37 @@ func (r *Reconciler) Apply(ctx context.Context, desired Desired) (Result, error)
 				detached[c.Link] = true
 			}
 			continue
+		}
+		if c.Op == OpDeleteLink {
+			// A run of deletes goes to the kernel as one batch: deleting
+			// links one by one costs an RCU grace period each.
+			run := []Change{c}
+			for j := i + 1; j < len(res.Planned) && res.Planned[j].Op == OpDeleteLink && !kept[res.Planned[j].Link]; j++ {
+				run = append(run, res.Planned[j])
+			}
+			if len(run) > 1 {
+				names := make([]string, len(run))
+				for n, dc := range run {
+					names[n] = dc.Link
+				}
+				errs := r.k.DeleteLinks(ctx, names)
+				for n, dc := range run {
+					var err error
+					if n < len(errs) {
+						err = errs[n]
+					}
+					if err != nil {
+						r.log.Error("change failed", append(logAttrs(dc), "err", err)...)
+						fail(dc.String(), fmt.Errorf("%s: %w", dc.action(), err))
+						blocked[dc.Link] = true
+						continue
+					}
+					r.log.Info("changed", logAttrs(dc)...)
+					res.Applied = append(res.Applied, dc)
+				}
+				i += len(run) - 1
+				continue
+			}
 		}
 		if err := r.apply(ctx, c); err != nil {
 			r.log.Error("change failed", append(logAttrs(c), "err", err)...)

@@ -362,6 +362,16 @@ func (k *Kernel) DeleteLink(ctx context.Context, name string) error {
 	})
 }
 
+// DeleteLinks implements fabric.Kernel: one DeleteLink per name, each
+// recorded on its own.
+func (k *Kernel) DeleteLinks(ctx context.Context, names []string) []error {
+	errs := make([]error, len(names))
+	for i, n := range names {
+		errs[i] = k.DeleteLink(ctx, n)
+	}
+	return errs
+}
+
 // AddBridgeVLANs implements fabric.Kernel.
 func (k *Kernel) AddBridgeVLANs(ctx context.Context, v fabric.BridgeVLAN, end uint16, self bool) error {
 	return k.change(ctx, "add bridge vlan "+vlanArgs(v, end, self), func() error {
