@@ -11,7 +11,13 @@ TOPO       ?= containerlab/mini-lab.clab.yml
 # themselves in the VM when the host kernel lacks those.
 E2E_PKGS   := ./integration/e2e/
 
-.PHONY: all deps build generate test e2e lab lab-down bench lint clean
+# Every parser's fuzz target, as package:target; `make test` runs each for
+# FUZZTIME (crashers land in the package's testdata/fuzz and are replayed
+# by every later go test).
+FUZZ       := ./lldp/:FuzzFrameUnmarshal ./lldp/:FuzzHandleFrame ./integration/lab/:FuzzParse
+FUZZTIME   ?= 10s
+
+.PHONY: all deps build generate test fuzz e2e lab lab-down bench lint clean
 
 all: build
 
@@ -32,6 +38,15 @@ generate: deps
 # tests (in a qemu VM when this kernel has no VRFs), with a summary at the end.
 test: deps build
 	$(GOTESTSUM) --format testname --format-hide-empty-pkg -- -count=1 -timeout 25m ./...
+	@$(MAKE) --no-print-directory fuzz
+
+fuzz:
+	@for f in $(FUZZ); do \
+		echo "fuzz: $${f#*:} in $${f%%:*} for $(FUZZTIME)"; \
+		FABRIC_NO_VM=1 $(GO) test -run '^$$' -fuzz "^$${f#*:}$$" -fuzztime $(FUZZTIME) "$${f%%:*}" >/tmp/fuzz.$$$$.log 2>&1 \
+			|| { cat /tmp/fuzz.$$$$.log; rm -f /tmp/fuzz.$$$$.log; exit 1; }; \
+		rm -f /tmp/fuzz.$$$$.log; \
+	done
 
 e2e: deps build
 	$(GOTESTSUM) --format standard-verbose -- -count=1 -timeout 20m $(E2E_PKGS)
