@@ -33,6 +33,9 @@ func run() error {
 		listen   = flag.String("listen", ":50051", "gRPC listen address")
 		stateDir = flag.String("state-dir", "/var/lib/fabric-controller", "directory of the state file controller.db (created if missing)")
 		vniRange = flag.String("vni-range", ipam.DefaultVNIRange.String(), "VNI pool for networks, first-last")
+		asnRange = flag.String("asn-range", ipam.DefaultASNRange.String(), "ASN pool for switches (one AS per device, kept for its life), first-last")
+		alive    = flag.Duration("liveness-alive", server.DefaultLivenessAlive, "a machine whose newest LLDP frame is at most this old is alive")
+		dead     = flag.Duration("liveness-dead", server.DefaultLivenessDead, "a machine not seen by LLDP for longer than this is dead (unknown in between)")
 		loopPool = flag.String("loopback-pool", inventory.DefaultLoopbackPool.String(), "prefix device loopbacks (router id, VTEP) are allocated from")
 		logLevel = flag.String("log-level", "info", "log level: debug, info, warn, error")
 	)
@@ -51,6 +54,10 @@ func run() error {
 	if err != nil {
 		return fmt.Errorf("--vni-range: %w", err)
 	}
+	asns, err := ipam.ParseASNRange(*asnRange)
+	if err != nil {
+		return fmt.Errorf("--asn-range: %w", err)
+	}
 	loopbacks, err := ipam.ParsePrefix(*loopPool)
 	if err != nil {
 		return fmt.Errorf("--loopback-pool: %w", err)
@@ -68,7 +75,8 @@ func run() error {
 		}
 	}()
 
-	srv, err := server.New(st, server.WithVNIRange(vnis), server.WithLoopbackPool(loopbacks), server.WithLogger(log))
+	srv, err := server.New(st, server.WithVNIRange(vnis), server.WithASNRange(asns), server.WithLoopbackPool(loopbacks),
+		server.WithLiveness(*alive, *dead), server.WithLogger(log))
 	if err != nil {
 		return err
 	}
@@ -79,7 +87,7 @@ func run() error {
 
 	ctx, stop := signal.NotifyContext(context.Background(), syscall.SIGINT, syscall.SIGTERM)
 	defer stop()
-	log.Info("starting", "state_dir", *stateDir, "vni_range", vnis.String(), "listen", lis.Addr().String())
+	log.Info("starting", "state_dir", *stateDir, "vni_range", vnis.String(), "asn_range", asns.String(), "listen", lis.Addr().String())
 	if err := srv.Run(ctx, lis); err != nil && !errors.Is(err, context.Canceled) {
 		return err
 	}

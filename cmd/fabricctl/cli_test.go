@@ -9,9 +9,13 @@ import (
 	"testing"
 
 	"github.com/google/go-cmp/cmp"
+	"google.golang.org/grpc"
 	"google.golang.org/grpc/codes"
+	"google.golang.org/grpc/credentials/insecure"
 	"google.golang.org/grpc/status"
+	"google.golang.org/protobuf/types/known/timestamppb"
 
+	apiv1 "github.com/metalfabric/fabric/controlplane/api/v1"
 	"github.com/metalfabric/fabric/controlplane/server"
 	"github.com/metalfabric/fabric/controlplane/store/bolt"
 )
@@ -63,8 +67,8 @@ func TestCLIAgainstController(t *testing.T) {
 		t.Fatal(err)
 	}
 	want := "" +
-		"NAME      PREFIX       VNI    ALLOCATED\n" +
-		"tenant-a  10.0.1.0/24  10000  0\n"
+		"NAME      PREFIX       VNI    USAGE\n" +
+		"tenant-a  10.0.1.0/24  10000  0/254\n"
 	if diff := cmp.Diff(want, got); diff != "" {
 		t.Errorf("network list (-want +got):\n%s", diff)
 	}
@@ -92,5 +96,76 @@ func TestCLIAgainstController(t *testing.T) {
 
 	if _, err := run(t, addr, "-o", "xml", "network", "list"); err == nil || !strings.Contains(err.Error(), "unknown output format") {
 		t.Errorf("-o xml: got %v, want unknown output format", err)
+	}
+}
+
+// TestCLILLDP drives the LLDP-facing commands against the real controller:
+// an agent reports neighbours, the operator sees learned wiring, sets a
+// plan, lists findings, allocates with a request id.
+func TestCLILLDP(t *testing.T) {
+	addr := startController(t)
+	conn, err := grpc.NewClient(addr, grpc.WithTransportCredentials(insecure.NewCredentials()))
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer conn.Close()
+	dev := apiv1.NewDeviceServiceClient(conn)
+	ctx := context.Background()
+	if _, err := dev.Register(ctx, &apiv1.RegisterRequest{Hostname: "leaf01", Role: apiv1.Role_ROLE_LEAF,
+		Ports: []*apiv1.Port{{Name: "swp1", OperUp: true}, {Name: "swp2", OperUp: true}}}); err != nil {
+		t.Fatal(err)
+	}
+	if _, err := dev.ReportNeighbors(ctx, &apiv1.ReportNeighborsRequest{Hostname: "leaf01", Neighbors: []*apiv1.Neighbor{
+		{Port: "swp1", ChassisId: "aa:bb:cc:dd:ee:01", PortId: "eth0", SystemName: "machine01", LastSeen: timestamppb.Now()},
+	}}); err != nil {
+		t.Fatal(err)
+	}
+	out := func(args ...string) string {
+		t.Helper()
+		got, err := run(t, addr, args...)
+		if err != nil {
+			t.Fatalf("fabricctl %v: %v", args, err)
+		}
+		return got
+	}
+	got := out("machine", "list")
+	want := "" +
+		"NAME       CONNECTIONS  WIRING   LIVENESS  NETWORK  IP\n" +
+		"machine01  leaf01:swp1  learned  alive     -        -\n"
+	if diff := cmp.Diff(want, got); diff != "" {
+		t.Errorf("machine list (-want +got):\n%s", diff)
+	}
+	if got := out("machine", "show", "machine01"); !strings.Contains(got, "learned      leaf01:swp1") || !strings.Contains(got, "chassis id   aa:bb:cc:dd:ee:01") {
+		t.Errorf("machine show = %q", got)
+	}
+	if got := out("switch", "show", "leaf01"); !strings.Contains(got, "swp1  true  machine01  eth0") || !strings.Contains(got, "swp2  true  -") {
+		t.Errorf("switch show = %q", got)
+	}
+	if got := out("switch", "list"); !strings.Contains(got, "leaf01") {
+		t.Errorf("switch list = %q", got)
+	}
+	out("switch", "plan", "leaf01", "--port", "swp1=machine01", "--port", "swp2=machine02")
+	want = "" +
+		"DEVICE  PORT  KIND     EXPECTED   ACTUAL\n" +
+		"leaf01  swp2  missing  machine02  -\n"
+	if diff := cmp.Diff(want, out("findings")); diff != "" {
+		t.Errorf("findings (-want +got):\n%s", diff)
+	}
+	out("network", "create", "tenant-a", "--prefix", "10.0.1.0/24")
+	first := out("-o", "json", "machine", "allocate", "machine01", "--network", "tenant-a", "--request-id", "r1")
+	if again := out("-o", "json", "machine", "allocate", "machine01", "--network", "tenant-a", "--request-id", "r1"); again != first {
+		t.Errorf("retry with the same request id = %s, want %s", again, first)
+	}
+	if _, err := run(t, addr, "machine", "allocate", "machine01", "--network", "tenant-a", "--request-id", "r2"); status.Code(err) != codes.AlreadyExists {
+		t.Errorf("second allocation: %v, want AlreadyExists", err)
+	}
+	if got := out("network", "show", "tenant-a"); !strings.Contains(got, "1/254") {
+		t.Errorf("network show = %q, want usage 1/254", got)
+	}
+	if _, err := run(t, addr, "switch", "show", "leaf99"); status.Code(err) != codes.NotFound {
+		t.Errorf("switch show unknown: %v, want NotFound", err)
+	}
+	if got := out("completion", "bash"); !strings.Contains(got, "fabricctl") {
+		t.Errorf("completion bash printed %d bytes", len(got))
 	}
 }

@@ -47,6 +47,7 @@ func newRootCmd(out io.Writer) *cobra.Command {
 			}
 		},
 	}
+	root.SetOut(out) // completion scripts go where the tables go
 	def := os.Getenv("FABRIC_CONTROLLER")
 	if def == "" {
 		def = "127.0.0.1:50051"
@@ -55,7 +56,7 @@ func newRootCmd(out io.Writer) *cobra.Command {
 	root.PersistentFlags().StringVarP(&c.output, "output", "o", "table", "output format: table, json or yaml")
 	root.PersistentFlags().DurationVar(&c.timeout, "timeout", 10*time.Second, "timeout of each API call")
 
-	root.AddCommand(c.networkCmd(), c.deviceCmd(), c.machineCmd())
+	root.AddCommand(c.networkCmd(), c.deviceCmd(), c.machineCmd(), c.findingsCmd())
 	return root
 }
 
@@ -132,8 +133,37 @@ func (c *cli) networkCmd() *cobra.Command {
 			})
 		},
 	}
-	cmd.AddCommand(create, list, del)
+	show := &cobra.Command{
+		Use:   "show NAME",
+		Short: "Show a network with its usage (allocated/capacity)",
+		Args:  cobra.ExactArgs(1),
+		RunE: func(cmd *cobra.Command, args []string) error {
+			api, err := c.api()
+			if err != nil {
+				return err
+			}
+			return call(c, cmd, api.GetNetwork, &apiv1.GetNetworkRequest{Name: args[0]}, func(n *apiv1.Network) [][]string {
+				return networkTable(n)
+			})
+		},
+	}
+	cmd.AddCommand(create, list, show, del)
 	return cmd
+}
+
+func (c *cli) findingsCmd() *cobra.Command {
+	return &cobra.Command{
+		Use:   "findings",
+		Short: "List cabling findings: planned neighbours missing or mismatched, unplanned neighbours",
+		Args:  cobra.NoArgs,
+		RunE: func(cmd *cobra.Command, _ []string) error {
+			api, err := c.api()
+			if err != nil {
+				return err
+			}
+			return call(c, cmd, api.ListFindings, &apiv1.ListFindingsRequest{}, findingsTable)
+		},
+	}
 }
 
 func (c *cli) deviceCmd() *cobra.Command {
@@ -150,8 +180,50 @@ func (c *cli) deviceCmd() *cobra.Command {
 			return call(c, cmd, api.ListDevices, &apiv1.ListDevicesRequest{}, deviceTable)
 		},
 	}
-	cmd.AddCommand(list)
+	show := &cobra.Command{
+		Use:   "show NAME",
+		Short: "Show a device: sync status, last error, drift, ports and LLDP neighbours",
+		Args:  cobra.ExactArgs(1),
+		RunE: func(cmd *cobra.Command, args []string) error {
+			api, err := c.api()
+			if err != nil {
+				return err
+			}
+			return call(c, cmd, api.GetDevice, &apiv1.GetDeviceRequest{Hostname: args[0]}, deviceShowTable)
+		},
+	}
+	var planned []string
+	plan := &cobra.Command{
+		Use:   "plan NAME --port PORT=NEIGHBOUR [--port ...]",
+		Short: "Set a device's cabling plan (replaces it; no --port removes it)",
+		Args:  cobra.ExactArgs(1),
+		RunE: func(cmd *cobra.Command, args []string) error {
+			ports, err := parsePlan(planned)
+			if err != nil {
+				return err
+			}
+			api, err := c.api()
+			if err != nil {
+				return err
+			}
+			return call(c, cmd, api.SetCablingPlan, &apiv1.SetCablingPlanRequest{Device: args[0], Ports: ports}, planTable)
+		},
+	}
+	plan.Flags().StringArrayVar(&planned, "port", nil, "PORT=NEIGHBOUR: the LLDP system name expected on the port (repeat)")
+	cmd.AddCommand(list, show, plan)
 	return cmd
+}
+
+func parsePlan(ports []string) ([]*apiv1.PlannedPort, error) {
+	out := make([]*apiv1.PlannedPort, 0, len(ports))
+	for _, p := range ports {
+		port, nbr, ok := strings.Cut(p, "=")
+		if !ok || port == "" || nbr == "" {
+			return nil, fmt.Errorf("bad --port %q: want PORT=NEIGHBOUR, e.g. swp1=machine01", p)
+		}
+		out = append(out, &apiv1.PlannedPort{Port: port, Neighbor: nbr})
+	}
+	return out, nil
 }
 
 func (c *cli) machineCmd() *cobra.Command {
@@ -170,10 +242,22 @@ func (c *cli) machineCmd() *cobra.Command {
 			})
 		},
 	}
+	show := &cobra.Command{
+		Use:   "show NAME",
+		Short: "Show a machine: wiring (learned/manual), liveness, allocation",
+		Args:  cobra.ExactArgs(1),
+		RunE: func(cmd *cobra.Command, args []string) error {
+			api, err := c.api()
+			if err != nil {
+				return err
+			}
+			return call(c, cmd, api.GetMachine, &apiv1.GetMachineRequest{Name: args[0]}, machineShowTable)
+		},
+	}
 	var ports []string
 	cable := &cobra.Command{
 		Use:   "cable NAME --port SWITCH:PORT [--port SWITCH:PORT]",
-		Short: "Declare which switch ports a machine is cabled to (replaces its cabling)",
+		Short: "Override the machine's LLDP-learned wiring with these ports (no --port: back to learned)",
 		Args:  cobra.ExactArgs(1),
 		RunE: func(cmd *cobra.Command, args []string) error {
 			conns, err := parseConnections(ports)
@@ -190,8 +274,7 @@ func (c *cli) machineCmd() *cobra.Command {
 		},
 	}
 	cable.Flags().StringArrayVar(&ports, "port", nil, "SWITCH:PORT the machine is cabled to (repeat for each NIC)")
-	_ = cable.MarkFlagRequired("port")
-	var network string
+	var network, allocReq, freeReq string
 	allocate := &cobra.Command{
 		Use:   "allocate NAME --network NETWORK",
 		Short: "Allocate a machine into a network (an IP from its prefix)",
@@ -201,12 +284,13 @@ func (c *cli) machineCmd() *cobra.Command {
 			if err != nil {
 				return err
 			}
-			return call(c, cmd, api.AllocateMachine, &apiv1.AllocateMachineRequest{Machine: args[0], Network: network}, func(m *apiv1.Machine) [][]string {
+			return call(c, cmd, api.AllocateMachine, &apiv1.AllocateMachineRequest{Machine: args[0], Network: network, RequestId: allocReq}, func(m *apiv1.Machine) [][]string {
 				return machineTable(m)
 			})
 		},
 	}
 	allocate.Flags().StringVar(&network, "network", "", "network to allocate the machine into")
+	allocate.Flags().StringVar(&allocReq, "request-id", "", "idempotency key: a retry with the same id returns the first result")
 	_ = allocate.MarkFlagRequired("network")
 	free := &cobra.Command{
 		Use:   "free NAME",
@@ -217,11 +301,12 @@ func (c *cli) machineCmd() *cobra.Command {
 			if err != nil {
 				return err
 			}
-			return call(c, cmd, api.FreeMachine, &apiv1.FreeMachineRequest{Machine: args[0]}, func(m *apiv1.Machine) [][]string {
+			return call(c, cmd, api.FreeMachine, &apiv1.FreeMachineRequest{Machine: args[0], RequestId: freeReq}, func(m *apiv1.Machine) [][]string {
 				return machineTable(m)
 			})
 		},
 	}
+	free.Flags().StringVar(&freeReq, "request-id", "", "idempotency key: a retry with the same id returns the first result")
 	var wait time.Duration
 	conv := &cobra.Command{
 		Use:   "convergence NAME [--wait DURATION]",
@@ -246,7 +331,7 @@ func (c *cli) machineCmd() *cobra.Command {
 		},
 	}
 	conv.Flags().DurationVar(&wait, "wait", 0, "wait up to this long for all devices to converge (non-zero exit if they do not)")
-	cmd.AddCommand(list, cable, allocate, free, conv)
+	cmd.AddCommand(list, show, cable, allocate, free, conv)
 	return cmd
 }
 

@@ -49,9 +49,10 @@ func render(w io.Writer, format string, msg proto.Message, rows [][]string) erro
 }
 
 func networkTable(nets ...*apiv1.Network) [][]string {
-	rows := [][]string{{"NAME", "PREFIX", "VNI", "ALLOCATED"}}
+	rows := [][]string{{"NAME", "PREFIX", "VNI", "USAGE"}}
 	for _, n := range nets {
-		rows = append(rows, []string{n.GetName(), n.GetPrefix(), strconv.FormatUint(uint64(n.GetVni()), 10), strconv.FormatUint(uint64(n.GetAllocated()), 10)})
+		rows = append(rows, []string{n.GetName(), n.GetPrefix(), strconv.FormatUint(uint64(n.GetVni()), 10),
+			strconv.FormatUint(uint64(n.GetAllocated()), 10) + "/" + strconv.FormatUint(n.GetCapacity(), 10)})
 	}
 	return rows
 }
@@ -88,15 +89,120 @@ func deviceTable(r *apiv1.ListDevicesResponse) [][]string {
 }
 
 func machineTable(ms ...*apiv1.Machine) [][]string {
-	rows := [][]string{{"NAME", "CONNECTIONS", "NETWORK", "IP"}}
+	rows := [][]string{{"NAME", "CONNECTIONS", "WIRING", "LIVENESS", "NETWORK", "IP"}}
 	for _, m := range ms {
-		conns := make([]string, 0, len(m.GetConnections()))
-		for _, c := range m.GetConnections() {
-			conns = append(conns, c.GetDevice()+":"+c.GetPort())
-		}
-		sort.Strings(conns)
 		a := m.GetAllocation()
-		rows = append(rows, []string{m.GetName(), orDash(strings.Join(conns, ",")), orDash(a.GetNetwork()), orDash(a.GetIp())})
+		rows = append(rows, []string{m.GetName(), orDash(connList(m.GetConnections())), wiring(m), liveness(m.GetLiveness()), orDash(a.GetNetwork()), orDash(a.GetIp())})
+	}
+	return rows
+}
+
+func connList(cs []*apiv1.Connection) string {
+	out := make([]string, 0, len(cs))
+	for _, c := range cs {
+		out = append(out, c.GetDevice()+":"+c.GetPort())
+	}
+	sort.Strings(out)
+	return strings.Join(out, ",")
+}
+
+func wiring(m *apiv1.Machine) string {
+	switch {
+	case m.GetManual():
+		return "manual"
+	case len(m.GetConnections()) > 0:
+		return "learned"
+	}
+	return "unknown"
+}
+
+func liveness(l apiv1.Liveness) string {
+	if l == apiv1.Liveness_LIVENESS_UNSPECIFIED {
+		return "-"
+	}
+	return strings.ToLower(strings.TrimPrefix(l.String(), "LIVENESS_"))
+}
+
+func timeOrDash(ts interface{ AsTime() time.Time }, ok bool) string {
+	if !ok {
+		return "-"
+	}
+	return ts.AsTime().UTC().Format(time.RFC3339)
+}
+
+// machineShowTable is one machine as FIELD VALUE rows.
+func machineShowTable(m *apiv1.Machine) [][]string {
+	a := m.GetAllocation()
+	alloc := "free"
+	if a != nil {
+		alloc = a.GetNetwork() + " " + a.GetIp() + " (revision " + strconv.FormatUint(a.GetRevision(), 10) + ")"
+	}
+	return [][]string{
+		{"FIELD", "VALUE"},
+		{"name", m.GetName()},
+		{"connections", orDash(connList(m.GetConnections()))},
+		{"wiring", wiring(m)},
+		{"learned", orDash(connList(m.GetLearned()))},
+		{"chassis id", orDash(m.GetChassisId())},
+		{"liveness", liveness(m.GetLiveness())},
+		{"last seen", timeOrDash(m.GetLastSeen(), m.GetLastSeen() != nil)},
+		{"allocation", alloc},
+	}
+}
+
+// deviceShowTable is one device: a summary, then its ports with their
+// LLDP neighbours.
+func deviceShowTable(d *apiv1.Device) [][]string {
+	summary := deviceTable(&apiv1.ListDevicesResponse{Devices: []*apiv1.Device{d}})
+	rows := [][]string{{"FIELD", "VALUE"}}
+	for i, h := range summary[0] {
+		rows = append(rows, []string{strings.ToLower(h), summary[1][i]})
+	}
+	rows = append(rows, []string{"asn", strconv.FormatUint(uint64(d.GetAsn()), 10)}, nil) // an empty line ends the column block
+	rows = append(rows, []string{"PORT", "UP", "NEIGHBOUR", "NEIGHBOUR PORT", "CHASSIS ID", "LAST SEEN"})
+	byPort := make(map[string][]*apiv1.Neighbor)
+	for _, n := range d.GetNeighbors() {
+		byPort[n.GetPort()] = append(byPort[n.GetPort()], n)
+	}
+	seen := make(map[string]bool)
+	for _, p := range d.GetPorts() {
+		seen[p.GetName()] = true
+		nbrs := byPort[p.GetName()]
+		if len(nbrs) == 0 {
+			rows = append(rows, []string{p.GetName(), strconv.FormatBool(p.GetOperUp()), "-", "-", "-", "-"})
+		}
+		for _, n := range nbrs {
+			rows = append(rows, neighborRow(p.GetName(), strconv.FormatBool(p.GetOperUp()), n))
+		}
+	}
+	for _, n := range d.GetNeighbors() {
+		if !seen[n.GetPort()] {
+			rows = append(rows, neighborRow(n.GetPort(), "-", n))
+		}
+	}
+	return rows
+}
+
+func neighborRow(port, up string, n *apiv1.Neighbor) []string {
+	name := n.GetSystemName()
+	if name == "" {
+		name = n.GetChassisId()
+	}
+	return []string{port, up, name, orDash(n.GetPortId()), orDash(n.GetChassisId()), timeOrDash(n.GetLastSeen(), n.GetLastSeen() != nil)}
+}
+
+func findingsTable(r *apiv1.ListFindingsResponse) [][]string {
+	rows := [][]string{{"DEVICE", "PORT", "KIND", "EXPECTED", "ACTUAL"}}
+	for _, f := range r.GetFindings() {
+		rows = append(rows, []string{f.GetDevice(), f.GetPort(), f.GetKind(), orDash(f.GetExpected()), orDash(f.GetActual())})
+	}
+	return rows
+}
+
+func planTable(p *apiv1.CablingPlan) [][]string {
+	rows := [][]string{{"DEVICE", "PORT", "EXPECTED NEIGHBOUR"}}
+	for _, pp := range p.GetPorts() {
+		rows = append(rows, []string{p.GetDevice(), pp.GetPort(), pp.GetNeighbor()})
 	}
 	return rows
 }

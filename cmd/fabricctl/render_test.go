@@ -23,9 +23,9 @@ func TestRender(t *testing.T) {
 		want   string
 	}{
 		{"table", "table", "" +
-			"NAME  CONNECTIONS              NETWORK   IP\n" +
-			"m1    leaf01:swp1,leaf02:swp1  tenant-a  10.0.1.1\n" +
-			"m2    -                        -         -\n"},
+			"NAME  CONNECTIONS              WIRING   LIVENESS  NETWORK   IP\n" +
+			"m1    leaf01:swp1,leaf02:swp1  learned  -         tenant-a  10.0.1.1\n" +
+			"m2    -                        unknown  -         -         -\n"},
 		{"json", "json", `{
   "machines": [
     {
@@ -44,12 +44,22 @@ func TestRender(t *testing.T) {
         "network": "tenant-a",
         "ip": "10.0.1.1",
         "revision": "7"
-      }
+      },
+      "learned": [],
+      "manual": false,
+      "liveness": "LIVENESS_UNSPECIFIED",
+      "lastSeen": null,
+      "chassisId": ""
     },
     {
       "name": "m2",
       "connections": [],
-      "allocation": null
+      "allocation": null,
+      "learned": [],
+      "manual": false,
+      "liveness": "LIVENESS_UNSPECIFIED",
+      "lastSeen": null,
+      "chassisId": ""
     }
   ]
 }
@@ -59,14 +69,24 @@ func TestRender(t *testing.T) {
         ip: 10.0.1.1
         network: tenant-a
         revision: "7"
+      chassisId: ""
       connections:
         - device: leaf02
           port: swp1
         - device: leaf01
           port: swp1
+      lastSeen: null
+      learned: []
+      liveness: LIVENESS_UNSPECIFIED
+      manual: false
       name: m1
     - allocation: null
+      chassisId: ""
       connections: []
+      lastSeen: null
+      learned: []
+      liveness: LIVENESS_UNSPECIFIED
+      manual: false
       name: m2
 `},
 	}
@@ -113,6 +133,21 @@ func TestParseConnections(t *testing.T) {
 	for _, bad := range []string{"leaf01", ":swp1", "leaf01:", ""} {
 		if _, err := parseConnections([]string{bad}); err == nil {
 			t.Errorf("parseConnections(%q): want error", bad)
+		}
+	}
+}
+
+func TestParsePlan(t *testing.T) {
+	got, err := parsePlan([]string{"swp1=machine01", "swp2=spine1"})
+	if err != nil {
+		t.Fatal(err)
+	}
+	if len(got) != 2 || got[0].GetPort() != "swp1" || got[0].GetNeighbor() != "machine01" {
+		t.Errorf("parsePlan = %v", got)
+	}
+	for _, bad := range []string{"swp1", "=m", "swp1=", ""} {
+		if _, err := parsePlan([]string{bad}); err == nil {
+			t.Errorf("parsePlan(%q): want error", bad)
 		}
 	}
 }

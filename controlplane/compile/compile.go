@@ -67,7 +67,7 @@ func Compile(in Input) []model.DeviceConfig {
 
 	out := make([]model.DeviceConfig, 0, len(in.Devices))
 	for _, d := range in.Devices {
-		cfg := model.DeviceConfig{Hostname: d.Hostname, Role: d.Role}
+		cfg := model.DeviceConfig{Hostname: d.Hostname, Role: d.Role, ASN: d.ASN}
 		if d.Loopback.IsValid() {
 			cfg.Loopback = netip.PrefixFrom(d.Loopback, d.Loopback.BitLen())
 		}

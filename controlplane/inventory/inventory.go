@@ -33,8 +33,12 @@ const (
 	bucketMachines = "machines"
 	bucketDevices  = "devices"
 	bucketConfigs  = "configs"
-	bucketMeta     = "meta"
-	keyRevision    = "revision"
+	// bucketNeighbors holds each device's LLDP neighbour table
+	// ([]model.Neighbor), bucketPlans its cabling plan.
+	bucketNeighbors = "neighbors"
+	bucketPlans     = "plans"
+	bucketMeta      = "meta"
+	keyRevision     = "revision"
 )
 
 // Notifier receives the configs that changed, after their commit.
@@ -46,6 +50,7 @@ type Notifier interface {
 type Inventory struct {
 	st        store.Store
 	vnis      ipam.VNIRange
+	asns      ipam.ASNRange
 	loopbacks netip.Prefix
 	now       func() time.Time
 	notify    Notifier
@@ -57,6 +62,9 @@ type Option func(*Inventory)
 
 // WithVNIRange sets the VNI pool new networks draw from.
 func WithVNIRange(r ipam.VNIRange) Option { return func(i *Inventory) { i.vnis = r } }
+
+// WithASNRange sets the pool device AS numbers are allocated from.
+func WithASNRange(r ipam.ASNRange) Option { return func(i *Inventory) { i.asns = r } }
 
 // DefaultLoopbackPool is where devices' loopback addresses come from unless
 // WithLoopbackPool says otherwise.
@@ -80,6 +88,7 @@ func New(st store.Store, opts ...Option) (*Inventory, error) {
 	inv := &Inventory{
 		st:        st,
 		vnis:      ipam.DefaultVNIRange,
+		asns:      ipam.DefaultASNRange,
 		loopbacks: DefaultLoopbackPool,
 		now:       time.Now,
 		log:       slog.New(slog.DiscardHandler),
@@ -88,6 +97,9 @@ func New(st store.Store, opts ...Option) (*Inventory, error) {
 		o(inv)
 	}
 	if err := inv.vnis.Validate(); err != nil {
+		return nil, err
+	}
+	if err := inv.asns.Validate(); err != nil {
 		return nil, err
 	}
 	if !inv.loopbacks.IsValid() || inv.loopbacks != inv.loopbacks.Masked() {
@@ -102,10 +114,12 @@ type NetworkInfo struct {
 	Allocated int
 }
 
-// DeviceInfo is a device with the version of its desired config.
+// DeviceInfo is a device with the version of its desired config and its
+// LLDP neighbours.
 type DeviceInfo struct {
 	model.Device
 	DesiredVersion uint64
+	Neighbors      []model.Neighbor
 }
 
 // commit is what a mutating transaction produced.
@@ -119,17 +133,44 @@ type commit struct {
 // recompilation, then publishes the changed configs. fn may run more than
 // once (store.Store contract); it must only touch t.
 func (inv *Inventory) mutate(ctx context.Context, fn func(t txn, rev uint64) error) (commit, error) {
+	return inv.mutateMaybe(ctx, func(t txn, bump func() (uint64, error)) error {
+		rev, err := bump()
+		if err != nil {
+			return err
+		}
+		return fn(t, rev)
+	})
+}
+
+// mutateMaybe is mutate for operations that change desired state only
+// sometimes (a neighbour report): fn calls bump when it does, before writing
+// anything that carries the revision; bump returns the same revision when
+// called again. Without a bump nothing is recompiled and the returned commit
+// has rev 0.
+func (inv *Inventory) mutateMaybe(ctx context.Context, fn func(t txn, bump func() (uint64, error)) error) (commit, error) {
 	var c commit
 	err := inv.st.Update(ctx, func(tx store.Tx) error {
 		c = commit{}
 		t := txn{tx}
-		rev, err := t.bumpRevision()
-		if err != nil {
+		var rev uint64
+		bump := func() (uint64, error) {
+			if rev != 0 {
+				return rev, nil
+			}
+			r, err := t.bumpRevision()
+			if err != nil {
+				return 0, err
+			}
+			rev = r
+			return rev, nil
+		}
+		if err := fn(t, bump); err != nil {
 			return err
 		}
-		if err := fn(t, rev); err != nil {
-			return err
+		if rev == 0 {
+			return nil
 		}
+		var err error
 		c.configs, c.changed, err = t.recompile(rev)
 		c.rev = rev
 		return err
@@ -278,7 +319,7 @@ func (inv *Inventory) Register(ctx context.Context, d model.Device) (uint64, err
 	}
 	now := inv.now()
 	created := false
-	c, err := inv.mutate(ctx, func(t txn, _ uint64) error {
+	c, err := inv.mutate(ctx, func(t txn, rev uint64) error {
 		cur, err := t.device(d.Hostname)
 		created = errors.Is(err, ErrNotFound)
 		if err != nil && !created {
@@ -294,7 +335,17 @@ func (inv *Inventory) Register(ctx context.Context, d model.Device) (uint64, err
 				return err
 			}
 		}
-		return t.put(bucketDevices, d.Hostname, cur)
+		if cur.ASN == 0 {
+			if cur.ASN, err = t.nextASN(inv.asns); err != nil {
+				return err
+			}
+		}
+		if err := t.put(bucketDevices, d.Hostname, cur); err != nil {
+			return err
+		}
+		// A new device turns neighbours announcing its name from machines
+		// into fabric links.
+		return inv.relearn(t, rev)
 	})
 	if err != nil {
 		return 0, fmt.Errorf("registering device %s: %w", d.Hostname, err)
@@ -371,9 +422,13 @@ func (inv *Inventory) ListDevices(ctx context.Context) ([]DeviceInfo, error) {
 		for _, c := range cfgs {
 			versions[c.Hostname] = c.Version
 		}
+		tables, err := t.neighborTables()
+		if err != nil {
+			return err
+		}
 		out = make([]DeviceInfo, 0, len(devs))
 		for _, d := range devs {
-			out = append(out, DeviceInfo{Device: d, DesiredVersion: versions[d.Hostname]})
+			out = append(out, DeviceInfo{Device: d, DesiredVersion: versions[d.Hostname], Neighbors: tables[d.Hostname]})
 		}
 		return nil
 	})
@@ -430,11 +485,14 @@ func (inv *Inventory) Machine(ctx context.Context, name string) (model.Machine, 
 	return m, nil
 }
 
-// CableMachine replaces a machine's connections, creating the machine if
-// needed. Every connection must name a registered leaf and a port it
-// reported, not cabled to another machine. Recabling an allocated machine
-// moves its ports between VRFs and counts as a change of the machine for
-// convergence.
+// CableMachine sets a manual override of a machine's wiring, creating the
+// machine if needed: with connections, they become the machine's effective
+// connections (Manual) whatever LLDP learns; with none, the override is
+// removed and the effective connections are the learned ones again. Every
+// connection must name a registered leaf and a port it reported, not in the
+// effective wiring of another machine. Changing the effective wiring of an
+// allocated machine moves its ports between VRFs and counts as a change of
+// the machine for convergence.
 func (inv *Inventory) CableMachine(ctx context.Context, name string, conns []model.Connection) (model.Machine, error) {
 	if err := validName("machine", name); err != nil {
 		return model.Machine{}, fmt.Errorf("cabling machine: %w", err)
@@ -489,26 +547,46 @@ func (inv *Inventory) CableMachine(ctx context.Context, name string, conns []mod
 				return errorf(ErrPrecondition, "port %s/%s is already cabled to machine %s", c.Device, c.Port, o)
 			}
 		}
-		if m.Allocation != nil && !slices.Equal(m.Connections, conns) {
+		effective := conns
+		m.Manual = len(conns) > 0
+		if !m.Manual {
+			effective = m.Learned
+		}
+		if m.Allocation != nil && !slices.Equal(m.Connections, effective) {
 			m.Revision = rev
 		}
-		m.Connections = conns
-		return t.put(bucketMachines, name, m)
+		m.Connections = effective
+		if err := t.put(bucketMachines, name, m); err != nil {
+			return err
+		}
+		// Manual claims hide ports from other machines' learned wiring,
+		// and a removed override hands them back.
+		if err := inv.relearn(t, rev); err != nil {
+			return err
+		}
+		m, err = t.machine(name)
+		return err
 	})
 	if err != nil {
 		return model.Machine{}, fmt.Errorf("cabling machine %s: %w", name, err)
 	}
-	inv.log.Info("machine cabled", "machine", name, "connections", len(conns))
+	inv.log.Info("machine cabled", "machine", name, "connections", len(m.Connections), "manual", m.Manual)
 	return m, nil
 }
 
-// AllocateMachine puts a free, cabled machine into a network with the lowest
-// free host address of its prefix.
-func (inv *Inventory) AllocateMachine(ctx context.Context, machine, network string) (model.Machine, error) {
+// AllocateMachine puts a free machine with known wiring into a network with
+// the lowest free host address of its prefix. With a non-empty requestID, a
+// retry of the machine's last allocation with the same id returns that
+// allocation (the machine as it is now, with the allocation the request
+// made) and changes nothing; the same id with another network is rejected.
+func (inv *Inventory) AllocateMachine(ctx context.Context, machine, network, requestID string) (model.Machine, error) {
 	if err := validName("machine", machine); err != nil {
 		return model.Machine{}, fmt.Errorf("allocating machine: %w", err)
 	}
 	if err := validName("network", network); err != nil {
+		return model.Machine{}, fmt.Errorf("allocating machine %s: %w", machine, err)
+	}
+	if err := validRequestID(requestID); err != nil {
 		return model.Machine{}, fmt.Errorf("allocating machine %s: %w", machine, err)
 	}
 	var m model.Machine
@@ -516,6 +594,13 @@ func (inv *Inventory) AllocateMachine(ctx context.Context, machine, network stri
 		var err error
 		if m, err = t.machine(machine); err != nil {
 			return err
+		}
+		if r := m.AllocateRequest; requestID != "" && r != nil && r.ID == requestID {
+			if r.Network != network {
+				return errorf(ErrPrecondition, "request id %s was used to allocate machine %s into network %s, not %s", requestID, machine, r.Network, network)
+			}
+			m.Allocation = &r.Allocation
+			return &replay{m: m}
 		}
 		n, err := t.network(network)
 		if err != nil {
@@ -525,7 +610,7 @@ func (inv *Inventory) AllocateMachine(ctx context.Context, machine, network stri
 			return errorf(ErrExists, "machine %s is already allocated to network %s (%s)", machine, a.Network, a.IP)
 		}
 		if len(m.Connections) == 0 {
-			return errorf(ErrPrecondition, "machine %s has no connections; cable it first", machine)
+			return errorf(ErrPrecondition, "machine %s has no known wiring: LLDP has not seen it on any leaf port and it has no manual cabling (fabricctl machine cable)", machine)
 		}
 		machines, err := list[model.Machine](t, bucketMachines)
 		if err != nil {
@@ -544,8 +629,15 @@ func (inv *Inventory) AllocateMachine(ctx context.Context, machine, network stri
 		}
 		m.Allocation = &model.Allocation{Network: network, IP: ip, Revision: rev}
 		m.Revision = rev
+		if requestID != "" {
+			m.AllocateRequest = &model.AllocateRequest{ID: requestID, Network: network, Allocation: *m.Allocation}
+		}
 		return t.put(bucketMachines, machine, m)
 	})
+	if r, ok := errors.AsType[*replay](err); ok {
+		inv.log.Info("machine allocation replayed", "machine", machine, "request_id", requestID)
+		return r.m, nil
+	}
 	if err != nil {
 		return model.Machine{}, fmt.Errorf("allocating machine %s in %s: %w", machine, network, err)
 	}
@@ -553,10 +645,15 @@ func (inv *Inventory) AllocateMachine(ctx context.Context, machine, network stri
 	return m, nil
 }
 
-// FreeMachine releases a machine's allocation.
-func (inv *Inventory) FreeMachine(ctx context.Context, machine string) (model.Machine, error) {
+// FreeMachine releases a machine's allocation. With a non-empty requestID,
+// a retry of the machine's last free with the same id returns the machine
+// (without allocation) and changes nothing.
+func (inv *Inventory) FreeMachine(ctx context.Context, machine, requestID string) (model.Machine, error) {
 	if err := validName("machine", machine); err != nil {
 		return model.Machine{}, fmt.Errorf("freeing machine: %w", err)
+	}
+	if err := validRequestID(requestID); err != nil {
+		return model.Machine{}, fmt.Errorf("freeing machine %s: %w", machine, err)
 	}
 	var m model.Machine
 	var was model.Allocation
@@ -565,14 +662,23 @@ func (inv *Inventory) FreeMachine(ctx context.Context, machine string) (model.Ma
 		if m, err = t.machine(machine); err != nil {
 			return err
 		}
+		if requestID != "" && m.FreeRequest == requestID {
+			m.Allocation = nil
+			return &replay{m: m}
+		}
 		if m.Allocation == nil {
 			return errorf(ErrPrecondition, "machine %s is not allocated", machine)
 		}
 		was = *m.Allocation
 		m.Allocation = nil
 		m.Revision = rev
+		m.FreeRequest = requestID
 		return t.put(bucketMachines, machine, m)
 	})
+	if r, ok := errors.AsType[*replay](err); ok {
+		inv.log.Info("machine free replayed", "machine", machine, "request_id", requestID)
+		return r.m, nil
+	}
 	if err != nil {
 		return model.Machine{}, fmt.Errorf("freeing machine %s: %w", machine, err)
 	}
@@ -700,6 +806,26 @@ func (t txn) machine(name string) (model.Machine, error) {
 func (t txn) device(hostname string) (model.Device, error) {
 	var d model.Device
 	return d, t.getKind(bucketDevices, "device", hostname, &d)
+}
+
+// nextASN returns the lowest ASN of pool no device holds.
+func (t txn) nextASN(pool ipam.ASNRange) (uint32, error) {
+	devs, err := list[model.Device](t, bucketDevices)
+	if err != nil {
+		return 0, err
+	}
+	used := make(map[uint32]bool, len(devs))
+	for _, d := range devs {
+		used[d.ASN] = true
+	}
+	a, err := ipam.NextASN(pool, used)
+	if errors.Is(err, ipam.ErrExhausted) {
+		return 0, errorf(ErrExhausted, "no free AS number left in the ASN pool %s", pool)
+	}
+	if err != nil {
+		return 0, fmt.Errorf("allocating asn: %w", err)
+	}
+	return a, nil
 }
 
 // nextLoopback returns the lowest address of pool no device holds.

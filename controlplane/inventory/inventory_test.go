@@ -94,8 +94,8 @@ func TestVersioning(t *testing.T) {
 	}
 	lo1, lo2 := netip.MustParseAddr("10.255.0.1"), netip.MustParseAddr("10.255.0.2")
 	want := []model.DeviceConfig{
-		{Hostname: "leaf1", Version: 1, Role: model.RoleLeaf, Loopback: netip.PrefixFrom(lo1, 32), VTEP: lo1},
-		{Hostname: "leaf2", Version: 2, Role: model.RoleLeaf, Loopback: netip.PrefixFrom(lo2, 32), VTEP: lo2},
+		{Hostname: "leaf1", Version: 1, Role: model.RoleLeaf, Loopback: netip.PrefixFrom(lo1, 32), VTEP: lo1, ASN: 4210000001},
+		{Hostname: "leaf2", Version: 2, Role: model.RoleLeaf, Loopback: netip.PrefixFrom(lo2, 32), VTEP: lo2, ASN: 4210000002},
 	}
 	if diff := cmp.Diff(want, rec.take(), netipEqual); diff != "" {
 		t.Errorf("published on register (-want +got):\n%s", diff)
@@ -106,20 +106,20 @@ func TestVersioning(t *testing.T) {
 	if got := rec.take(); len(got) != 0 {
 		t.Errorf("published without a config change: %v", got)
 	}
-	m := must(inv.AllocateMachine(ctx, "m1", "tenant-a"))(t)
+	m := must(inv.AllocateMachine(ctx, "m1", "tenant-a", ""))(t)
 	rev := m.Revision
 	if m.Allocation.Revision != rev || rev != 5 {
 		t.Errorf("allocation revision = %d, machine revision = %d; want 5", m.Allocation.Revision, rev)
 	}
 	want = []model.DeviceConfig{{Hostname: "leaf1", Version: rev, Role: model.RoleLeaf, VRFs: []model.VRF{
 		{Name: fmt.Sprintf("vrf%d", n.VNI), VNI: n.VNI, Table: n.VNI, Network: "tenant-a", Ports: []string{"swp1"}, L3VNI: true},
-	}, Loopback: netip.PrefixFrom(lo1, 32), VTEP: lo1, Ports: []model.PortConfig{{Name: "swp1", Description: "m1", AdminUp: true}}}}
+	}, Loopback: netip.PrefixFrom(lo1, 32), VTEP: lo1, ASN: 4210000001, Ports: []model.PortConfig{{Name: "swp1", Description: "m1", AdminUp: true}}}}
 	if diff := cmp.Diff(want, rec.take(), netipEqual); diff != "" {
 		t.Errorf("published on allocate: only leaf1 (-want +got):\n%s", diff)
 	}
 
 	// A rejected request rolls the revision back with everything else.
-	if _, err := inv.AllocateMachine(ctx, "m1", "tenant-a"); !errors.Is(err, inventory.ErrExists) {
+	if _, err := inv.AllocateMachine(ctx, "m1", "tenant-a", ""); !errors.Is(err, inventory.ErrExists) {
 		t.Fatalf("double allocation: err = %v, want ErrExists", err)
 	}
 	if got := must(inv.Revision(ctx))(t); got != rev {
@@ -160,7 +160,7 @@ func TestErrorKinds(t *testing.T) {
 		{"bad prefix", second(inv.CreateNetwork(ctx, "b", "10.0.0.1/24")), inventory.ErrInvalid},
 		{"overlap", second(inv.CreateNetwork(ctx, "b", "10.0.0.0/25")), inventory.ErrPrecondition},
 		{"duplicate", second(inv.CreateNetwork(ctx, "a", "10.1.0.0/24")), inventory.ErrExists},
-		{"unknown machine", second(inv.AllocateMachine(ctx, "m9", "a")), inventory.ErrNotFound},
+		{"unknown machine", second(inv.AllocateMachine(ctx, "m9", "a", "")), inventory.ErrNotFound},
 		{"unknown port", second(inv.CableMachine(ctx, "m1", []model.Connection{{Device: "leaf1", Port: "swp9"}})), inventory.ErrNotFound},
 		{"unknown device", inv.ReportStatus(ctx, "leaf9", inventory.Status{}), inventory.ErrNotFound},
 	}
@@ -192,7 +192,7 @@ func TestConcurrentAllocations(t *testing.T) {
 	ips := make([]netip.Addr, n)
 	for i := range n {
 		wg.Go(func() {
-			m, err := inv.AllocateMachine(ctx, fmt.Sprintf("m%d", i), "a")
+			m, err := inv.AllocateMachine(ctx, fmt.Sprintf("m%d", i), "a", "")
 			if err != nil {
 				t.Errorf("allocate m%d: %v", i, err)
 				return

@@ -130,3 +130,80 @@ func ParsePrefix(s string) (netip.Prefix, error) {
 	}
 	return p, nil
 }
+
+// ASNRange is an inclusive range of BGP AS numbers, one per switch.
+type ASNRange struct {
+	First, Last uint32
+}
+
+// DefaultASNRange is a slice of the private 32-bit ASN range (RFC 6996,
+// 4200000000-4294967294) used unless configured otherwise.
+var DefaultASNRange = ASNRange{First: 4210000001, Last: 4210099999}
+
+func (r ASNRange) String() string { return fmt.Sprintf("%d-%d", r.First, r.Last) }
+
+// Validate checks the range bounds: no AS 0, no AS_TRANS (23456), no
+// 4294967295 (reserved), first <= last.
+func (r ASNRange) Validate() error {
+	switch {
+	case r.First == 0:
+		return fmt.Errorf("asn range %s: AS 0 is reserved", r)
+	case r.First > r.Last:
+		return fmt.Errorf("asn range %s: first is above last", r)
+	case r.Last == 4294967295:
+		return fmt.Errorf("asn range %s: AS 4294967295 is reserved", r)
+	case r.First <= 23456 && r.Last >= 23456:
+		return fmt.Errorf("asn range %s: contains AS_TRANS 23456", r)
+	}
+	return nil
+}
+
+// ParseASNRange parses "first-last", e.g. "4210000001-4210099999".
+func ParseASNRange(s string) (ASNRange, error) {
+	a, b, ok := strings.Cut(strings.TrimSpace(s), "-")
+	if !ok {
+		return ASNRange{}, fmt.Errorf("asn range %q: want first-last, e.g. %s", s, DefaultASNRange)
+	}
+	first, err := strconv.ParseUint(strings.TrimSpace(a), 10, 32)
+	if err != nil {
+		return ASNRange{}, fmt.Errorf("asn range %q: first: %w", s, err)
+	}
+	last, err := strconv.ParseUint(strings.TrimSpace(b), 10, 32)
+	if err != nil {
+		return ASNRange{}, fmt.Errorf("asn range %q: last: %w", s, err)
+	}
+	r := ASNRange{First: uint32(first), Last: uint32(last)}
+	if err := r.Validate(); err != nil {
+		return ASNRange{}, err
+	}
+	return r, nil
+}
+
+// NextASN returns the lowest ASN of r not in used.
+func NextASN(r ASNRange, used map[uint32]bool) (uint32, error) {
+	for v := uint64(r.First); v <= uint64(r.Last); v++ {
+		if !used[uint32(v)] {
+			return uint32(v), nil
+		}
+	}
+	return 0, fmt.Errorf("asn range %s: all %d ASNs in use: %w", r, uint64(r.Last)-uint64(r.First)+1, ErrExhausted)
+}
+
+// Capacity returns how many host addresses NextHost can hand out from p
+// (network address and, for IPv4 shorter than /31, broadcast excluded),
+// saturating at the largest uint64.
+func Capacity(p netip.Prefix) uint64 {
+	if !p.IsValid() {
+		return 0
+	}
+	hostBits := p.Addr().BitLen() - p.Bits()
+	if hostBits >= 64 {
+		return ^uint64(0)
+	}
+	n := uint64(1) << hostBits
+	n-- // the network address
+	if p.Addr().Is4() && p.Bits() < 31 {
+		n-- // broadcast
+	}
+	return n
+}

@@ -3,6 +3,7 @@ package ipam_test
 import (
 	"errors"
 	"net/netip"
+	"slices"
 	"strings"
 	"testing"
 
@@ -122,5 +123,55 @@ func TestNextVNI(t *testing.T) {
 	top := ipam.VNIRange{First: ipam.MaxVNI, Last: ipam.MaxVNI}
 	if got, err := ipam.NextVNI(top, nil); err != nil || got != ipam.MaxVNI {
 		t.Errorf("NextVNI(top) = %d, %v", got, err)
+	}
+}
+
+func TestCapacityMatchesNextHost(t *testing.T) {
+	for _, s := range []string{"10.0.0.0/24", "10.0.0.0/29", "10.0.0.0/30", "10.0.0.0/31", "10.0.0.0/32", "2001:db8::/125", "2001:db8::/128"} {
+		p := netip.MustParsePrefix(s)
+		used := map[netip.Addr]bool{}
+		var n uint64
+		for {
+			a, err := ipam.NextHost(p, used)
+			if err != nil {
+				break
+			}
+			used[a] = true
+			n++
+		}
+		if got := ipam.Capacity(p); got != n {
+			t.Errorf("ipam.Capacity(%s) = %d, NextHost hands out %d", s, got, n)
+		}
+	}
+	if got := ipam.Capacity(netip.MustParsePrefix("2001:db8::/48")); got != ^uint64(0) {
+		t.Errorf("ipam.Capacity(/48) = %d, want saturated", got)
+	}
+}
+
+func TestASNPool(t *testing.T) {
+	r, err := ipam.ParseASNRange("4210000001-4210000003")
+	if err != nil {
+		t.Fatal(err)
+	}
+	used := map[uint32]bool{}
+	var got []uint32
+	for {
+		a, err := ipam.NextASN(r, used)
+		if errors.Is(err, ipam.ErrExhausted) {
+			break
+		}
+		if err != nil {
+			t.Fatal(err)
+		}
+		used[a] = true
+		got = append(got, a)
+	}
+	if want := []uint32{4210000001, 4210000002, 4210000003}; !slices.Equal(got, want) {
+		t.Errorf("allocated %v, want %v", got, want)
+	}
+	for _, bad := range []string{"0-10", "10-5", "20000-30000", "4294967000-4294967295", "x-1", "1"} {
+		if _, err := ipam.ParseASNRange(bad); err == nil {
+			t.Errorf("ipam.ParseASNRange(%q): want error", bad)
+		}
 	}
 }

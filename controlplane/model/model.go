@@ -53,14 +53,120 @@ type Allocation struct {
 // Machine is a bare-metal server and where it is cabled.
 type Machine struct {
 	Name string `json:"name"`
-	// Connections sorted by device, then port.
+	// Connections is the effective wiring, sorted by device, then port: the
+	// manual cabling when Manual is set, else Learned.
 	Connections []Connection `json:"connections,omitempty"`
+	// Learned is where LLDP currently sees the machine (leaf ports whose
+	// neighbour announces the machine's name), sorted.
+	Learned []Connection `json:"learned,omitempty"`
+	// Manual tells that Connections is an operator override (CableMachine)
+	// rather than Learned.
+	Manual bool `json:"manual,omitempty"`
+	// ChassisID is the LLDP chassis id the machine last announced.
+	ChassisID string `json:"chassisID,omitempty"`
+	// LastSeen is the newest LLDP last-seen time of the machine on any
+	// switch port; zero when never seen.
+	LastSeen time.Time `json:"lastSeen,omitzero"`
+	// AllocateRequest and FreeRequest remember the request id of the
+	// machine's last allocate and free, so that a retry returns the first
+	// result instead of an error.
+	AllocateRequest *AllocateRequest `json:"allocateRequest,omitempty"`
+	FreeRequest     string           `json:"freeRequest,omitempty"`
 	// Allocation is nil while the machine is free.
 	Allocation *Allocation `json:"allocation,omitempty"`
 	// Revision of the machine's last change that affects device configs:
 	// allocate, free, or recabling while allocated. A device has converged
 	// for the machine once it applied a version >= Revision.
 	Revision uint64 `json:"revision,omitempty"`
+}
+
+// AllocateRequest is an allocation made under a client request id.
+type AllocateRequest struct {
+	ID         string     `json:"id"`
+	Network    string     `json:"network"`
+	Allocation Allocation `json:"allocation"`
+}
+
+// Liveness of a machine from its LLDP frames.
+type Liveness string
+
+// Liveness states.
+const (
+	// LivenessAlive: seen within the alive threshold.
+	LivenessAlive Liveness = "alive"
+	// LivenessUnknown: not seen within the alive threshold (but within the
+	// dead threshold), or never seen.
+	LivenessUnknown Liveness = "unknown"
+	// LivenessDead: not seen for longer than the dead threshold.
+	LivenessDead Liveness = "dead"
+)
+
+// LivenessAt classifies a last-seen time at now: alive when seen at most
+// alive ago, dead when seen more than dead ago, unknown in between and when
+// never seen (zero lastSeen). A last-seen time in the future counts as now.
+func LivenessAt(lastSeen, now time.Time, alive, dead time.Duration) Liveness {
+	if lastSeen.IsZero() {
+		return LivenessUnknown
+	}
+	age := now.Sub(lastSeen)
+	switch {
+	case age <= alive:
+		return LivenessAlive
+	case age > dead:
+		return LivenessDead
+	}
+	return LivenessUnknown
+}
+
+// Neighbor is one LLDP neighbour an agent sees on one of its ports.
+type Neighbor struct {
+	// Port is the device's own port the frames arrive on.
+	Port              string    `json:"port"`
+	ChassisID         string    `json:"chassisID"`
+	PortID            string    `json:"portID,omitempty"`
+	PortDescription   string    `json:"portDescription,omitempty"`
+	SystemName        string    `json:"systemName,omitempty"`
+	SystemDescription string    `json:"systemDescription,omitempty"`
+	MgmtAddrs         []string  `json:"mgmtAddrs,omitempty"`
+	TTLSeconds        uint32    `json:"ttlSeconds,omitempty"`
+	LastSeen          time.Time `json:"lastSeen,omitzero"`
+}
+
+// Identity is the name the neighbour goes by: its system name, or its
+// chassis id when it announces none.
+func (n Neighbor) Identity() string {
+	if n.SystemName != "" {
+		return n.SystemName
+	}
+	return n.ChassisID
+}
+
+// PlannedPort is one port's expected neighbour in a cabling plan.
+type PlannedPort struct {
+	Port     string `json:"port"`
+	Neighbor string `json:"neighbor"`
+}
+
+// CablingPlan is the expected neighbours of a device's ports, sorted by port.
+type CablingPlan struct {
+	Device string        `json:"device"`
+	Ports  []PlannedPort `json:"ports"`
+}
+
+// Finding kinds.
+const (
+	FindingMissing   = "missing"
+	FindingMismatch  = "mismatch"
+	FindingUnplanned = "unplanned"
+)
+
+// Finding is one difference between a cabling plan and what LLDP sees.
+type Finding struct {
+	Device   string `json:"device"`
+	Port     string `json:"port"`
+	Kind     string `json:"kind"`
+	Expected string `json:"expected,omitempty"`
+	Actual   string `json:"actual,omitempty"`
 }
 
 // Port is a device port as the agent reported it.
@@ -93,6 +199,9 @@ type Device struct {
 	// Loopback is the device's loopback address from the controller's
 	// pool, assigned at first registration and kept for the device's life.
 	Loopback netip.Addr `json:"loopback,omitzero"`
+	// ASN is the device's BGP AS number from the controller's pool,
+	// assigned at first registration and kept for the device's life.
+	ASN uint32 `json:"asn,omitempty"`
 	// Drift is the agent's last drift report (informational).
 	Drift Drift `json:"drift,omitzero"`
 }
@@ -156,6 +265,8 @@ type DeviceConfig struct {
 	RouterMAC string `json:"routerMAC,omitempty"`
 	// Ports handed to the agent, sorted by name.
 	Ports []PortConfig `json:"ports,omitempty"`
+	// ASN is the device's BGP AS number.
+	ASN uint32 `json:"asn,omitempty"`
 }
 
 // DeviceConvergence tells whether one device has applied a machine's last

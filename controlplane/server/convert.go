@@ -7,6 +7,7 @@ import (
 
 	apiv1 "github.com/metalfabric/fabric/controlplane/api/v1"
 	"github.com/metalfabric/fabric/controlplane/inventory"
+	"github.com/metalfabric/fabric/controlplane/ipam"
 	"github.com/metalfabric/fabric/controlplane/model"
 )
 
@@ -71,7 +72,7 @@ func stepErrorsToProto(es []model.StepError) []*apiv1.StepError {
 }
 
 func configToProto(c model.DeviceConfig) *apiv1.DeviceConfig {
-	out := &apiv1.DeviceConfig{Hostname: c.Hostname, Version: c.Version, Role: roleToProto(c.Role), RouterMac: c.RouterMAC}
+	out := &apiv1.DeviceConfig{Hostname: c.Hostname, Version: c.Version, Role: roleToProto(c.Role), RouterMac: c.RouterMAC, Asn: c.ASN}
 	if c.Loopback.IsValid() {
 		out.Loopback = c.Loopback.String()
 	}
@@ -94,8 +95,8 @@ func configToProto(c model.DeviceConfig) *apiv1.DeviceConfig {
 	return out
 }
 
-func networkToProto(n model.Network, allocated int) *apiv1.Network {
-	return &apiv1.Network{Name: n.Name, Prefix: n.Prefix.String(), Vni: n.VNI, Allocated: uint32(allocated)}
+func networkToProto(n inventory.NetworkInfo) *apiv1.Network {
+	return &apiv1.Network{Name: n.Name, Prefix: n.Prefix.String(), Vni: n.VNI, Allocated: uint32(n.Allocated), Capacity: ipam.Capacity(n.Prefix)}
 }
 
 func connectionsFromProto(cs []*apiv1.Connection) []model.Connection {
@@ -106,10 +107,16 @@ func connectionsFromProto(cs []*apiv1.Connection) []model.Connection {
 	return out
 }
 
-func machineToProto(m model.Machine) *apiv1.Machine {
-	out := &apiv1.Machine{Name: m.Name}
+func machineToProto(m model.Machine, live model.Liveness) *apiv1.Machine {
+	out := &apiv1.Machine{Name: m.Name, Manual: m.Manual, ChassisId: m.ChassisID, Liveness: livenessToProto(live)}
 	for _, c := range m.Connections {
 		out.Connections = append(out.Connections, &apiv1.Connection{Device: c.Device, Port: c.Port})
+	}
+	for _, c := range m.Learned {
+		out.Learned = append(out.Learned, &apiv1.Connection{Device: c.Device, Port: c.Port})
+	}
+	if !m.LastSeen.IsZero() {
+		out.LastSeen = timestamppb.New(m.LastSeen)
 	}
 	if a := m.Allocation; a != nil {
 		out.Allocation = &apiv1.Allocation{Network: a.Network, Ip: a.IP.String(), Revision: a.Revision}
@@ -127,6 +134,8 @@ func deviceToProto(d inventory.DeviceInfo, connected bool) *apiv1.Device {
 		AppliedVersion: d.AppliedVersion,
 		Errors:         stepErrorsToProto(d.Errors),
 		Connected:      connected,
+		Asn:            d.ASN,
+		Neighbors:      neighborsToProto(d.Neighbors),
 	}
 	if d.Drift != (model.Drift{}) {
 		out.Drift = &apiv1.Drift{Repairs: d.Drift.Repairs, UnmanagedChanges: d.Drift.UnmanagedChanges, LastUnmanaged: d.Drift.LastUnmanaged}
@@ -161,4 +170,74 @@ func registerToModel(req *apiv1.RegisterRequest) model.Device {
 		ChassisMAC: req.GetChassisMac(),
 		Ports:      portsFromProto(req.GetPorts()),
 	}
+}
+
+func livenessToProto(l model.Liveness) apiv1.Liveness {
+	switch l {
+	case model.LivenessAlive:
+		return apiv1.Liveness_LIVENESS_ALIVE
+	case model.LivenessUnknown:
+		return apiv1.Liveness_LIVENESS_UNKNOWN
+	case model.LivenessDead:
+		return apiv1.Liveness_LIVENESS_DEAD
+	}
+	return apiv1.Liveness_LIVENESS_UNSPECIFIED
+}
+
+func neighborsFromProto(ns []*apiv1.Neighbor) []model.Neighbor {
+	out := make([]model.Neighbor, 0, len(ns))
+	for _, n := range ns {
+		m := model.Neighbor{
+			Port:              n.GetPort(),
+			ChassisID:         n.GetChassisId(),
+			PortID:            n.GetPortId(),
+			PortDescription:   n.GetPortDescription(),
+			SystemName:        n.GetSystemName(),
+			SystemDescription: n.GetSystemDescription(),
+			MgmtAddrs:         append([]string(nil), n.GetMgmtAddrs()...),
+			TTLSeconds:        n.GetTtlSeconds(),
+		}
+		if ts := n.GetLastSeen(); ts != nil {
+			m.LastSeen = ts.AsTime()
+		}
+		out = append(out, m)
+	}
+	return out
+}
+
+func neighborsToProto(ns []model.Neighbor) []*apiv1.Neighbor {
+	var out []*apiv1.Neighbor
+	for _, n := range ns {
+		p := &apiv1.Neighbor{
+			Port:              n.Port,
+			ChassisId:         n.ChassisID,
+			PortId:            n.PortID,
+			PortDescription:   n.PortDescription,
+			SystemName:        n.SystemName,
+			SystemDescription: n.SystemDescription,
+			MgmtAddrs:         append([]string(nil), n.MgmtAddrs...),
+			TtlSeconds:        n.TTLSeconds,
+		}
+		if !n.LastSeen.IsZero() {
+			p.LastSeen = timestamppb.New(n.LastSeen)
+		}
+		out = append(out, p)
+	}
+	return out
+}
+
+func plannedPortsFromProto(ps []*apiv1.PlannedPort) []model.PlannedPort {
+	out := make([]model.PlannedPort, 0, len(ps))
+	for _, p := range ps {
+		out = append(out, model.PlannedPort{Port: p.GetPort(), Neighbor: p.GetNeighbor()})
+	}
+	return out
+}
+
+func planToProto(p model.CablingPlan) *apiv1.CablingPlan {
+	out := &apiv1.CablingPlan{Device: p.Device}
+	for _, pp := range p.Ports {
+		out.Ports = append(out.Ports, &apiv1.PlannedPort{Port: pp.Port, Neighbor: pp.Neighbor})
+	}
+	return out
 }

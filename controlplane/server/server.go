@@ -47,6 +47,9 @@ type Server struct {
 	inv      *inventory.Inventory
 	hub      *watch.Hub
 	log      *slog.Logger
+	now      func() time.Time
+	alive    time.Duration
+	dead     time.Duration
 	grace    time.Duration
 	grpcOpts []grpc.ServerOption
 
@@ -59,6 +62,9 @@ type Server struct {
 
 type config struct {
 	vnis      ipam.VNIRange
+	asns      ipam.ASNRange
+	alive     time.Duration
+	dead      time.Duration
 	loopbacks netip.Prefix
 	log       *slog.Logger
 	grace     time.Duration
@@ -73,6 +79,24 @@ type Option func(*config)
 // ipam.DefaultVNIRange).
 func WithVNIRange(r ipam.VNIRange) Option { return func(c *config) { c.vnis = r } }
 
+// WithASNRange sets the pool device AS numbers are allocated from (default
+// ipam.DefaultASNRange).
+func WithASNRange(r ipam.ASNRange) Option { return func(c *config) { c.asns = r } }
+
+// Default liveness thresholds: a machine whose newest LLDP frame is at most
+// DefaultLivenessAlive old is alive, one older than DefaultLivenessDead is
+// dead, and in between (or never seen) its liveness is unknown.
+const (
+	DefaultLivenessAlive = 5 * time.Minute
+	DefaultLivenessDead  = time.Hour
+)
+
+// WithLiveness sets the liveness thresholds (defaults DefaultLivenessAlive
+// and DefaultLivenessDead); alive must be positive and below dead.
+func WithLiveness(alive, dead time.Duration) Option {
+	return func(c *config) { c.alive, c.dead = alive, dead }
+}
+
 // WithLoopbackPool sets the prefix device loopbacks come from (default
 // inventory.DefaultLoopbackPool).
 func WithLoopbackPool(p netip.Prefix) Option { return func(c *config) { c.loopbacks = p } }
@@ -84,7 +108,8 @@ func WithLogger(l *slog.Logger) Option { return func(c *config) { c.log = l } }
 // connections (default DefaultGracePeriod).
 func WithGracePeriod(d time.Duration) Option { return func(c *config) { c.grace = d } }
 
-// WithClock sets the clock used for devices' last-seen times.
+// WithClock sets the clock used for devices' last-seen times and for
+// machines' liveness.
 func WithClock(now func() time.Time) Option { return func(c *config) { c.now = now } }
 
 // WithGRPCServerOptions adds options to the gRPC server Run creates (e.g.
@@ -98,6 +123,9 @@ func WithGRPCServerOptions(opts ...grpc.ServerOption) Option {
 func New(st store.Store, opts ...Option) (*Server, error) {
 	c := config{
 		vnis:      ipam.DefaultVNIRange,
+		asns:      ipam.DefaultASNRange,
+		alive:     DefaultLivenessAlive,
+		dead:      DefaultLivenessDead,
 		loopbacks: inventory.DefaultLoopbackPool,
 		log:       slog.New(slog.DiscardHandler),
 		grace:     DefaultGracePeriod,
@@ -106,9 +134,13 @@ func New(st store.Store, opts ...Option) (*Server, error) {
 	for _, o := range opts {
 		o(&c)
 	}
+	if c.alive <= 0 || c.dead <= c.alive {
+		return nil, fmt.Errorf("liveness thresholds: alive (%s) must be positive and below dead (%s)", c.alive, c.dead)
+	}
 	hub := watch.NewHub()
 	inv, err := inventory.New(st,
 		inventory.WithVNIRange(c.vnis),
+		inventory.WithASNRange(c.asns),
 		inventory.WithLoopbackPool(c.loopbacks),
 		inventory.WithClock(c.now),
 		inventory.WithNotifier(hub),
@@ -117,7 +149,7 @@ func New(st store.Store, opts ...Option) (*Server, error) {
 	if err != nil {
 		return nil, fmt.Errorf("creating inventory: %w", err)
 	}
-	s := &Server{inv: inv, hub: hub, log: c.log, grace: c.grace, grpcOpts: c.grpcOpts}
+	s := &Server{inv: inv, hub: hub, log: c.log, now: c.now, alive: c.alive, dead: c.dead, grace: c.grace, grpcOpts: c.grpcOpts}
 	s.stopping, s.stop = context.WithCancel(context.Background())
 	return s, nil
 }
@@ -320,7 +352,7 @@ func (o operatorService) CreateNetwork(ctx context.Context, req *apiv1.CreateNet
 	if err != nil {
 		return nil, o.s.toStatus(err)
 	}
-	return networkToProto(n, 0), nil
+	return networkToProto(inventory.NetworkInfo{Network: n}), nil
 }
 
 func (o operatorService) ListNetworks(ctx context.Context, _ *apiv1.ListNetworksRequest) (*apiv1.ListNetworksResponse, error) {
@@ -330,7 +362,7 @@ func (o operatorService) ListNetworks(ctx context.Context, _ *apiv1.ListNetworks
 	}
 	out := &apiv1.ListNetworksResponse{}
 	for _, n := range nets {
-		out.Networks = append(out.Networks, networkToProto(n.Network, n.Allocated))
+		out.Networks = append(out.Networks, networkToProto(n))
 	}
 	return out, nil
 }
@@ -361,7 +393,7 @@ func (o operatorService) ListMachines(ctx context.Context, _ *apiv1.ListMachines
 	}
 	out := &apiv1.ListMachinesResponse{}
 	for _, m := range ms {
-		out.Machines = append(out.Machines, machineToProto(m))
+		out.Machines = append(out.Machines, o.s.machineToProto(m))
 	}
 	return out, nil
 }
@@ -371,23 +403,23 @@ func (o operatorService) CableMachine(ctx context.Context, req *apiv1.CableMachi
 	if err != nil {
 		return nil, o.s.toStatus(err)
 	}
-	return machineToProto(m), nil
+	return o.s.machineToProto(m), nil
 }
 
 func (o operatorService) AllocateMachine(ctx context.Context, req *apiv1.AllocateMachineRequest) (*apiv1.Machine, error) {
-	m, err := o.s.inv.AllocateMachine(ctx, req.GetMachine(), req.GetNetwork())
+	m, err := o.s.inv.AllocateMachine(ctx, req.GetMachine(), req.GetNetwork(), req.GetRequestId())
 	if err != nil {
 		return nil, o.s.toStatus(err)
 	}
-	return machineToProto(m), nil
+	return o.s.machineToProto(m), nil
 }
 
 func (o operatorService) FreeMachine(ctx context.Context, req *apiv1.FreeMachineRequest) (*apiv1.Machine, error) {
-	m, err := o.s.inv.FreeMachine(ctx, req.GetMachine())
+	m, err := o.s.inv.FreeMachine(ctx, req.GetMachine(), req.GetRequestId())
 	if err != nil {
 		return nil, o.s.toStatus(err)
 	}
-	return machineToProto(m), nil
+	return o.s.machineToProto(m), nil
 }
 
 func (o operatorService) GetConvergence(ctx context.Context, req *apiv1.GetConvergenceRequest) (*apiv1.Convergence, error) {
@@ -396,4 +428,63 @@ func (o operatorService) GetConvergence(ctx context.Context, req *apiv1.GetConve
 		return nil, o.s.toStatus(err)
 	}
 	return convergenceToProto(c), nil
+}
+
+// ReportNeighbors replaces the device's LLDP neighbour table. It bumps the
+// revision (and pushes configs) only when a machine's effective wiring
+// changed.
+func (d deviceService) ReportNeighbors(ctx context.Context, req *apiv1.ReportNeighborsRequest) (*apiv1.ReportNeighborsResponse, error) {
+	if _, err := d.s.inv.ReportNeighbors(ctx, req.GetHostname(), neighborsFromProto(req.GetNeighbors())); err != nil {
+		return nil, d.s.toStatus(err)
+	}
+	return &apiv1.ReportNeighborsResponse{}, nil
+}
+
+func (o operatorService) GetDevice(ctx context.Context, req *apiv1.GetDeviceRequest) (*apiv1.Device, error) {
+	d, err := o.s.inv.Device(ctx, req.GetHostname())
+	if err != nil {
+		return nil, o.s.toStatus(err)
+	}
+	return deviceToProto(d, o.s.hub.Subscribers(d.Hostname) > 0), nil
+}
+
+func (o operatorService) GetNetwork(ctx context.Context, req *apiv1.GetNetworkRequest) (*apiv1.Network, error) {
+	n, err := o.s.inv.Network(ctx, req.GetName())
+	if err != nil {
+		return nil, o.s.toStatus(err)
+	}
+	return networkToProto(n), nil
+}
+
+func (o operatorService) GetMachine(ctx context.Context, req *apiv1.GetMachineRequest) (*apiv1.Machine, error) {
+	m, err := o.s.inv.Machine(ctx, req.GetName())
+	if err != nil {
+		return nil, o.s.toStatus(err)
+	}
+	return o.s.machineToProto(m), nil
+}
+
+func (o operatorService) SetCablingPlan(ctx context.Context, req *apiv1.SetCablingPlanRequest) (*apiv1.CablingPlan, error) {
+	p, err := o.s.inv.SetCablingPlan(ctx, req.GetDevice(), plannedPortsFromProto(req.GetPorts()))
+	if err != nil {
+		return nil, o.s.toStatus(err)
+	}
+	return planToProto(p), nil
+}
+
+func (o operatorService) ListFindings(ctx context.Context, _ *apiv1.ListFindingsRequest) (*apiv1.ListFindingsResponse, error) {
+	fs, err := o.s.inv.Findings(ctx)
+	if err != nil {
+		return nil, o.s.toStatus(err)
+	}
+	out := &apiv1.ListFindingsResponse{}
+	for _, f := range fs {
+		out.Findings = append(out.Findings, &apiv1.Finding{Device: f.Device, Port: f.Port, Kind: f.Kind, Expected: f.Expected, Actual: f.Actual})
+	}
+	return out, nil
+}
+
+// machineToProto converts a machine, with its liveness at the server's now.
+func (s *Server) machineToProto(m model.Machine) *apiv1.Machine {
+	return machineToProto(m, model.LivenessAt(m.LastSeen, s.now(), s.alive, s.dead))
 }

@@ -3,7 +3,9 @@ package server_test
 import (
 	"context"
 	"fmt"
+	"math"
 	"net"
+	"net/netip"
 	"path/filepath"
 	"strings"
 	"sync"
@@ -274,10 +276,12 @@ func vrf(vni uint32, network string, ports ...string) *apiv1.Vrf {
 }
 
 // leafConfig is a leaf's config with the loopback the pool hands out in
-// registration order (VTEP too) and the test's chassis MAC as router MAC.
+// registration order (VTEP too), the ASN of the same order (10.255.0.N gets
+// 4210000000+N) and the test's chassis MAC as router MAC.
 func leafConfig(host string, version uint64, lo string) *apiv1.DeviceConfig {
+	n := netip.MustParseAddr(lo).As4()[3]
 	return &apiv1.DeviceConfig{Hostname: host, Version: version, Role: apiv1.Role_ROLE_LEAF,
-		Loopback: lo + "/32", Vtep: lo, RouterMac: "aa:bb:cc:00:00:01"}
+		Loopback: lo + "/32", Vtep: lo, RouterMac: "aa:bb:cc:00:00:01", Asn: ipam.DefaultASNRange.First - 1 + uint32(n)}
 }
 
 func itoa(v uint32) string {
@@ -389,7 +393,7 @@ func TestBadRequestsChangeNothing(t *testing.T) {
 		{"allocate machine without connections", func() error {
 			_, err := e.op.AllocateMachine(c, &apiv1.AllocateMachineRequest{Machine: "m3", Network: "tenant-b"})
 			return err
-		}, codes.FailedPrecondition, "no connections"},
+		}, codes.FailedPrecondition, "no known wiring"},
 		{"full network", func() error {
 			_, err := e.op.AllocateMachine(c, &apiv1.AllocateMachineRequest{Machine: "m5", Network: "tenant-a"})
 			return err
@@ -555,8 +559,8 @@ func TestAddressAllocation(t *testing.T) {
 		t.Fatal(err)
 	}
 	want := &apiv1.ListNetworksResponse{Networks: []*apiv1.Network{
-		{Name: "v4", Prefix: "192.168.0.0/29", Vni: 10000, Allocated: 3},
-		{Name: "v6", Prefix: "2001:db8:1::/64", Vni: 10001, Allocated: 1},
+		{Name: "v4", Prefix: "192.168.0.0/29", Vni: 10000, Allocated: 3, Capacity: 6},
+		{Name: "v6", Prefix: "2001:db8:1::/64", Vni: 10001, Allocated: 1, Capacity: math.MaxUint64},
 	}}
 	if diff := cmp.Diff(want, nets, protocmp.Transform()); diff != "" {
 		t.Errorf("ListNetworks (-want +got):\n%s", diff)
@@ -661,7 +665,7 @@ func TestRegisterIsIdempotent(t *testing.T) {
 	want := &apiv1.Device{
 		Hostname: "leaf1", Role: apiv1.Role_ROLE_LEAF, ChassisMac: "aa:bb:cc:00:00:01",
 		Ports:          ports("swp1", "swp2", "swp3"),
-		DesiredVersion: rev, AppliedVersion: rev, Loopback: "10.255.0.1/32",
+		DesiredVersion: rev, AppliedVersion: rev, Loopback: "10.255.0.1/32", Asn: 4210000001,
 	}
 	if diff := cmp.Diff(want, d, protocmp.Transform(), protocmp.IgnoreFields(&apiv1.Device{}, "last_seen")); diff != "" {
 		t.Errorf("device after re-register (-want +got):\n%s", diff)

@@ -48,7 +48,13 @@ func Open(path string, opts ...Option) (*Store, error) {
 	for _, opt := range opts {
 		opt(&o)
 	}
-	db, err := bbolt.Open(path, 0o600, &bbolt.Options{Timeout: o.lockTimeout})
+	// The freelist is not written on every commit (it is rebuilt by a scan
+	// at open): that halves the pages a small commit writes and syncs.
+	db, err := bbolt.Open(path, 0o600, &bbolt.Options{
+		Timeout:        o.lockTimeout,
+		NoFreelistSync: true,
+		FreelistType:   bbolt.FreelistMapType,
+	})
 	if err != nil {
 		if errors.Is(err, berrors.ErrTimeout) {
 			return nil, fmt.Errorf("opening %s: file is locked by another process: %w", path, err)
