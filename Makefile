@@ -60,7 +60,7 @@ lab-down: build
 	$(BIN)/fabric-lab down $(TOPO)
 
 bench: deps build
-	$(GO) test -run '^$$' -bench . -benchtime 1x ./...
+	@./scripts/bench.sh
 
 lint:
 	@out=$$(gofmt -l $$(git ls-files '*.go' | grep -v '\.pb\.go$$')); \
