@@ -69,3 +69,8 @@ lint:
 
 clean:
 	rm -rf $(BIN)
+
+# Debian packages fabric-agent and fabric-controller (nfpm, pinned) into dist/.
+.PHONY: deb
+deb: build
+	@./scripts/deb.sh
