@@ -15,10 +15,13 @@ import (
 	"path/filepath"
 	"syscall"
 
+	"github.com/metalfabric/fabric/cmd/internal/flagfile"
 	"github.com/metalfabric/fabric/controlplane/inventory"
 	"github.com/metalfabric/fabric/controlplane/ipam"
 	"github.com/metalfabric/fabric/controlplane/server"
+	"github.com/metalfabric/fabric/controlplane/store"
 	"github.com/metalfabric/fabric/controlplane/store/bolt"
+	"github.com/metalfabric/fabric/systemd"
 )
 
 func main() {
@@ -38,10 +41,16 @@ func run() error {
 		dead     = flag.Duration("liveness-dead", server.DefaultLivenessDead, "a machine not seen by LLDP for longer than this is dead (unknown in between)")
 		loopPool = flag.String("loopback-pool", inventory.DefaultLoopbackPool.String(), "prefix device loopbacks (router id, VTEP) are allocated from")
 		logLevel = flag.String("log-level", "info", "log level: debug, info, warn, error")
+		config   = flag.String("config", "", "YAML file of these settings (keys are the flag names; flags given here win)")
 	)
 	flag.Parse()
 	if flag.NArg() > 0 {
 		return fmt.Errorf("unexpected arguments: %v", flag.Args())
+	}
+	if *config != "" {
+		if err := flagfile.Load(flag.CommandLine, *config); err != nil {
+			return err
+		}
 	}
 
 	var level slog.Level
@@ -88,7 +97,21 @@ func run() error {
 	ctx, stop := signal.NotifyContext(context.Background(), syscall.SIGINT, syscall.SIGTERM)
 	defer stop()
 	log.Info("starting", "state_dir", *stateDir, "vni_range", vnis.String(), "asn_range", asns.String(), "listen", lis.Addr().String())
-	if err := srv.Run(ctx, lis); err != nil && !errors.Is(err, context.Canceled) {
+
+	// systemd: ready once the listener is bound (connections queue until
+	// Run accepts them); the watchdog pings while the store answers.
+	notify := systemd.NewNotifier()
+	wd := notify.Watchdog(systemd.WithLogger(log), systemd.WithCheck(func() error {
+		return st.View(ctx, func(store.Tx) error { return nil })
+	}))
+	go wd.Run(ctx)
+	if err := notify.Ready(); err != nil {
+		log.Warn("sd_notify", "err", err)
+	}
+	_ = notify.Status("serving on " + lis.Addr().String())
+	err = srv.Run(ctx, lis)
+	_ = notify.Stopping()
+	if err != nil && !errors.Is(err, context.Canceled) {
 		return err
 	}
 	return nil
