@@ -85,6 +85,9 @@ type Agent struct {
 	debounce time.Duration
 	drift    *driftState
 
+	// LLDP (lldp.go): nil when off.
+	nbr *nbrState
+
 	// Test hooks.
 	onSnapshot   func(version uint64) // a snapshot was received and queued
 	onSessionEnd func(err error)      // a controller session ended
@@ -208,7 +211,7 @@ func (a *Agent) Run(ctx context.Context) error {
 	}
 	defer conn.Close()
 	client := apiv1.NewDeviceServiceClient(conn)
-	a.log.Info("agent starting", "role", string(a.cfg.Role), "controller", a.cfg.Controller, "drift_repair", a.events != nil)
+	a.log.Info("agent starting", "role", string(a.cfg.Role), "controller", a.cfg.Controller, "drift_repair", a.events != nil, "lldp", a.nbr != nil)
 
 	// Drift handling runs beside the sessions, so it goes on while the
 	// controller is unreachable; it ends before Run returns.
@@ -218,6 +221,9 @@ func (a *Agent) Run(ctx context.Context) error {
 	defer dcancel()
 	if a.events != nil {
 		wg.Go(func() { a.watchDrift(dctx) })
+	}
+	if a.nbr != nil {
+		wg.Go(func() { a.runLLDP(dctx) })
 	}
 
 	bo := newBackoff(a.minBackoff, a.maxBackoff)
@@ -276,6 +282,9 @@ func (a *Agent) session(ctx context.Context, client apiv1.DeviceServiceClient) (
 	stream, err := client.WatchConfig(sctx, &apiv1.WatchConfigRequest{Hostname: a.cfg.Hostname, KnownVersion: a.applied})
 	if err != nil {
 		return false, fmt.Errorf("watching config: %w", err)
+	}
+	if a.nbr != nil {
+		wg.Go(func() { a.reportNeighborsLoop(sctx, client) })
 	}
 
 	// latest holds the newest snapshot not yet applied: the receiver

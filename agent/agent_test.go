@@ -37,10 +37,12 @@ type fakeController struct {
 	registers []*apiv1.RegisterRequest
 	watches   []*apiv1.WatchConfigRequest
 	statuses  chan *apiv1.ReportStatusRequest
+	neighbors chan *apiv1.ReportNeighborsRequest
 }
 
 func newFakeController(snaps ...*apiv1.DeviceConfig) *fakeController {
-	return &fakeController{snaps: snaps, changed: make(chan struct{}), statuses: make(chan *apiv1.ReportStatusRequest, 100)}
+	return &fakeController{snaps: snaps, changed: make(chan struct{}), statuses: make(chan *apiv1.ReportStatusRequest, 100),
+		neighbors: make(chan *apiv1.ReportNeighborsRequest, 100)}
 }
 
 func (f *fakeController) push(cfg *apiv1.DeviceConfig) {
@@ -89,6 +91,11 @@ func (f *fakeController) WatchConfig(req *apiv1.WatchConfigRequest, stream grpc.
 func (f *fakeController) ReportStatus(_ context.Context, req *apiv1.ReportStatusRequest) (*apiv1.ReportStatusResponse, error) {
 	f.statuses <- req
 	return &apiv1.ReportStatusResponse{}, nil
+}
+
+func (f *fakeController) ReportNeighbors(_ context.Context, req *apiv1.ReportNeighborsRequest) (*apiv1.ReportNeighborsResponse, error) {
+	f.neighbors <- req
+	return &apiv1.ReportNeighborsResponse{}, nil
 }
 
 func (f *fakeController) registered() []*apiv1.RegisterRequest {
@@ -175,14 +182,14 @@ type testAgent struct {
 	stop        func()
 }
 
-func runAgent(t *testing.T, addr string, k fabric.Kernel) *testAgent {
+func runAgent(t *testing.T, addr string, k fabric.Kernel, opts ...Option) *testAgent {
 	t.Helper()
-	a, err := New(Config{Controller: addr, Hostname: "leaf1", Role: RoleLeaf},
+	a, err := New(Config{Controller: addr, Hostname: "leaf1", Role: RoleLeaf}, append([]Option{
 		WithKernel(k),
 		WithLogger(slog.New(slog.NewTextHandler(t.Output(), &slog.HandlerOptions{Level: slog.LevelDebug}))),
 		WithBackoff(10*time.Millisecond, 50*time.Millisecond),
-		WithRPCTimeout(2*time.Second),
-	)
+		WithRPCTimeout(2 * time.Second),
+	}, opts...)...)
 	if err != nil {
 		t.Fatalf("New: %v", err)
 	}

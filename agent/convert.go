@@ -5,8 +5,11 @@ import (
 	"net"
 	"net/netip"
 
+	"google.golang.org/protobuf/types/known/timestamppb"
+
 	apiv1 "github.com/metalfabric/fabric/controlplane/api/v1"
 	"github.com/metalfabric/fabric/fabric"
+	"github.com/metalfabric/fabric/lldp"
 )
 
 // This file is the protobuf edge: nothing else in the agent, and nothing in
@@ -110,6 +113,31 @@ func stepErrorsToProto(subsystem string, errs []fabric.StepError) []*apiv1.StepE
 	out := make([]*apiv1.StepError, 0, len(errs))
 	for _, e := range errs {
 		out = append(out, &apiv1.StepError{Step: subsystem + ": " + e.Step, Message: e.Err.Error()})
+	}
+	return out
+}
+
+// neighborsToProto converts the LLDP neighbour table. IDs are rendered by
+// their subtype (a MAC as aa:bb:cc:dd:ee:ff, an interface name as text).
+func neighborsToProto(nbrs []lldp.Neighbor) []*apiv1.Neighbor {
+	out := make([]*apiv1.Neighbor, 0, len(nbrs))
+	for _, n := range nbrs {
+		pn := &apiv1.Neighbor{
+			Port:              n.Port,
+			ChassisId:         n.ChassisID.String(),
+			PortId:            n.PortID.String(),
+			PortDescription:   n.PortDescription,
+			SystemName:        n.SystemName,
+			SystemDescription: n.SystemDescription,
+			TtlSeconds:        uint32(max(n.TTL.Seconds(), 0)),
+		}
+		for _, a := range n.MgmtAddrs {
+			pn.MgmtAddrs = append(pn.MgmtAddrs, a.String())
+		}
+		if !n.LastSeen.IsZero() {
+			pn.LastSeen = timestamppb.New(n.LastSeen)
+		}
+		out = append(out, pn)
 	}
 	return out
 }

@@ -17,6 +17,13 @@
 // and counted, never reverted (drift.go). This also runs while the controller
 // is unreachable, and never before the first successful apply.
 //
+// LLDP (lldp.go, with WithLLDP): package lldp runs on every registered port
+// but the management interface, following link events; neighbour changes are
+// debounced and the full table is reported with ReportNeighbors, never on a
+// timer, and once per controller session. A restarted agent waits a settle
+// time before its first report, so the controller never sees the briefly
+// empty table.
+//
 // Protobuf types stay in this package's edge (convert.go); the reconcilers
 // speak their own types. The package must not parse flags or config files
 // (cmd/fabric-agent does) and never touches the kernel except through the

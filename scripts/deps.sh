@@ -16,6 +16,8 @@ declare -A need=(
   [ip]=iproute2
   [ping]=iputils-ping
   [nft]=nftables
+  # The mini-lab machines run lldpd (lldpcli comes with it).
+  [lldpd]=lldpd
 )
 missing=()
 for cmd in "${!need[@]}"; do

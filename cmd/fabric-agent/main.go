@@ -3,10 +3,13 @@
 // reconciles the kernel to it.
 //
 //	fabric-agent --role leaf|spine|firewall --controller HOST:PORT [--hostname NAME] [--log-level info]
+//	    [--lldp=true] [--lldp-interval 30s] [--mgmt-interface eth0] [--lldp-mgmt-addr IP,...]
 //	fabric-agent plan --controller HOST:PORT [--hostname NAME] [--role ROLE] [--timeout 30s] [--log-level warn]
 //
 // plan takes one snapshot and prints the kernel changes applying it would
-// make, one per line, without changing anything. SIGINT and SIGTERM stop the
+// make, one per line, without changing anything. The daemon runs LLDP on every
+// port but the management interface and reports the neighbours to the
+// controller when they change. SIGINT and SIGTERM stop the
 // daemon; the kernel is left as it is.
 //
 // This package owns flags and process setup only; package agent does the work.
@@ -19,6 +22,7 @@ import (
 	"fmt"
 	"io"
 	"log/slog"
+	"net/netip"
 	"os"
 	"os/signal"
 	"strconv"
@@ -28,6 +32,7 @@ import (
 
 	"github.com/metalfabric/fabric/agent"
 	"github.com/metalfabric/fabric/fabric"
+	"github.com/metalfabric/fabric/lldp"
 )
 
 const (
@@ -46,6 +51,7 @@ func main() {
 func usage(w io.Writer) {
 	fmt.Fprint(w, `usage:
   fabric-agent --role leaf|spine|firewall --controller HOST:PORT [--hostname NAME] [--vlan-range MIN-MAX] [--log-level LEVEL]
+               [--lldp=BOOL] [--lldp-interval D] [--mgmt-interface NAME] [--lldp-mgmt-addr IP,...]
   fabric-agent plan --controller HOST:PORT [--hostname NAME] [--role ROLE] [--timeout D] [--log-level LEVEL]
 `)
 }
@@ -103,6 +109,48 @@ func (c *common) config(roleRequired bool) (agent.Config, *slog.Logger, error) {
 	return agent.Config{Controller: c.controller, Hostname: c.hostname, Role: role, VLANRange: vlans}, log, nil
 }
 
+// lldpFlags are the daemon's LLDP flags.
+type lldpFlags struct {
+	enabled  bool
+	interval time.Duration
+	mgmtIf   string
+	mgmtAddr string
+}
+
+func (l *lldpFlags) register(fs *flag.FlagSet) {
+	fs.BoolVar(&l.enabled, "lldp", true, "run LLDP on the ports and report the neighbours to the controller")
+	fs.DurationVar(&l.interval, "lldp-interval", lldp.DefaultInterval, "LLDP transmit interval (the announced TTL is 4 times it)")
+	fs.StringVar(&l.mgmtIf, "mgmt-interface", "eth0", "management interface: no LLDP on it (\"\" for none)")
+	fs.StringVar(&l.mgmtAddr, "lldp-mgmt-addr", "", "management addresses to announce over LLDP, comma-separated IPs")
+}
+
+// option returns the agent option for the flags, nil when LLDP is off.
+func (l *lldpFlags) option(role agent.Role) (agent.Option, error) {
+	if !l.enabled {
+		return nil, nil
+	}
+	if l.interval < time.Second || l.interval > time.Hour {
+		return nil, fmt.Errorf("--lldp-interval: %v is not between 1s and 1h", l.interval)
+	}
+	var addrs []netip.Addr
+	for _, s := range strings.Split(l.mgmtAddr, ",") {
+		if s = strings.TrimSpace(s); s == "" {
+			continue
+		}
+		a, err := netip.ParseAddr(s)
+		if err != nil {
+			return nil, fmt.Errorf("--lldp-mgmt-addr: %w", err)
+		}
+		addrs = append(addrs, a)
+	}
+	return agent.WithLLDP(agent.LLDPConfig{
+		Interval:          l.interval,
+		MgmtInterface:     l.mgmtIf,
+		MgmtAddrs:         addrs,
+		SystemDescription: "metalfabric fabric-agent (" + string(role) + ")",
+	}), nil
+}
+
 func run(ctx context.Context, args []string, stdout, stderr io.Writer) int {
 	if len(args) > 0 && args[0] == "plan" {
 		return runPlan(ctx, args[1:], stdout, stderr)
@@ -112,6 +160,8 @@ func run(ctx context.Context, args []string, stdout, stderr io.Writer) int {
 	fs.Usage = func() { usage(stderr); fs.PrintDefaults() }
 	var c common
 	c.register(fs, "info")
+	var lf lldpFlags
+	lf.register(fs)
 	if err := fs.Parse(args); err != nil {
 		if errors.Is(err, flag.ErrHelp) {
 			return exitOK
@@ -128,7 +178,16 @@ func run(ctx context.Context, args []string, stdout, stderr io.Writer) int {
 		fmt.Fprintf(stderr, "fabric-agent: %v\n", err)
 		return exitUsage
 	}
-	a, err := agent.New(cfg, agent.WithLogger(log))
+	opts := []agent.Option{agent.WithLogger(log)}
+	lldpOpt, err := lf.option(cfg.Role)
+	if err != nil {
+		fmt.Fprintf(stderr, "fabric-agent: %v\n", err)
+		return exitUsage
+	}
+	if lldpOpt != nil {
+		opts = append(opts, lldpOpt)
+	}
+	a, err := agent.New(cfg, opts...)
 	if err != nil {
 		fmt.Fprintf(stderr, "fabric-agent: %v\n", err)
 		return exitError

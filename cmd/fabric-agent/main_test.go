@@ -17,6 +17,9 @@ func TestUsageErrors(t *testing.T) {
 		{[]string{"--role", "leaf", "--controller", "c:1", "--log-level", "loud"}, "--log-level"},
 		{[]string{"--role", "leaf", "--controller", "c:1", "extra"}, `unexpected argument "extra"`},
 		{[]string{"--bogus"}, "flag provided but not defined"},
+		{[]string{"--role", "leaf", "--controller", "c:1", "--lldp-interval", "10ms"}, "--lldp-interval: 10ms is not between 1s and 1h"},
+		{[]string{"--role", "leaf", "--controller", "c:1", "--lldp-mgmt-addr", "10.0.0.300"}, "--lldp-mgmt-addr"},
+		{[]string{"plan", "--controller", "c:1", "--lldp-interval", "2s"}, "flag provided but not defined: -lldp-interval"},
 		{[]string{"plan", "--role", "core", "--controller", "c:1"}, `--role: unknown role "core"`},
 		{[]string{"plan"}, "--controller HOST:PORT is required"},
 	}

@@ -6,11 +6,13 @@ import (
 	"log/slog"
 	"os"
 	"path/filepath"
+	"slices"
 	"strings"
 	"testing"
 	"time"
 
 	"github.com/google/go-cmp/cmp"
+	"golang.org/x/sys/unix"
 	"google.golang.org/protobuf/testing/protocmp"
 
 	apiv1 "github.com/metalfabric/fabric/controlplane/api/v1"
@@ -47,6 +49,7 @@ func TestMiniLab(t *testing.T) {
 			t.Errorf("tearing the lab down: %v", err)
 		}
 	})
+	labUp := time.Now()
 	api := m.API
 	if err := m.WaitRegistered(ctx, 2*time.Minute, m.Switches()...); err != nil {
 		t.Fatalf("agents did not register: %v", err)
@@ -54,10 +57,31 @@ func TestMiniLab(t *testing.T) {
 	if _, err := api.CreateNetwork(ctx, &apiv1.CreateNetworkRequest{Name: "tenant-a", Prefix: "10.0.1.0/24"}); err != nil {
 		t.Fatal(err)
 	}
-	for machine, conns := range scenario.Cabling {
-		if _, err := api.CableMachine(ctx, &apiv1.CableMachineRequest{Machine: machine, Connections: conns}); err != nil {
-			t.Fatal(err)
+	// Nobody cables the machines: the controller learns the wiring from the
+	// leaves' LLDP neighbours (the machines run lldpd).
+	for _, machine := range []string{"machine01", "machine02"} {
+		if err := m.WaitWiring(ctx, scenario.WiringTimeout, machine, scenario.Cabling[machine]); err != nil {
+			t.Fatalf("learned wiring: %v", err)
 		}
+		t.Logf("wiring of %s learned %s after the lab came up", machine, time.Since(labUp).Round(time.Millisecond))
+		got, err := api.GetMachine(ctx, &apiv1.GetMachineRequest{Name: machine})
+		if err != nil {
+			t.Fatalf("GetMachine %s: %v", machine, err)
+		}
+		if got.GetManual() || !scenario.SameConnections(got.GetLearned(), scenario.Cabling[machine]) {
+			t.Errorf("GetMachine %s: manual=%t learned=%v; want learned %v, not manual", machine, got.GetManual(),
+				scenario.FormatConnections(got.GetLearned()), scenario.FormatConnections(scenario.Cabling[machine]))
+		}
+		if got.GetLiveness() != apiv1.Liveness_LIVENESS_ALIVE {
+			t.Errorf("GetMachine %s: liveness %v, want alive", machine, got.GetLiveness())
+		}
+	}
+	// The switches see each other too: port ID = the peer's interface name.
+	if got, want := neighborsOn(t, ctx, m, "leaf01", "swp31"), []string{"spine01/swp1"}; !slices.Equal(got, want) {
+		t.Errorf("leaf01 swp31 neighbours = %v, want %v", got, want)
+	}
+	if got := neighborsOn(t, ctx, m, "leaf01", "eth0"); len(got) != 0 {
+		t.Errorf("leaf01 has neighbours on its management port: %v", got)
 	}
 	vni, err := m.NetworkVNI(ctx, "tenant-a")
 	if err != nil {
@@ -160,6 +184,12 @@ func TestMiniLab(t *testing.T) {
 		if err := m.WaitRegistered(ctx, 2*time.Minute, m.Switches()...); err != nil {
 			t.Fatalf("agents did not reconnect: %v", err)
 		}
+		// The reconnected agents report their neighbours again.
+		for _, machine := range []string{"machine01", "machine02"} {
+			if err := m.WaitWiring(ctx, scenario.WiringTimeout, machine, scenario.Cabling[machine]); err != nil {
+				t.Fatalf("wiring after controller restart: %v", err)
+			}
+		}
 		nets2, err := api.ListNetworks(ctx, &apiv1.ListNetworksRequest{})
 		if err != nil {
 			t.Fatal(err)
@@ -171,7 +201,13 @@ func TestMiniLab(t *testing.T) {
 		if err != nil {
 			t.Fatal(err)
 		}
-		if diff := cmp.Diff(machines, machines2, protocmp.Transform()); diff != "" {
+		// Liveness and last-seen times move on; the rest must not.
+		if diff := cmp.Diff(machines, machines2, protocmp.Transform(),
+			protocmp.IgnoreFields(&apiv1.Machine{}, "liveness", "last_seen"),
+			protocmp.SortRepeated(func(a, b *apiv1.Connection) bool {
+				return a.GetDevice()+":"+a.GetPort() < b.GetDevice()+":"+b.GetPort()
+			}),
+		); diff != "" {
 			t.Errorf("machines after controller restart (-before +after):\n%s", diff)
 		}
 		// The reconnected agents still get pushes.
@@ -214,6 +250,119 @@ func TestMiniLab(t *testing.T) {
 			t.Errorf("deleting the emptied network: %v", err)
 		}
 	})
+
+	t.Run("unplugging a link changes the learned wiring", func(t *testing.T) {
+		// Pull machine02's second cable (lan1 <-> leaf02:swp2): leaf02's
+		// port loses its carrier and its neighbour.
+		start := time.Now()
+		if out, err := m.Lab.Exec(ctx, "machine02", "ip", "link", "set", "lan1", "down"); err != nil {
+			t.Fatalf("%v\n%s", err, out)
+		}
+		unplugged := []*apiv1.Connection{{Device: "leaf01", Port: "swp2"}}
+		if err := m.WaitWiring(ctx, scenario.WiringTimeout, "machine02", unplugged); err != nil {
+			t.Fatalf("after unplugging lan1: %v", err)
+		}
+		t.Logf("unplugged link left the wiring after %s", time.Since(start).Round(time.Millisecond))
+		nbrs := neighborsOn(t, ctx, m, "leaf02", "swp2")
+		if len(nbrs) != 0 {
+			t.Errorf("leaf02 still has neighbours on swp2: %v", nbrs)
+		}
+
+		start = time.Now()
+		if out, err := m.Lab.Exec(ctx, "machine02", "ip", "link", "set", "lan1", "up"); err != nil {
+			t.Fatalf("%v\n%s", err, out)
+		}
+		if err := m.WaitWiring(ctx, scenario.WiringTimeout, "machine02", scenario.Cabling["machine02"]); err != nil {
+			t.Fatalf("after plugging lan1 back: %v", err)
+		}
+		t.Logf("replugged link back in the wiring after %s", time.Since(start).Round(time.Millisecond))
+	})
+
+	t.Run("a mis-cabled port is a finding", func(t *testing.T) {
+		// The plan says machine02 belongs on leaf01:swp1; machine01 is there.
+		plan := []*apiv1.PlannedPort{
+			{Port: "swp1", Neighbor: "machine02"},
+			{Port: "swp2", Neighbor: "machine02"},
+			{Port: "swp31", Neighbor: "spine01"},
+		}
+		planned := map[string]bool{"swp1": true, "swp2": true, "swp31": true}
+		if _, err := api.SetCablingPlan(ctx, &apiv1.SetCablingPlanRequest{Device: "leaf01", Ports: plan}); err != nil {
+			t.Fatalf("SetCablingPlan: %v", err)
+		}
+		want := []*apiv1.Finding{{Device: "leaf01", Port: "swp1", Kind: "mismatch", Expected: "machine02", Actual: "machine01"}}
+		var got []*apiv1.Finding
+		err := pollUntil(ctx, time.Minute, func() (bool, error) {
+			resp, err := api.ListFindings(ctx, &apiv1.ListFindingsRequest{})
+			if err != nil {
+				return false, err
+			}
+			got = nil
+			for _, f := range resp.GetFindings() {
+				if f.GetDevice() == "leaf01" && planned[f.GetPort()] {
+					got = append(got, f)
+				}
+			}
+			return cmp.Diff(want, got, protocmp.Transform()) == "", nil
+		})
+		if err != nil {
+			t.Errorf("findings of leaf01: %v; last (-want +got):\n%s", err, cmp.Diff(want, got, protocmp.Transform()))
+		}
+		// An empty plan removes it, and its findings.
+		if _, err := api.SetCablingPlan(ctx, &apiv1.SetCablingPlanRequest{Device: "leaf01"}); err != nil {
+			t.Fatalf("clearing the plan: %v", err)
+		}
+		if err := pollUntil(ctx, time.Minute, func() (bool, error) {
+			resp, err := api.ListFindings(ctx, &apiv1.ListFindingsRequest{})
+			if err != nil {
+				return false, err
+			}
+			for _, f := range resp.GetFindings() {
+				if f.GetDevice() == "leaf01" && planned[f.GetPort()] {
+					return false, nil
+				}
+			}
+			return true, nil
+		}); err != nil {
+			t.Errorf("leaf01 findings after clearing its plan: %v", err)
+		}
+	})
+}
+
+// neighborsOn returns the LLDP neighbours the controller holds for a device
+// port.
+func neighborsOn(t *testing.T, ctx context.Context, m *scenario.MiniLab, device, port string) []string {
+	t.Helper()
+	d, err := m.API.GetDevice(ctx, &apiv1.GetDeviceRequest{Hostname: device})
+	if err != nil {
+		t.Fatalf("GetDevice %s: %v", device, err)
+	}
+	var out []string
+	for _, n := range d.GetNeighbors() {
+		if n.GetPort() == port {
+			out = append(out, n.GetSystemName()+"/"+n.GetPortId())
+		}
+	}
+	return out
+}
+
+// pollUntil calls check until it is true, fails, or timeout passes.
+func pollUntil(ctx context.Context, timeout time.Duration, check func() (bool, error)) error {
+	ctx, cancel := context.WithTimeout(ctx, timeout)
+	defer cancel()
+	for {
+		ok, err := check()
+		if err != nil {
+			return err
+		}
+		if ok {
+			return nil
+		}
+		select {
+		case <-ctx.Done():
+			return fmt.Errorf("timed out after %s", timeout)
+		case <-time.After(100 * time.Millisecond):
+		}
+	}
 }
 
 func portState(t *testing.T, m *scenario.MiniLab, node, port string) scenario.PortVRF {
@@ -250,16 +399,36 @@ func watchLinks(t *testing.T, ctx context.Context, m *scenario.MiniLab, node str
 		cancel()
 		t.Fatal(err)
 	}
+	// Subscribed first, listed second: a change between the two shows up
+	// as an update that differs from the listed state, or as a repeat.
+	last, err := k.LinkStates()
+	if err != nil {
+		cancel()
+		t.Fatal(err)
+	}
 	e := &linkEvents{node: node, cancel: cancel, done: make(chan []string, 1)}
 	go func() {
 		var seen []string
 		for u := range updates {
+			name := u.Attrs().Name
 			// eth0 is the management port: its counters and carrier are not
 			// the agent's business.
-			if u.Attrs().Name == "eth0" {
+			if name == "eth0" {
 				continue
 			}
-			seen = append(seen, fmt.Sprintf("%s master=%d flags=%v", u.Attrs().Name, u.Attrs().MasterIndex, u.Attrs().Flags))
+			state := scenario.LinkState(u.Attrs())
+			if u.Header.Type == unix.RTM_DELLINK {
+				seen = append(seen, name+" deleted")
+				delete(last, name)
+				continue
+			}
+			// Notifications that change neither master nor flags (counters,
+			// bridge timers) are not changes.
+			if old, ok := last[name]; ok && old == state {
+				continue
+			}
+			last[name] = state
+			seen = append(seen, name+" "+state)
 		}
 		e.done <- seen
 	}()

@@ -9,7 +9,9 @@ import (
 	apiv1 "github.com/metalfabric/fabric/controlplane/api/v1"
 )
 
-// Cabling is how the mini-lab's machines are wired (containerlab/mini-lab.clab.yml).
+// Cabling is how the mini-lab's machines are wired
+// (containerlab/mini-lab.clab.yml). Nobody tells the controller: it learns
+// this from the leaves' LLDP neighbours (the machines run lldpd).
 var Cabling = map[string][]*apiv1.Connection{
 	"machine01": {{Device: "leaf01", Port: "swp1"}, {Device: "leaf02", Port: "swp1"}},
 	"machine02": {{Device: "leaf01", Port: "swp2"}, {Device: "leaf02", Port: "swp2"}},
@@ -19,13 +21,18 @@ var Cabling = map[string][]*apiv1.Connection{
 const (
 	registerTimeout = 90 * time.Second
 	convergeTimeout = 60 * time.Second
+	// WiringTimeout bounds the wait for the learned wiring: LLDP settle and
+	// the neighbours' first frames, a few seconds on a fast machine.
+	WiringTimeout = 2 * time.Minute
 )
 
 // Demo is what `make lab` runs on a fresh mini-lab: wait for the agents,
-// create a tenant network, cable and allocate both machines, show the fabric
+// create a tenant network, wait until the controller learned both machines'
+// wiring over LLDP, allocate them, show the fabric
 // with fabricctl, and check that every machine port sits in the tenant VRF
 // in the leaves' kernels. It returns the allocation -> kernel latencies seen.
 func (m *MiniLab) Demo(ctx context.Context) ([]time.Duration, error) {
+	start := time.Now()
 	fmt.Fprintf(m.Out, "waiting for agents %v to register...\n", m.Switches())
 	if err := m.WaitRegistered(ctx, registerTimeout, m.Switches()...); err != nil {
 		return nil, err
@@ -36,14 +43,16 @@ func (m *MiniLab) Demo(ctx context.Context) ([]time.Duration, error) {
 	if err := m.Fabricctl(ctx, "network", "create", "tenant-a", "--prefix", "10.0.1.0/24"); err != nil {
 		return nil, err
 	}
+	// No `machine cable`: the wiring comes from LLDP.
+	fmt.Fprintf(m.Out, "\nwaiting for the controller to learn the machines' wiring over LLDP...\n")
 	for _, machine := range []string{"machine01", "machine02"} {
-		args := []string{"machine", "cable", machine}
-		for _, c := range Cabling[machine] {
-			args = append(args, "--port", c.GetDevice()+":"+c.GetPort())
-		}
-		if err := m.Fabricctl(ctx, args...); err != nil {
+		if err := m.WaitWiring(ctx, WiringTimeout, machine, Cabling[machine]); err != nil {
 			return nil, err
 		}
+		fmt.Fprintf(m.Out, "wiring of %s learned %s after the demo started\n", machine, time.Since(start).Round(time.Millisecond))
+	}
+	if err := m.Fabricctl(ctx, "machine", "list"); err != nil {
+		return nil, err
 	}
 	var latencies []time.Duration
 	for _, machine := range []string{"machine01", "machine02"} {

@@ -155,6 +155,49 @@ func (m *MiniLab) WaitConverged(ctx context.Context, timeout time.Duration, mach
 	})
 }
 
+// WaitWiring waits until the controller shows machine cabled to exactly want
+// (in any order), as ListMachines reports it.
+func (m *MiniLab) WaitWiring(ctx context.Context, timeout time.Duration, machine string, want []*apiv1.Connection) error {
+	return poll(ctx, timeout, func(ctx context.Context) (bool, string, error) {
+		got, err := m.Wiring(ctx, machine)
+		if err != nil {
+			return false, err.Error(), nil
+		}
+		return SameConnections(got, want), fmt.Sprintf("%s is cabled to %v, want %v", machine, FormatConnections(got), FormatConnections(want)), nil
+	})
+}
+
+// Wiring returns the machine's effective connections from ListMachines (nil
+// when the controller does not know the machine yet).
+func (m *MiniLab) Wiring(ctx context.Context, machine string) ([]*apiv1.Connection, error) {
+	resp, err := m.API.ListMachines(ctx, &apiv1.ListMachinesRequest{})
+	if err != nil {
+		return nil, fmt.Errorf("listing machines: %w", err)
+	}
+	for _, mc := range resp.GetMachines() {
+		if mc.GetName() == machine {
+			return mc.GetConnections(), nil
+		}
+	}
+	return nil, nil
+}
+
+// SameConnections tells whether a and b hold the same device:port pairs.
+func SameConnections(a, b []*apiv1.Connection) bool {
+	x, y := FormatConnections(a), FormatConnections(b)
+	return slices.Equal(x, y)
+}
+
+// FormatConnections renders connections as sorted "device:port" strings.
+func FormatConnections(cs []*apiv1.Connection) []string {
+	out := make([]string, 0, len(cs))
+	for _, c := range cs {
+		out = append(out, c.GetDevice()+":"+c.GetPort())
+	}
+	slices.Sort(out)
+	return out
+}
+
 // poll calls check until it reports done, returns an error, or timeout
 // passes; the timeout error carries the last reason.
 func poll(ctx context.Context, timeout time.Duration, check func(context.Context) (bool, string, error)) error {

@@ -117,6 +117,28 @@ func (k *Kernel) HasLink(name string) (bool, error) {
 	return false, fmt.Errorf("reading link %s: %w", name, err)
 }
 
+// LinkStates returns every link's name with its master and flags, rendered
+// like LinkState renders an update, so a watcher can tell a real change from
+// a notification that changed neither (the bridge notifies, for example,
+// when a port's forward-delay timer ends).
+func (k *Kernel) LinkStates() (map[string]string, error) {
+	links, err := k.handle.LinkList()
+	if err != nil {
+		return nil, fmt.Errorf("listing links: %w", err)
+	}
+	out := make(map[string]string, len(links))
+	for _, l := range links {
+		out[l.Attrs().Name] = LinkState(l.Attrs())
+	}
+	return out, nil
+}
+
+// LinkState renders the parts of a link the e2e checks watch: master and
+// flags.
+func LinkState(a *netlink.LinkAttrs) string {
+	return fmt.Sprintf("master=%d flags=%v", a.MasterIndex, a.Flags)
+}
+
 // WatchLinks streams link changes of the namespace until ctx ends.
 func (k *Kernel) WatchLinks(ctx context.Context) (<-chan netlink.LinkUpdate, error) {
 	ch := make(chan netlink.LinkUpdate, 256)
