@@ -101,3 +101,33 @@ func TestNeighborsLivenessAndCodes(t *testing.T) {
 		t.Errorf("desired version moved %d -> %d", rev, got)
 	}
 }
+
+// TestLivenessOfConnectedAgentsTable: agents report neighbours on change
+// only, so a machine in the table of a connected agent stays alive however
+// old its report is; once the agent is gone, the report's age counts.
+func TestLivenessOfConnectedAgentsTable(t *testing.T) {
+	e := newEnv(t)
+	e.register("leaf1", apiv1.Role_ROLE_LEAF, "swp1")
+	_, err := e.dev.ReportNeighbors(ctx(t), &apiv1.ReportNeighborsRequest{Hostname: "leaf1", Neighbors: []*apiv1.Neighbor{
+		{Port: "swp1", ChassisId: "c1", SystemName: "m1", LastSeen: timestamppb.New(fixedNow.Add(-2 * time.Hour))},
+	}})
+	if err != nil {
+		t.Fatal(err)
+	}
+	liveness := func() apiv1.Liveness {
+		m, err := e.op.GetMachine(ctx(t), &apiv1.GetMachineRequest{Name: "m1"})
+		if err != nil {
+			t.Fatal(err)
+		}
+		return m.GetLiveness()
+	}
+	if got := liveness(); got != apiv1.Liveness_LIVENESS_DEAD {
+		t.Errorf("without a connected agent: %v, want dead", got)
+	}
+	w := e.watch("leaf1")
+	w.next()
+	if got := liveness(); got != apiv1.Liveness_LIVENESS_ALIVE {
+		t.Errorf("in a connected agent's table: %v, want alive", got)
+	}
+	w.cancel()
+}

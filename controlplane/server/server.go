@@ -485,6 +485,16 @@ func (o operatorService) ListFindings(ctx context.Context, _ *apiv1.ListFindings
 }
 
 // machineToProto converts a machine, with its liveness at the server's now.
+// Agents report their neighbour tables on change only and expire entries by
+// their TTL themselves, so a machine in the current table of a connected
+// agent is being seen now.
 func (s *Server) machineToProto(m model.Machine) *apiv1.Machine {
-	return machineToProto(m, model.LivenessAt(m.LastSeen, s.now(), s.alive, s.dead))
+	now := s.now()
+	for _, c := range m.Learned {
+		if s.hub.Subscribers(c.Device) > 0 {
+			m.LastSeen = now
+			break
+		}
+	}
+	return machineToProto(m, model.LivenessAt(m.LastSeen, now, s.alive, s.dead))
 }
