@@ -88,6 +88,11 @@ type Agent struct {
 	// LLDP (lldp.go): nil when off.
 	nbr *nbrState
 
+	// Service manager hooks (see WithLifecycle).
+	onApplied func(version uint64, err error)
+	heartbeat func()
+	beat      time.Duration
+
 	// Test hooks.
 	onSnapshot   func(version uint64) // a snapshot was received and queued
 	onSessionEnd func(err error)      // a controller session ended
@@ -119,6 +124,14 @@ func WithDialOptions(opts ...grpc.DialOption) Option {
 // WithBackoff sets the reconnect backoff bounds (default 200 ms .. 10 s).
 func WithBackoff(minDelay, maxDelay time.Duration) Option {
 	return func(a *Agent) { a.minBackoff, a.maxBackoff = minDelay, maxDelay }
+}
+
+// WithLifecycle hooks the agent up to a service manager: applied is called
+// after every snapshot apply (err nil: fully applied), heartbeat at least
+// every beat from the loop that talks to the controller and applies
+// snapshots, so a watchdog fed by it notices when that loop hangs.
+func WithLifecycle(applied func(version uint64, err error), heartbeat func(), beat time.Duration) Option {
+	return func(a *Agent) { a.onApplied, a.heartbeat, a.beat = applied, heartbeat, beat }
 }
 
 // WithRPCTimeout bounds the Register and ReportStatus calls (default 10 s).
@@ -230,6 +243,7 @@ func (a *Agent) Run(ctx context.Context) error {
 	timer := time.NewTimer(0)
 	<-timer.C
 	for {
+		a.beatNow()
 		delivered, err := a.session(ctx, client)
 		if a.onSessionEnd != nil {
 			a.onSessionEnd(err)
@@ -243,13 +257,28 @@ func (a *Agent) Run(ctx context.Context) error {
 		}
 		delay := bo.next()
 		a.log.Warn("controller session ended, kernel left as it is", "err", err, "retry_in", delay)
-		timer.Reset(delay)
+		if !a.waitRetry(ctx, timer, delay) {
+			a.log.Info("agent stopping; kernel left as it is")
+			return nil
+		}
+	}
+}
+
+// waitRetry waits delay on timer, beating the heartbeat meanwhile; false
+// when ctx ended first.
+func (a *Agent) waitRetry(ctx context.Context, timer *time.Timer, delay time.Duration) bool {
+	beat, stop := a.beatTicker()
+	defer stop()
+	timer.Reset(delay)
+	for {
 		select {
 		case <-ctx.Done():
 			timer.Stop()
-			a.log.Info("agent stopping; kernel left as it is")
-			return nil
+			return false
+		case <-beat:
+			a.beatNow()
 		case <-timer.C:
+			return true
 		}
 	}
 }
@@ -310,13 +339,18 @@ func (a *Agent) session(ctx context.Context, client apiv1.DeviceServiceClient) (
 		}
 	})
 
+	beat, stopBeat := a.beatTicker()
+	defer stopBeat()
 	for {
 		select {
 		case <-ctx.Done():
 			return delivered, ctx.Err()
+		case <-beat:
+			a.beatNow()
 		case cfg := <-latest:
 			delivered = true
 			a.apply(sctx, client, cfg)
+			a.beatNow()
 		case <-a.drift.kick:
 			a.report(sctx, client) // a drift repair changed the status
 		case err := <-recvErr:
@@ -368,7 +402,26 @@ func (a *Agent) apply(ctx context.Context, client apiv1.DeviceServiceClient, cfg
 		log.Info("snapshot applied", "changes", len(res.Applied))
 		a.applied = cfg.GetVersion()
 	}
+	if a.onApplied != nil {
+		a.onApplied(cfg.GetVersion(), err)
+	}
 	a.report(ctx, client)
+}
+
+// beatTicker returns a channel that ticks every heartbeat period, or nil
+// (never ticks) without a heartbeat hook.
+func (a *Agent) beatTicker() (<-chan time.Time, func()) {
+	if a.heartbeat == nil || a.beat <= 0 {
+		return nil, func() {}
+	}
+	t := time.NewTicker(a.beat)
+	return t.C, t.Stop
+}
+
+func (a *Agent) beatNow() {
+	if a.heartbeat != nil {
+		a.heartbeat()
+	}
 }
 
 // Plan connects, takes one snapshot of the device's desired config and returns

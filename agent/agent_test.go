@@ -504,3 +504,40 @@ func TestAgentPlan(t *testing.T) {
 		t.Errorf("Plan registered the device")
 	}
 }
+
+// TestLifecycleHooks: the service manager hears of every apply and gets
+// heartbeats from the session loop while it idles on the watch stream.
+func TestLifecycleHooks(t *testing.T) {
+	ctl := newFakeController(snapshot(5, vrf(10010, "swp1")))
+	addr, _ := serve(t, ctl, "127.0.0.1:0")
+	applied := make(chan uint64, 10)
+	beats := make(chan struct{}, 1000)
+	runAgent(t, addr, fakeKernel(), WithLifecycle(
+		func(v uint64, err error) {
+			if err == nil {
+				applied <- v
+			}
+		},
+		func() { beats <- struct{}{} },
+		5*time.Millisecond))
+	select {
+	case v := <-applied:
+		if v != 5 {
+			t.Errorf("applied version %d, want 5", v)
+		}
+	case <-time.After(10 * time.Second):
+		t.Fatal("no apply reported to the lifecycle hook")
+	}
+	ctl.waitStatus(t)
+	// Idle on the stream: the heartbeat keeps coming.
+	for range len(beats) {
+		<-beats
+	}
+	for i := 0; i < 3; i++ {
+		select {
+		case <-beats:
+		case <-time.After(10 * time.Second):
+			t.Fatal("no heartbeat while idle on the watch stream")
+		}
+	}
+}

@@ -27,12 +27,15 @@ import (
 	"os/signal"
 	"strconv"
 	"strings"
+	"sync"
 	"syscall"
 	"time"
 
 	"github.com/metalfabric/fabric/agent"
+	"github.com/metalfabric/fabric/cmd/internal/flagfile"
 	"github.com/metalfabric/fabric/fabric"
 	"github.com/metalfabric/fabric/lldp"
+	"github.com/metalfabric/fabric/systemd"
 )
 
 const (
@@ -162,6 +165,7 @@ func run(ctx context.Context, args []string, stdout, stderr io.Writer) int {
 	c.register(fs, "info")
 	var lf lldpFlags
 	lf.register(fs)
+	config := fs.String("config", "", "YAML file of these settings (keys are the flag names; flags given here win)")
 	if err := fs.Parse(args); err != nil {
 		if errors.Is(err, flag.ErrHelp) {
 			return exitOK
@@ -173,12 +177,37 @@ func run(ctx context.Context, args []string, stdout, stderr io.Writer) int {
 		usage(stderr)
 		return exitUsage
 	}
+	if *config != "" {
+		if err := flagfile.Load(fs, *config); err != nil {
+			fmt.Fprintf(stderr, "fabric-agent: %v\n", err)
+			return exitUsage
+		}
+	}
 	cfg, log, err := c.config(true)
 	if err != nil {
 		fmt.Fprintf(stderr, "fabric-agent: %v\n", err)
 		return exitUsage
 	}
-	opts := []agent.Option{agent.WithLogger(log)}
+	// systemd: READY after the first fully applied snapshot, STATUS after
+	// each, the watchdog fed by the agent's session loop, STOPPING at the
+	// end. All no-ops outside systemd.
+	notify := systemd.NewNotifier()
+	wd := notify.Watchdog(systemd.WithLogger(log))
+	go wd.Run(ctx)
+	var ready sync.Once
+	applied := func(version uint64, err error) {
+		if err != nil {
+			_ = notify.Status(fmt.Sprintf("version %d applied with errors: %v", version, err))
+			return
+		}
+		ready.Do(func() {
+			if err := notify.Ready(); err != nil {
+				log.Warn("sd_notify", "err", err)
+			}
+		})
+		_ = notify.Status(fmt.Sprintf("version %d applied", version))
+	}
+	opts := []agent.Option{agent.WithLogger(log), agent.WithLifecycle(applied, wd.Alive, wd.Period())}
 	lldpOpt, err := lf.option(cfg.Role)
 	if err != nil {
 		fmt.Fprintf(stderr, "fabric-agent: %v\n", err)
@@ -192,7 +221,9 @@ func run(ctx context.Context, args []string, stdout, stderr io.Writer) int {
 		fmt.Fprintf(stderr, "fabric-agent: %v\n", err)
 		return exitError
 	}
-	if err := a.Run(ctx); err != nil {
+	err = a.Run(ctx)
+	_ = notify.Stopping()
+	if err != nil {
 		fmt.Fprintf(stderr, "fabric-agent: %v\n", err)
 		return exitError
 	}
