@@ -11,7 +11,7 @@ demo=(bin/fabric-lab demo)
 demo+=("$topo")
 
 start=$(date +%s)
-if bin/fabric-vm host-has-vrf; then
+if bin/fabric-vm host-has-vrf >/dev/null; then
   "${demo[@]}"
 else
   echo "lab: this kernel cannot create VRF devices; running the lab in a full-kernel VM (qemu, software emulation)"
