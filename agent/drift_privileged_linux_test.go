@@ -8,7 +8,6 @@ import (
 	"fmt"
 	"os"
 	"os/exec"
-	"runtime"
 	"slices"
 	"strings"
 	"testing"
@@ -19,40 +18,8 @@ import (
 	"golang.org/x/sys/unix"
 
 	"github.com/metalfabric/fabric/fabric"
+	"github.com/metalfabric/fabric/fabric/fabrictest"
 )
-
-// newDriftNetns returns a fresh network namespace and a netlink handle for
-// it; no thread stays in it.
-func newDriftNetns(t *testing.T) (netns.NsHandle, *netlink.Handle) {
-	t.Helper()
-	if os.Geteuid() != 0 {
-		t.Skip("privileged test: needs root (CAP_NET_ADMIN, CAP_SYS_ADMIN) to create a network namespace")
-	}
-	runtime.LockOSThread()
-	orig, err := netns.Get()
-	if err != nil {
-		runtime.UnlockOSThread()
-		t.Fatalf("getting the current netns: %v", err)
-	}
-	defer orig.Close()
-	ns, err := netns.New()
-	if err != nil {
-		runtime.UnlockOSThread()
-		t.Fatalf("creating a netns: %v", err)
-	}
-	if err := netns.Set(orig); err != nil {
-		ns.Close()
-		t.Fatalf("returning to the original netns: %v", err) // the thread stays locked and dies
-	}
-	runtime.UnlockOSThread()
-	t.Cleanup(func() { ns.Close() })
-	h, err := netlink.NewHandleAt(ns)
-	if err != nil {
-		t.Fatalf("netlink handle in the new netns: %v", err)
-	}
-	t.Cleanup(h.Close)
-	return ns, h
-}
 
 // ipIn runs ip(8) in the namespace ns, the way an operator would.
 func ipIn(t *testing.T, ns netns.NsHandle, args ...string) {
@@ -67,7 +34,7 @@ func ipIn(t *testing.T, ns netns.NsHandle, args ...string) {
 // TestPrivilegedDriftRepair needs VRFs: as root, TestMain runs it in the
 // full-kernel VM.
 func TestPrivilegedDriftRepair(t *testing.T) {
-	ns, h := newDriftNetns(t)
+	ns, h := fabrictest.NewNetns(t)
 	for _, tool := range []string{"nsenter", "ip"} {
 		if _, err := exec.LookPath(tool); err != nil {
 			t.Skipf("needs %s to change the kernel by hand: %v", tool, err)

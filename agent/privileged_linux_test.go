@@ -4,56 +4,19 @@ package agent
 
 import (
 	"errors"
-	"os"
 	"os/exec"
-	"runtime"
 	"testing"
 
 	"github.com/google/go-cmp/cmp"
 	"github.com/vishvananda/netlink"
-	"github.com/vishvananda/netns"
 	"golang.org/x/sys/unix"
 
 	"github.com/metalfabric/fabric/fabric"
+	"github.com/metalfabric/fabric/fabric/fabrictest"
 )
 
-// newNetnsHandle returns a netlink handle for a fresh network namespace. No
-// thread stays in the namespace, so the test's gRPC traffic uses the host's
-// loopback while the agent reconciles the new namespace.
-func newNetnsHandle(t *testing.T) *netlink.Handle {
-	t.Helper()
-	if os.Geteuid() != 0 {
-		t.Skip("privileged test: needs root (CAP_NET_ADMIN, CAP_SYS_ADMIN) to create a network namespace")
-	}
-	runtime.LockOSThread()
-	orig, err := netns.Get()
-	if err != nil {
-		runtime.UnlockOSThread()
-		t.Fatalf("getting the current netns: %v", err)
-	}
-	defer orig.Close()
-	ns, err := netns.New()
-	if err != nil {
-		runtime.UnlockOSThread()
-		t.Fatalf("creating a netns: %v", err)
-	}
-	if err := netns.Set(orig); err != nil {
-		// Leave the thread locked: it dies with the goroutine.
-		ns.Close()
-		t.Fatalf("returning to the original netns: %v", err)
-	}
-	runtime.UnlockOSThread()
-	t.Cleanup(func() { ns.Close() })
-	h, err := netlink.NewHandleAt(ns)
-	if err != nil {
-		t.Fatalf("netlink handle in the new netns: %v", err)
-	}
-	t.Cleanup(h.Close)
-	return h
-}
-
 func TestPrivilegedAgentVRF(t *testing.T) {
-	h := newNetnsHandle(t)
+	_, h := fabrictest.NewNetns(t)
 	probe := &netlink.Vrf{LinkAttrs: netlink.LinkAttrs{Name: "vrfprobe"}, Table: 4242}
 	err := h.LinkAdd(probe)
 	if errors.Is(err, unix.EOPNOTSUPP) {

@@ -6,52 +6,18 @@ import (
 	"context"
 	"net"
 	"os"
-	"runtime"
 	"slices"
 	"testing"
 	"time"
 
 	"github.com/vishvananda/netlink"
-	"github.com/vishvananda/netns"
 
 	"github.com/metalfabric/fabric/fabric"
+	"github.com/metalfabric/fabric/fabric/fabrictest"
 )
 
-// newEventNetns creates a network namespace without moving any thread into
-// it for longer than the creation, and returns it with a handle for it.
-func newEventNetns(t *testing.T) (netns.NsHandle, *netlink.Handle) {
-	t.Helper()
-	if os.Geteuid() != 0 {
-		t.Skip("privileged test: needs root (CAP_NET_ADMIN, CAP_SYS_ADMIN) to create a network namespace")
-	}
-	runtime.LockOSThread()
-	orig, err := netns.Get()
-	if err != nil {
-		runtime.UnlockOSThread()
-		t.Fatalf("getting the current netns: %v", err)
-	}
-	defer orig.Close()
-	ns, err := netns.New()
-	if err != nil {
-		runtime.UnlockOSThread()
-		t.Fatalf("creating a netns: %v", err)
-	}
-	if err := netns.Set(orig); err != nil {
-		ns.Close()
-		t.Fatalf("returning to the original netns: %v", err) // the thread stays locked and dies
-	}
-	runtime.UnlockOSThread()
-	t.Cleanup(func() { ns.Close() })
-	h, err := netlink.NewHandleAt(ns)
-	if err != nil {
-		t.Fatalf("netlink handle in the new netns: %v", err)
-	}
-	t.Cleanup(h.Close)
-	return ns, h
-}
-
 func TestPrivilegedWatchEvents(t *testing.T) {
-	ns, h := newEventNetns(t)
+	ns, h := fabrictest.NewNetns(t)
 	ctx, cancel := context.WithCancel(t.Context())
 	events, err := fabric.WatchEvents(ctx, fabric.WithEventNetNS(int(ns)))
 	if err != nil {
