@@ -18,6 +18,10 @@ declare -A need=(
   [nft]=nftables
   # The mini-lab machines run lldpd (lldpcli comes with it).
   [lldpd]=lldpd
+  # The unit files are checked with systemd-analyze verify.
+  [systemd-analyze]=systemd
+  # make deb's test inspects the packages.
+  [dpkg-deb]=dpkg
 )
 missing=()
 for cmd in "${!need[@]}"; do
