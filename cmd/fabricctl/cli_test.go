@@ -67,8 +67,8 @@ func TestCLIAgainstController(t *testing.T) {
 		t.Fatal(err)
 	}
 	want := "" +
-		"NAME      PREFIX       VNI    USAGE\n" +
-		"tenant-a  10.0.1.0/24  10000  0/254\n"
+		"NAME      PREFIX       VNI    PARENT  USAGE\n" +
+		"tenant-a  10.0.1.0/24  10000  -       0/254\n"
 	if diff := cmp.Diff(want, got); diff != "" {
 		t.Errorf("network list (-want +got):\n%s", diff)
 	}
@@ -92,6 +92,31 @@ func TestCLIAgainstController(t *testing.T) {
 	}
 	if got, _ := run(t, addr, "network", "list"); got != want {
 		t.Errorf("network list after rejected requests = %q, want %q", got, want)
+	}
+
+	// A child network: the lowest free /28 of its parent, shown with it.
+	if _, err := run(t, addr, "network", "create", "kid", "--parent", "tenant-a", "--length", "28"); err != nil {
+		t.Fatal(err)
+	}
+	got, err = run(t, addr, "network", "show", "kid")
+	if err != nil {
+		t.Fatal(err)
+	}
+	wantKid := "" +
+		"NAME  PREFIX       VNI    PARENT    USAGE\n" +
+		"kid   10.0.1.0/28  10001  tenant-a  0/14\n"
+	if diff := cmp.Diff(wantKid, got); diff != "" {
+		t.Errorf("network show kid (-want +got):\n%s", diff)
+	}
+	if _, err := run(t, addr, "network", "create", "kid2", "--parent", "tenant-a"); err == nil {
+		t.Errorf("--parent without --length: no error")
+	}
+	if _, err := run(t, addr, "network", "create", "kid2", "--prefix", "10.9.0.0/24", "--parent", "tenant-a", "--length", "28"); err == nil {
+		t.Errorf("--prefix with --parent: no error")
+	}
+	_, err = run(t, addr, "network", "delete", "tenant-a")
+	if status.Code(err) != codes.FailedPrecondition {
+		t.Errorf("deleting a parent with children: got %v, want FailedPrecondition", err)
 	}
 
 	if _, err := run(t, addr, "-o", "xml", "network", "list"); err == nil || !strings.Contains(err.Error(), "unknown output format") {

@@ -88,23 +88,31 @@ func call[Req, Resp proto.Message](c *cli, cmd *cobra.Command, fn func(context.C
 
 func (c *cli) networkCmd() *cobra.Command {
 	cmd := &cobra.Command{Use: "network", Aliases: []string{"networks", "net"}, Short: "Tenant networks"}
-	var prefix string
+	var prefix, parent string
+	var length uint32
 	create := &cobra.Command{
-		Use:   "create NAME --prefix CIDR",
+		Use:   "create NAME (--prefix CIDR | --parent NETWORK --length BITS)",
 		Short: "Create a network; its VNI comes from the controller's pool",
-		Args:  cobra.ExactArgs(1),
+		Long: "Create a network on a prefix, or as a child of a parent network: the controller picks\n" +
+			"the lowest free prefix of --length bits inside the parent.",
+		Args: cobra.ExactArgs(1),
 		RunE: func(cmd *cobra.Command, args []string) error {
 			api, err := c.api()
 			if err != nil {
 				return err
 			}
-			return call(c, cmd, api.CreateNetwork, &apiv1.CreateNetworkRequest{Name: args[0], Prefix: prefix}, func(n *apiv1.Network) [][]string {
+			req := &apiv1.CreateNetworkRequest{Name: args[0], Prefix: prefix, Parent: parent, ChildLength: length}
+			return call(c, cmd, api.CreateNetwork, req, func(n *apiv1.Network) [][]string {
 				return networkTable(n)
 			})
 		},
 	}
 	create.Flags().StringVar(&prefix, "prefix", "", "the network's prefix, e.g. 10.0.1.0/24")
-	_ = create.MarkFlagRequired("prefix")
+	create.Flags().StringVar(&parent, "parent", "", "create a child of this network (with --length)")
+	create.Flags().Uint32Var(&length, "length", 0, "prefix length of the child network, e.g. 28 (with --parent)")
+	create.MarkFlagsOneRequired("prefix", "parent")
+	create.MarkFlagsMutuallyExclusive("prefix", "parent")
+	create.MarkFlagsRequiredTogether("parent", "length")
 	list := &cobra.Command{
 		Use:   "list",
 		Short: "List networks",

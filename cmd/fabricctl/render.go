@@ -49,9 +49,9 @@ func render(w io.Writer, format string, msg proto.Message, rows [][]string) erro
 }
 
 func networkTable(nets ...*apiv1.Network) [][]string {
-	rows := [][]string{{"NAME", "PREFIX", "VNI", "USAGE"}}
+	rows := [][]string{{"NAME", "PREFIX", "VNI", "PARENT", "USAGE"}}
 	for _, n := range nets {
-		rows = append(rows, []string{n.GetName(), n.GetPrefix(), strconv.FormatUint(uint64(n.GetVni()), 10),
+		rows = append(rows, []string{n.GetName(), n.GetPrefix(), strconv.FormatUint(uint64(n.GetVni()), 10), orDash(n.GetParent()),
 			strconv.FormatUint(uint64(n.GetAllocated()), 10) + "/" + strconv.FormatUint(n.GetCapacity(), 10)})
 	}
 	return rows

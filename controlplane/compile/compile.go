@@ -35,67 +35,98 @@ func Compile(in Input) []model.DeviceConfig {
 	for _, n := range in.Networks {
 		networks[n.Name] = n
 	}
-	// device -> network -> set of ports
-	ports := make(map[string]map[string]map[string]struct{})
-	// device -> port -> machine
-	owner := make(map[string]map[string]string)
+	byDevice := make(map[string][]model.Attachment)
 	for _, m := range in.Machines {
-		if m.Allocation == nil {
-			continue
-		}
-		if _, ok := networks[m.Allocation.Network]; !ok {
-			continue
-		}
-		for _, c := range m.Connections {
-			byNet := ports[c.Device]
-			if byNet == nil {
-				byNet = make(map[string]map[string]struct{})
-				ports[c.Device] = byNet
-			}
-			set := byNet[m.Allocation.Network]
-			if set == nil {
-				set = make(map[string]struct{})
-				byNet[m.Allocation.Network] = set
-			}
-			set[c.Port] = struct{}{}
-			if owner[c.Device] == nil {
-				owner[c.Device] = make(map[string]string)
-			}
-			owner[c.Device][c.Port] = m.Name
+		for _, a := range Attachments(m) {
+			byDevice[a.Device] = append(byDevice[a.Device], a.Attachment)
 		}
 	}
-
 	out := make([]model.DeviceConfig, 0, len(in.Devices))
 	for _, d := range in.Devices {
-		cfg := model.DeviceConfig{Hostname: d.Hostname, Role: d.Role, ASN: d.ASN}
-		if d.Loopback.IsValid() {
-			cfg.Loopback = netip.PrefixFrom(d.Loopback, d.Loopback.BitLen())
-		}
-		if d.Role == model.RoleLeaf {
-			cfg.VTEP = d.Loopback
-			cfg.RouterMAC = d.ChassisMAC
-			for netName, set := range ports[d.Hostname] {
-				n := networks[netName]
-				cfg.VRFs = append(cfg.VRFs, model.VRF{
-					Name:    VRFName(n.VNI),
-					VNI:     n.VNI,
-					Table:   n.VNI,
-					Network: n.Name,
-					Ports:   slices.Sorted(maps.Keys(set)),
-					L3VNI:   cfg.VTEP.IsValid(),
-				})
-			}
-			for _, port := range slices.Sorted(maps.Keys(owner[d.Hostname])) {
-				cfg.Ports = append(cfg.Ports, model.PortConfig{Name: port, Description: owner[d.Hostname][port], AdminUp: true})
-			}
-			slices.SortFunc(cfg.VRFs, func(a, b model.VRF) int {
-				return cmp.Or(cmp.Compare(a.VNI, b.VNI), cmp.Compare(a.Network, b.Network))
-			})
-		}
-		out = append(out, cfg)
+		out = append(out, Device(d, networks, byDevice[d.Hostname]))
 	}
 	slices.SortFunc(out, func(a, b model.DeviceConfig) int { return cmp.Compare(a.Hostname, b.Hostname) })
 	return out
+}
+
+// DeviceAttachment is an attachment to one device.
+type DeviceAttachment struct {
+	Device string
+	model.Attachment
+}
+
+// Attachments returns what m contributes to device configs, one attachment
+// per device it is cabled to, sorted by device; none when m is free.
+func Attachments(m model.Machine) []DeviceAttachment {
+	if m.Allocation == nil {
+		return nil
+	}
+	var out []DeviceAttachment
+	for _, c := range m.Connections {
+		i := slices.IndexFunc(out, func(a DeviceAttachment) bool { return a.Device == c.Device })
+		if i < 0 {
+			out = append(out, DeviceAttachment{Device: c.Device, Attachment: model.Attachment{Machine: m.Name, Network: m.Allocation.Network}})
+			i = len(out) - 1
+		}
+		out[i].Ports = append(out[i].Ports, c.Port)
+	}
+	for i := range out {
+		slices.Sort(out[i].Ports)
+		out[i].Ports = slices.Compact(out[i].Ports)
+	}
+	slices.SortFunc(out, func(a, b DeviceAttachment) int { return cmp.Compare(a.Device, b.Device) })
+	return out
+}
+
+// Device compiles one device's config (see Compile) from the networks and
+// the attachments of the machines cabled to it, in machine name order (a
+// port claimed twice goes to the last). Compile calls it for every device,
+// so compiling one device alone gives exactly what Compile gives it.
+func Device(d model.Device, networks map[string]model.Network, atts []model.Attachment) model.DeviceConfig {
+	cfg := model.DeviceConfig{Hostname: d.Hostname, Role: d.Role, ASN: d.ASN}
+	if d.Loopback.IsValid() {
+		cfg.Loopback = netip.PrefixFrom(d.Loopback, d.Loopback.BitLen())
+	}
+	if d.Role != model.RoleLeaf {
+		return cfg
+	}
+	cfg.VTEP = d.Loopback
+	cfg.RouterMAC = d.ChassisMAC
+	// network -> set of ports, port -> machine
+	ports := make(map[string]map[string]struct{})
+	owner := make(map[string]string)
+	for _, a := range atts {
+		if _, ok := networks[a.Network]; !ok {
+			continue
+		}
+		set := ports[a.Network]
+		if set == nil {
+			set = make(map[string]struct{})
+			ports[a.Network] = set
+		}
+		for _, p := range a.Ports {
+			set[p] = struct{}{}
+			owner[p] = a.Machine
+		}
+	}
+	for netName, set := range ports {
+		n := networks[netName]
+		cfg.VRFs = append(cfg.VRFs, model.VRF{
+			Name:    VRFName(n.VNI),
+			VNI:     n.VNI,
+			Table:   n.VNI,
+			Network: n.Name,
+			Ports:   slices.Sorted(maps.Keys(set)),
+			L3VNI:   cfg.VTEP.IsValid(),
+		})
+	}
+	for _, port := range slices.Sorted(maps.Keys(owner)) {
+		cfg.Ports = append(cfg.Ports, model.PortConfig{Name: port, Description: owner[port], AdminUp: true})
+	}
+	slices.SortFunc(cfg.VRFs, func(a, b model.VRF) int {
+		return cmp.Or(cmp.Compare(a.VNI, b.VNI), cmp.Compare(a.Network, b.Network))
+	})
+	return cfg
 }
 
 // VRFName is the kernel name of a tenant VRF.

@@ -2,8 +2,11 @@
 // machines, devices, compiled device configs and the global revision. It
 // validates every request (returning errors that wrap one of the Err* kinds),
 // allocates VNIs and addresses, and on every mutating operation bumps the
-// revision, recompiles and stores the configs that changed, all in one
-// transaction. After the commit it hands the changed configs to a Notifier.
+// revision, recompiles the configs of the devices the mutation touched and
+// stores those that changed, all in one transaction. Indexes derived from the
+// records (index.go) are written in the same transaction, so a mutation
+// reads only what it changes, not every machine. After the commit it hands
+// the changed configs to a Notifier.
 //
 // It must not know about gRPC or protobuf, and must not talk to agents.
 package inventory
@@ -15,12 +18,12 @@ import (
 	"errors"
 	"fmt"
 	"log/slog"
+	"maps"
 	"net/netip"
 	"slices"
 	"strings"
 	"time"
 
-	"github.com/metalfabric/fabric/controlplane/compile"
 	"github.com/metalfabric/fabric/controlplane/ipam"
 	"github.com/metalfabric/fabric/controlplane/model"
 	"github.com/metalfabric/fabric/controlplane/store"
@@ -151,7 +154,10 @@ func (inv *Inventory) mutateMaybe(ctx context.Context, fn func(t txn, bump func(
 	var c commit
 	err := inv.st.Update(ctx, func(tx store.Tx) error {
 		c = commit{}
-		t := txn{tx}
+		t := txn{tx: tx, touched: make(map[string]bool)}
+		if err := t.ensureIndexes(); err != nil {
+			return err
+		}
 		var rev uint64
 		bump := func() (uint64, error) {
 			if rev != 0 {
@@ -202,12 +208,8 @@ func (inv *Inventory) CreateNetwork(ctx context.Context, name, prefix string) (m
 		if err != nil {
 			return err
 		}
-		used := make(map[uint32]bool, len(nets))
-		for _, o := range nets {
-			if o.Name == name {
-				return errorf(ErrExists, "network %s already exists (%s)", name, o.Prefix)
-			}
-			used[o.VNI] = true
+		if err := checkNewName(nets, name); err != nil {
+			return err
 		}
 		for _, o := range nets {
 			if o.Prefix.Overlaps(p) {
@@ -217,20 +219,102 @@ func (inv *Inventory) CreateNetwork(ctx context.Context, name, prefix string) (m
 		if inv.loopbacks.Overlaps(p) {
 			return errorf(ErrPrecondition, "prefix %s overlaps the device loopback pool %s", p, inv.loopbacks)
 		}
-		vni, err := ipam.NextVNI(inv.vnis, used)
-		if errors.Is(err, ipam.ErrExhausted) {
-			return errorf(ErrExhausted, "no free VNI left in the VNI pool %s", inv.vnis)
-		}
-		if err != nil {
-			return fmt.Errorf("allocating vni: %w", err)
-		}
-		n = model.Network{Name: name, Prefix: p, VNI: vni}
-		return t.put(bucketNetworks, name, n)
+		n, err = inv.putNetwork(t, nets, model.Network{Name: name, Prefix: p})
+		return err
 	})
 	if err != nil {
 		return model.Network{}, fmt.Errorf("creating network %s: %w", name, err)
 	}
 	inv.log.Info("network created", "network", n.Name, "prefix", n.Prefix, "vni", n.VNI)
+	return n, nil
+}
+
+// CreateChildNetwork creates a network as a child of parent, on the lowest
+// prefix of length bits inside the parent's prefix that overlaps no other
+// child of the parent and no machine address allocated in the parent, with
+// the lowest free VNI. The parent's free addresses outside its children stay
+// allocatable.
+func (inv *Inventory) CreateChildNetwork(ctx context.Context, name, parent string, bits int) (model.Network, error) {
+	if err := validName("network", name); err != nil {
+		return model.Network{}, fmt.Errorf("creating network: %w", err)
+	}
+	if err := validName("parent network", parent); err != nil {
+		return model.Network{}, fmt.Errorf("creating network %s: %w", name, err)
+	}
+	if bits <= 0 {
+		return model.Network{}, fmt.Errorf("creating network %s: %w", name, errorf(ErrInvalid, "child prefix length is missing"))
+	}
+	var n model.Network
+	_, err := inv.mutate(ctx, func(t txn, _ uint64) error {
+		nets, err := list[model.Network](t, bucketNetworks)
+		if err != nil {
+			return err
+		}
+		if err := checkNewName(nets, name); err != nil {
+			return err
+		}
+		par, err := t.network(parent)
+		if errors.Is(err, ErrNotFound) {
+			return errorf(ErrNotFound, "parent network %s not found", parent)
+		}
+		if err != nil {
+			return err
+		}
+		taken, err := t.childPrefixes(parent)
+		if err != nil {
+			return err
+		}
+		ips, err := t.allocatedIPs(parent)
+		if err != nil {
+			return err
+		}
+		for _, ip := range ips {
+			taken = append(taken, netip.PrefixFrom(ip, ip.BitLen()))
+		}
+		p, err := ipam.NextChild(par.Prefix, bits, taken)
+		if errors.Is(err, ipam.ErrExhausted) {
+			return errorf(ErrExhausted, "network %s (%s) has no free /%d left outside its children and allocated addresses", parent, par.Prefix, bits)
+		}
+		if err != nil {
+			return errorf(ErrInvalid, "parent network %s (%s): %v", parent, par.Prefix, err)
+		}
+		n, err = inv.putNetwork(t, nets, model.Network{Name: name, Prefix: p, Parent: parent})
+		return err
+	})
+	if err != nil {
+		return model.Network{}, fmt.Errorf("creating network %s: %w", name, err)
+	}
+	inv.log.Info("network created", "network", n.Name, "prefix", n.Prefix, "vni", n.VNI, "parent", n.Parent)
+	return n, nil
+}
+
+// checkNewName rejects a network name that is taken.
+func checkNewName(nets []model.Network, name string) error {
+	for _, o := range nets {
+		if o.Name == name {
+			return errorf(ErrExists, "network %s already exists (%s)", name, o.Prefix)
+		}
+	}
+	return nil
+}
+
+// putNetwork gives n the lowest VNI none of nets holds and stores it.
+func (inv *Inventory) putNetwork(t txn, nets []model.Network, n model.Network) (model.Network, error) {
+	used := make(map[uint32]bool, len(nets))
+	for _, o := range nets {
+		used[o.VNI] = true
+	}
+	vni, err := ipam.NextVNI(inv.vnis, used)
+	if errors.Is(err, ipam.ErrExhausted) {
+		return model.Network{}, errorf(ErrExhausted, "no free VNI left in the VNI pool %s", inv.vnis)
+	}
+	if err != nil {
+		return model.Network{}, fmt.Errorf("allocating vni: %w", err)
+	}
+	n.VNI = vni
+	if err := t.putNetworkRecord(n); err != nil {
+		return model.Network{}, err
+	}
 	return n, nil
 }
 
@@ -240,24 +324,32 @@ func (inv *Inventory) DeleteNetwork(ctx context.Context, name string) error {
 		return fmt.Errorf("deleting network: %w", err)
 	}
 	_, err := inv.mutate(ctx, func(t txn, _ uint64) error {
-		if _, err := t.network(name); err != nil {
-			return err
-		}
-		machines, err := list[model.Machine](t, bucketMachines)
+		n, err := t.network(name)
 		if err != nil {
 			return err
 		}
-		var users []string
-		for _, m := range machines {
-			if m.Allocation != nil && m.Allocation.Network == name {
-				users = append(users, m.Name)
-			}
+		kids, err := t.children(name)
+		if err != nil {
+			return err
 		}
+		if len(kids) > 0 {
+			var names []string
+			for _, k := range kids {
+				names = append(names, k.Name)
+			}
+			return errorf(ErrPrecondition, "network %s still has %d child network(s) (%s); delete them first",
+				name, len(kids), strings.Join(names, ", "))
+		}
+		allocs, err := t.allocations(name)
+		if err != nil {
+			return err
+		}
+		users := slices.Sorted(maps.Values(allocs))
 		if len(users) > 0 {
 			return errorf(ErrPrecondition, "network %s still has %d allocated machine(s) (%s); free them first",
 				name, len(users), strings.Join(users, ", "))
 		}
-		return t.tx.Delete(bucketNetworks, name)
+		return t.deleteNetworkRecord(n)
 	})
 	if err != nil {
 		return fmt.Errorf("deleting network %s: %w", name, err)
@@ -270,7 +362,7 @@ func (inv *Inventory) DeleteNetwork(ctx context.Context, name string) error {
 func (inv *Inventory) ListNetworks(ctx context.Context) ([]NetworkInfo, error) {
 	var out []NetworkInfo
 	err := inv.st.View(ctx, func(tx store.Tx) error {
-		t := txn{tx}
+		t := txn{tx: tx}
 		nets, err := list[model.Network](t, bucketNetworks)
 		if err != nil {
 			return err
@@ -343,6 +435,7 @@ func (inv *Inventory) Register(ctx context.Context, d model.Device) (uint64, err
 		if err := t.put(bucketDevices, d.Hostname, cur); err != nil {
 			return err
 		}
+		t.touch(d.Hostname)
 		// A new device turns neighbours announcing its name from machines
 		// into fabric links.
 		return inv.relearn(t, rev)
@@ -376,7 +469,7 @@ func (inv *Inventory) ReportStatus(ctx context.Context, hostname string, s Statu
 	}
 	now := inv.now()
 	err = inv.st.Update(ctx, func(tx store.Tx) error {
-		t := txn{tx}
+		t := txn{tx: tx}
 		d, err := t.device(hostname)
 		if err != nil {
 			return err
@@ -409,7 +502,7 @@ func (inv *Inventory) ReportStatus(ctx context.Context, hostname string, s Statu
 func (inv *Inventory) ListDevices(ctx context.Context) ([]DeviceInfo, error) {
 	var out []DeviceInfo
 	err := inv.st.View(ctx, func(tx store.Tx) error {
-		t := txn{tx}
+		t := txn{tx: tx}
 		devs, err := list[model.Device](t, bucketDevices)
 		if err != nil {
 			return err
@@ -445,7 +538,7 @@ func (inv *Inventory) DeviceConfig(ctx context.Context, hostname string) (model.
 	}
 	var cfg model.DeviceConfig
 	err := inv.st.View(ctx, func(tx store.Tx) error {
-		t := txn{tx}
+		t := txn{tx: tx}
 		if _, err := t.device(hostname); err != nil {
 			return err
 		}
@@ -462,7 +555,7 @@ func (inv *Inventory) ListMachines(ctx context.Context) ([]model.Machine, error)
 	var out []model.Machine
 	err := inv.st.View(ctx, func(tx store.Tx) error {
 		var err error
-		out, err = list[model.Machine](txn{tx}, bucketMachines)
+		out, err = list[model.Machine](txn{tx: tx}, bucketMachines)
 		return err
 	})
 	if err != nil {
@@ -476,7 +569,7 @@ func (inv *Inventory) Machine(ctx context.Context, name string) (model.Machine, 
 	var m model.Machine
 	err := inv.st.View(ctx, func(tx store.Tx) error {
 		var err error
-		m, err = txn{tx}.machine(name)
+		m, err = txn{tx: tx}.machine(name)
 		return err
 	})
 	if err != nil {
@@ -520,9 +613,10 @@ func (inv *Inventory) CableMachine(ctx context.Context, name string, conns []mod
 		}
 		owner := make(map[model.Connection]string)
 		m = model.Machine{Name: name}
+		var old *model.Machine
 		for _, o := range machines {
 			if o.Name == name {
-				m = o
+				m, old = o, &o
 				continue
 			}
 			for _, c := range o.Connections {
@@ -556,7 +650,7 @@ func (inv *Inventory) CableMachine(ctx context.Context, name string, conns []mod
 			m.Revision = rev
 		}
 		m.Connections = effective
-		if err := t.put(bucketMachines, name, m); err != nil {
+		if err := t.putMachine(old, m); err != nil {
 			return err
 		}
 		// Manual claims hide ports from other machines' learned wiring,
@@ -612,27 +706,45 @@ func (inv *Inventory) AllocateMachine(ctx context.Context, machine, network, req
 		if len(m.Connections) == 0 {
 			return errorf(ErrPrecondition, "machine %s has no known wiring: LLDP has not seen it on any leaf port and it has no manual cabling (fabricctl machine cable)", machine)
 		}
-		machines, err := list[model.Machine](t, bucketMachines)
+		kids, err := t.childPrefixes(network)
 		if err != nil {
 			return err
 		}
-		used := make(map[netip.Addr]bool)
-		for _, o := range machines {
-			if o.Allocation != nil && o.Allocation.Network == network {
-				used[o.Allocation.IP] = true
-			}
-		}
-		ip, err := ipam.NextHost(n.Prefix, used)
+		hint, err := t.ipHint(network)
 		if err != nil {
-			return errorf(ErrExhausted, "network %s is full: all %d host addresses of %s are allocated",
-				network, len(used), n.Prefix)
+			return err
 		}
+		ip, err := ipam.NextHostFunc(n.Prefix, hint, kids, func(a netip.Addr) (bool, error) { return t.ipUsed(network, a) })
+		if errors.Is(err, ipam.ErrExhausted) {
+			allocs, err := t.allocations(network)
+			if err != nil {
+				return err
+			}
+			what := ""
+			if len(kids) > 0 {
+				what = fmt.Sprintf(" outside its %d child network(s)", len(kids))
+			}
+			return errorf(ErrExhausted, "network %s is full: all %d host addresses of %s%s are allocated",
+				network, len(allocs), n.Prefix, what)
+		}
+		if err != nil {
+			return fmt.Errorf("allocating address: %w", err)
+		}
+		// Every host address below ip is taken now.
+		next := ip.Next()
+		if !next.IsValid() {
+			next = ip
+		}
+		if err := t.setHint(network, next); err != nil {
+			return err
+		}
+		old := m
 		m.Allocation = &model.Allocation{Network: network, IP: ip, Revision: rev}
 		m.Revision = rev
 		if requestID != "" {
 			m.AllocateRequest = &model.AllocateRequest{ID: requestID, Network: network, Allocation: *m.Allocation}
 		}
-		return t.put(bucketMachines, machine, m)
+		return t.putMachine(&old, m)
 	})
 	if r, ok := errors.AsType[*replay](err); ok {
 		inv.log.Info("machine allocation replayed", "machine", machine, "request_id", requestID)
@@ -670,10 +782,11 @@ func (inv *Inventory) FreeMachine(ctx context.Context, machine, requestID string
 			return errorf(ErrPrecondition, "machine %s is not allocated", machine)
 		}
 		was = *m.Allocation
+		old := m
 		m.Allocation = nil
 		m.Revision = rev
 		m.FreeRequest = requestID
-		return t.put(bucketMachines, machine, m)
+		return t.putMachine(&old, m)
 	})
 	if r, ok := errors.AsType[*replay](err); ok {
 		inv.log.Info("machine free replayed", "machine", machine, "request_id", requestID)
@@ -695,7 +808,7 @@ func (inv *Inventory) Convergence(ctx context.Context, machine string) (model.Co
 	}
 	var out model.Convergence
 	err := inv.st.View(ctx, func(tx store.Tx) error {
-		t := txn{tx}
+		t := txn{tx: tx}
 		m, err := t.machine(machine)
 		if err != nil {
 			return err
@@ -733,7 +846,7 @@ func (inv *Inventory) Convergence(ctx context.Context, machine string) (model.Co
 func (inv *Inventory) Revision(ctx context.Context) (uint64, error) {
 	var rev uint64
 	err := inv.st.View(ctx, func(tx store.Tx) error {
-		err := txn{tx}.get(bucketMeta, keyRevision, &rev)
+		err := txn{tx: tx}.get(bucketMeta, keyRevision, &rev)
 		if errors.Is(err, store.ErrNotFound) {
 			return nil
 		}
@@ -745,8 +858,12 @@ func (inv *Inventory) Revision(ctx context.Context) (uint64, error) {
 	return rev, nil
 }
 
-// txn adds typed, JSON-encoded records on top of a store.Tx.
-type txn struct{ tx store.Tx }
+// txn adds typed, JSON-encoded records on top of a store.Tx. In a mutation,
+// touched collects the devices whose config may have changed.
+type txn struct {
+	tx      store.Tx
+	touched map[string]bool
+}
 
 func (t txn) get(bucket, key string, v any) error {
 	b, err := t.tx.Get(bucket, key)
@@ -767,8 +884,11 @@ func (t txn) put(bucket, key string, v any) error {
 	return t.tx.Put(bucket, key, b)
 }
 
-func list[T any](t txn, bucket string) ([]T, error) {
-	kvs, err := t.tx.List(bucket, "")
+func list[T any](t txn, bucket string) ([]T, error) { return listPrefix[T](t, bucket, "") }
+
+// listPrefix decodes the records of bucket whose key starts with prefix.
+func listPrefix[T any](t txn, bucket, prefix string) ([]T, error) {
+	kvs, err := t.tx.List(bucket, prefix)
 	if err != nil {
 		return nil, err
 	}
@@ -858,43 +978,6 @@ func (t txn) bumpRevision() (uint64, error) {
 		return 0, fmt.Errorf("bumping revision: %w", err)
 	}
 	return rev, nil
-}
-
-// recompile compiles every device's config and stores, with version rev,
-// those that differ from what is stored. It returns all configs and the
-// changed ones.
-func (t txn) recompile(rev uint64) (map[string]model.DeviceConfig, []model.DeviceConfig, error) {
-	var in compile.Input
-	var err error
-	if in.Devices, err = list[model.Device](t, bucketDevices); err != nil {
-		return nil, nil, fmt.Errorf("recompiling: %w", err)
-	}
-	if in.Networks, err = list[model.Network](t, bucketNetworks); err != nil {
-		return nil, nil, fmt.Errorf("recompiling: %w", err)
-	}
-	if in.Machines, err = list[model.Machine](t, bucketMachines); err != nil {
-		return nil, nil, fmt.Errorf("recompiling: %w", err)
-	}
-	all := make(map[string]model.DeviceConfig, len(in.Devices))
-	var changed []model.DeviceConfig
-	for _, cfg := range compile.Compile(in) {
-		var old model.DeviceConfig
-		err := t.get(bucketConfigs, cfg.Hostname, &old)
-		switch {
-		case err == nil && compile.Equal(old, cfg):
-			all[cfg.Hostname] = old
-			continue
-		case err != nil && !errors.Is(err, store.ErrNotFound):
-			return nil, nil, fmt.Errorf("recompiling %s: %w", cfg.Hostname, err)
-		}
-		cfg.Version = rev
-		if err := t.put(bucketConfigs, cfg.Hostname, cfg); err != nil {
-			return nil, nil, fmt.Errorf("storing config of %s: %w", cfg.Hostname, err)
-		}
-		all[cfg.Hostname] = cfg
-		changed = append(changed, cfg)
-	}
-	return all, changed, nil
 }
 
 func sortPorts(ps []model.Port) {

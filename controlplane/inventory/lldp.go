@@ -236,6 +236,7 @@ func (inv *Inventory) relearnLazy(t txn, bump func() (uint64, error)) (bool, err
 	slices.Sort(names)
 
 	type change struct {
+		old    *model.Machine // nil when created
 		m      model.Machine
 		wiring bool // effective wiring changed
 		create bool
@@ -250,7 +251,7 @@ func (inv *Inventory) relearnLazy(t txn, bump func() (uint64, error)) (bool, err
 			m = model.Machine{Name: name}
 		}
 		if exists && isDevice[name] && m.Allocation == nil && !m.Manual {
-			changes = append(changes, change{m: m, delete: true, wiring: len(m.Connections) > 0})
+			changes = append(changes, change{old: &old, m: m, delete: true, wiring: len(m.Connections) > 0})
 			wiring = wiring || len(m.Connections) > 0
 			continue
 		}
@@ -270,6 +271,9 @@ func (inv *Inventory) relearnLazy(t txn, bump func() (uint64, error)) (bool, err
 			m.Connections = learned
 		}
 		ch := change{m: m, create: !exists, wiring: !slices.Equal(old.Connections, m.Connections)}
+		if exists {
+			ch.old = &old
+		}
 		if ch.create || ch.wiring || !slices.Equal(old.Learned, m.Learned) || !old.LastSeen.Equal(m.LastSeen) || old.ChassisID != m.ChassisID {
 			changes = append(changes, ch)
 			wiring = wiring || ch.wiring
@@ -285,7 +289,7 @@ func (inv *Inventory) relearnLazy(t txn, bump func() (uint64, error)) (bool, err
 		m := ch.m
 		if ch.delete {
 			inv.log.Info("machine is a device, removed", "machine", m.Name)
-			if err := t.tx.Delete(bucketMachines, m.Name); err != nil {
+			if err := t.deleteMachine(*ch.old); err != nil {
 				return false, err
 			}
 			continue
@@ -298,7 +302,7 @@ func (inv *Inventory) relearnLazy(t txn, bump func() (uint64, error)) (bool, err
 		} else if ch.wiring {
 			inv.log.Info("machine wiring changed", "machine", m.Name, "connections", len(m.Connections), "allocated", m.Allocation != nil)
 		}
-		if err := t.put(bucketMachines, m.Name, m); err != nil {
+		if err := t.putMachine(ch.old, m); err != nil {
 			return false, err
 		}
 	}
@@ -333,7 +337,7 @@ func (inv *Inventory) Device(ctx context.Context, hostname string) (DeviceInfo, 
 	}
 	var out DeviceInfo
 	err := inv.st.View(ctx, func(tx store.Tx) error {
-		t := txn{tx}
+		t := txn{tx: tx}
 		d, err := t.device(hostname)
 		if err != nil {
 			return err
@@ -362,7 +366,7 @@ func (inv *Inventory) Network(ctx context.Context, name string) (NetworkInfo, er
 	}
 	var out NetworkInfo
 	err := inv.st.View(ctx, func(tx store.Tx) error {
-		t := txn{tx}
+		t := txn{tx: tx}
 		n, err := t.network(name)
 		if err != nil {
 			return err
@@ -406,7 +410,7 @@ func (inv *Inventory) SetCablingPlan(ctx context.Context, device string, ports [
 		}
 	}
 	err := inv.st.Update(ctx, func(tx store.Tx) error {
-		t := txn{tx}
+		t := txn{tx: tx}
 		d, err := t.device(device)
 		if err != nil {
 			return err
@@ -436,7 +440,7 @@ func (inv *Inventory) SetCablingPlan(ctx context.Context, device string, ports [
 func (inv *Inventory) Findings(ctx context.Context) ([]model.Finding, error) {
 	var out []model.Finding
 	err := inv.st.View(ctx, func(tx store.Tx) error {
-		t := txn{tx}
+		t := txn{tx: tx}
 		plans, err := list[model.CablingPlan](t, bucketPlans)
 		if err != nil {
 			return err

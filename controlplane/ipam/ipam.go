@@ -7,6 +7,7 @@ import (
 	"errors"
 	"fmt"
 	"net/netip"
+	"slices"
 	"strconv"
 	"strings"
 )
@@ -206,4 +207,92 @@ func Capacity(p netip.Prefix) uint64 {
 		n-- // broadcast
 	}
 	return n
+}
+
+// LastAddr returns the highest address of p.
+func LastAddr(p netip.Prefix) netip.Addr {
+	p = p.Masked()
+	b := p.Addr().AsSlice()
+	for i := p.Bits(); i < len(b)*8; i++ {
+		b[i/8] |= 0x80 >> (i % 8)
+	}
+	a, _ := netip.AddrFromSlice(b)
+	return a
+}
+
+// NextHostFunc returns the lowest host address of p (as NextHost counts
+// them) at or above from that lies in none of skip and for which used
+// reports false. An invalid from means the start of p.
+func NextHostFunc(p netip.Prefix, from netip.Addr, skip []netip.Prefix, used func(netip.Addr) (bool, error)) (netip.Addr, error) {
+	p = p.Masked()
+	a := p.Addr().Next()
+	if from.IsValid() && from.Compare(a) > 0 {
+		a = from
+	}
+next:
+	for ; a.IsValid() && p.Contains(a); a = a.Next() {
+		if isBroadcast(p, a) {
+			break
+		}
+		for _, s := range skip {
+			if s.Contains(a) {
+				a = LastAddr(s) // the loop steps past it
+				continue next
+			}
+		}
+		u, err := used(a)
+		if err != nil {
+			return netip.Addr{}, err
+		}
+		if !u {
+			return a, nil
+		}
+	}
+	return netip.Addr{}, fmt.Errorf("prefix %s: no free host address: %w", p, ErrExhausted)
+}
+
+// NextChild returns the lowest prefix of length bits inside parent that
+// overlaps none of taken (other children, and allocated addresses as host
+// prefixes). The child must be strictly longer than the parent and have host
+// addresses.
+func NextChild(parent netip.Prefix, bits int, taken []netip.Prefix) (netip.Prefix, error) {
+	parent = parent.Masked()
+	if bits <= parent.Bits() || bits > parent.Addr().BitLen() {
+		return netip.Prefix{}, fmt.Errorf("child length /%d: want a length between /%d and /%d", bits, parent.Bits()+1, parent.Addr().BitLen())
+	}
+	if _, ok := FirstHost(netip.PrefixFrom(parent.Addr(), bits)); !ok {
+		return netip.Prefix{}, fmt.Errorf("child length /%d: a /%d has no host addresses", bits, bits)
+	}
+	obstacles := make([]netip.Prefix, 0, len(taken))
+	for _, t := range taken {
+		if t.Overlaps(parent) {
+			obstacles = append(obstacles, t.Masked())
+		}
+	}
+	slices.SortFunc(obstacles, func(a, b netip.Prefix) int { return a.Addr().Compare(b.Addr()) })
+	cur := parent.Addr()
+	for _, o := range obstacles {
+		if LastAddr(o).Less(cur) {
+			continue
+		}
+		c := netip.PrefixFrom(cur, bits)
+		if LastAddr(c).Less(o.Addr()) {
+			return c, nil
+		}
+		// Step past the obstacle, to the next child boundary.
+		cur = LastAddr(o).Next()
+		if !cur.IsValid() || !parent.Contains(cur) {
+			break
+		}
+		if m := netip.PrefixFrom(cur, bits).Masked(); m.Addr() != cur {
+			cur = LastAddr(m).Next()
+		}
+		if !cur.IsValid() || !parent.Contains(cur) {
+			break
+		}
+	}
+	if cur.IsValid() && parent.Contains(cur) {
+		return netip.PrefixFrom(cur, bits), nil
+	}
+	return netip.Prefix{}, fmt.Errorf("prefix %s: no free /%d: %w", parent, bits, ErrExhausted)
 }

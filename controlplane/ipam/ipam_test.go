@@ -175,3 +175,81 @@ func TestASNPool(t *testing.T) {
 		}
 	}
 }
+
+func TestNextChild(t *testing.T) {
+	pfx := func(ss ...string) []netip.Prefix {
+		var out []netip.Prefix
+		for _, s := range ss {
+			out = append(out, netip.MustParsePrefix(s))
+		}
+		return out
+	}
+	tests := []struct {
+		name   string
+		parent string
+		bits   int
+		taken  []netip.Prefix
+		want   string // "" for an error
+		full   bool   // the error is ErrExhausted
+	}{
+		{"empty parent", "10.0.0.0/24", 28, nil, "10.0.0.0/28", false},
+		{"after a child", "10.0.0.0/24", 28, pfx("10.0.0.0/28"), "10.0.0.16/28", false},
+		{"gap between children", "10.0.0.0/24", 28, pfx("10.0.0.32/28", "10.0.0.0/28"), "10.0.0.16/28", false},
+		{"allocated address", "10.0.0.0/24", 28, pfx("10.0.0.1/32"), "10.0.0.16/28", false},
+		{"address in a later block", "10.0.0.0/24", 28, pfx("10.0.0.0/28", "10.0.0.17/32", "10.0.0.40/32"), "10.0.0.48/28", false},
+		{"smaller child between", "10.0.0.0/24", 30, pfx("10.0.0.0/28", "10.0.0.17/32"), "10.0.0.20/30", false},
+		{"larger child skips small ones", "10.0.0.0/24", 26, pfx("10.0.0.4/30"), "10.0.0.64/26", false},
+		{"last block", "10.0.0.0/30", 31, pfx("10.0.0.1/32"), "10.0.0.2/31", false},
+		{"full", "10.0.0.0/29", 30, pfx("10.0.0.0/30", "10.0.0.5/32"), "", true},
+		{"end of the address space", "255.255.255.0/24", 25, pfx("255.255.255.0/25", "255.255.255.200/32"), "", true},
+		{"ipv6", "2001:db8::/48", 64, pfx("2001:db8::/64", "2001:db8:0:1::1/128"), "2001:db8:0:2::/64", false},
+		{"outside taken ignored", "10.0.0.0/24", 28, pfx("10.0.1.0/28"), "10.0.0.0/28", false},
+		{"not longer than parent", "10.0.0.0/24", 24, nil, "", false},
+		{"longer than an address", "10.0.0.0/24", 33, nil, "", false},
+		{"no host addresses", "10.0.0.0/24", 32, nil, "", false},
+	}
+	for _, tc := range tests {
+		t.Run(tc.name, func(t *testing.T) {
+			got, err := ipam.NextChild(netip.MustParsePrefix(tc.parent), tc.bits, tc.taken)
+			if tc.want == "" {
+				if err == nil {
+					t.Fatalf("got %s, want an error", got)
+				}
+				if errors.Is(err, ipam.ErrExhausted) != tc.full {
+					t.Errorf("err = %v, exhausted = %v, want %v", err, !tc.full, tc.full)
+				}
+				return
+			}
+			if err != nil {
+				t.Fatal(err)
+			}
+			if got != netip.MustParsePrefix(tc.want) {
+				t.Errorf("got %s, want %s", got, tc.want)
+			}
+		})
+	}
+}
+
+func TestNextHostFunc(t *testing.T) {
+	p := netip.MustParsePrefix("10.0.0.0/24")
+	skip := []netip.Prefix{netip.MustParsePrefix("10.0.0.0/30"), netip.MustParsePrefix("10.0.0.8/29")}
+	used := addrs("10.0.0.4", "10.0.0.5", "10.0.0.6", "10.0.0.7")
+	f := func(a netip.Addr) (bool, error) { return used[a], nil }
+	got, err := ipam.NextHostFunc(p, netip.Addr{}, skip, f)
+	if err != nil || got != netip.MustParseAddr("10.0.0.16") {
+		t.Errorf("got %s, %v, want 10.0.0.16", got, err)
+	}
+	got, err = ipam.NextHostFunc(p, netip.MustParseAddr("10.0.0.20"), skip, f)
+	if err != nil || got != netip.MustParseAddr("10.0.0.20") {
+		t.Errorf("from .20: got %s, %v, want 10.0.0.20", got, err)
+	}
+	if _, err := ipam.NextHostFunc(p, netip.Addr{}, []netip.Prefix{p}, f); !errors.Is(err, ipam.ErrExhausted) {
+		t.Errorf("all skipped: err = %v, want ErrExhausted", err)
+	}
+	if got, err := ipam.NextHostFunc(p, netip.MustParseAddr("10.0.0.255"), nil, f); !errors.Is(err, ipam.ErrExhausted) {
+		t.Errorf("from the broadcast address: got %s, %v, want ErrExhausted", got, err)
+	}
+	if got := ipam.LastAddr(netip.MustParsePrefix("2001:db8::/64")); got != netip.MustParseAddr("2001:db8::ffff:ffff:ffff:ffff") {
+		t.Errorf("LastAddr = %s", got)
+	}
+}

@@ -34,6 +34,9 @@ type Network struct {
 	Name   string       `json:"name"`
 	Prefix netip.Prefix `json:"prefix"`
 	VNI    uint32       `json:"vni"`
+	// Parent is the network whose prefix this child network's prefix was
+	// carved from; empty for a top-level network.
+	Parent string `json:"parent,omitempty"`
 }
 
 // Connection is one machine NIC cabled to one switch port.
@@ -78,6 +81,17 @@ type Machine struct {
 	// allocate, free, or recabling while allocated. A device has converged
 	// for the machine once it applied a version >= Revision.
 	Revision uint64 `json:"revision,omitempty"`
+}
+
+// Attachment is what one allocated machine contributes to one device's
+// config: its network and the device's ports it is cabled to. The inventory
+// keeps one per (device, machine) so that a device's config can be compiled
+// without reading every machine.
+type Attachment struct {
+	Machine string `json:"machine"`
+	Network string `json:"network"`
+	// Ports sorted.
+	Ports []string `json:"ports"`
 }
 
 // AllocateRequest is an allocation made under a client request id.

@@ -264,11 +264,13 @@ func report(name string, ds []time.Duration) {
 
 // BenchmarkAllocationThroughput allocates distinct LLDP-wired machines in a
 // row (fsync on, one transaction each) and prints allocations per second.
-// Default 1000 (FABRIC_BENCH_ALLOCS=10000 for the full run: every mutation
-// still scans all machines, so the rate falls with the fabric's size). The
-// peer rate is one change per metal-core poll interval (0.1/s) per switch.
+// Default 10000 (FABRIC_BENCH_ALLOCS to change it): an allocation reads and
+// recompiles only what it touches (the machine, its network's address
+// index, the configs of its leaves), so the rate does not fall with the
+// fabric's size. The peer rate is one change per metal-core poll interval
+// (0.1/s) per switch.
 func BenchmarkAllocationThroughput(b *testing.B) {
-	n := envInt("FABRIC_BENCH_ALLOCS", 1000)
+	n := envInt("FABRIC_BENCH_ALLOCS", 10000)
 	const perLeaf = 500
 	for range b.N {
 		addr, stop := startBenchController(b)

@@ -96,7 +96,7 @@ func configToProto(c model.DeviceConfig) *apiv1.DeviceConfig {
 }
 
 func networkToProto(n inventory.NetworkInfo) *apiv1.Network {
-	return &apiv1.Network{Name: n.Name, Prefix: n.Prefix.String(), Vni: n.VNI, Allocated: uint32(n.Allocated), Capacity: ipam.Capacity(n.Prefix)}
+	return &apiv1.Network{Name: n.Name, Prefix: n.Prefix.String(), Vni: n.VNI, Allocated: uint32(n.Allocated), Capacity: ipam.Capacity(n.Prefix), Parent: n.Parent}
 }
 
 func connectionsFromProto(cs []*apiv1.Connection) []model.Connection {

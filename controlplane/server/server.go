@@ -348,7 +348,18 @@ type operatorService struct {
 }
 
 func (o operatorService) CreateNetwork(ctx context.Context, req *apiv1.CreateNetworkRequest) (*apiv1.Network, error) {
-	n, err := o.s.inv.CreateNetwork(ctx, req.GetName(), req.GetPrefix())
+	var n model.Network
+	var err error
+	switch {
+	case req.GetParent() == "" && req.GetChildLength() == 0:
+		n, err = o.s.inv.CreateNetwork(ctx, req.GetName(), req.GetPrefix())
+	case req.GetPrefix() != "":
+		return nil, status.Errorf(codes.InvalidArgument, "creating network %s: give either a prefix or a parent with a child length, not both", req.GetName())
+	case req.GetParent() == "":
+		return nil, status.Errorf(codes.InvalidArgument, "creating network %s: child length %d without a parent network", req.GetName(), req.GetChildLength())
+	default:
+		n, err = o.s.inv.CreateChildNetwork(ctx, req.GetName(), req.GetParent(), int(min(req.GetChildLength(), 255)))
+	}
 	if err != nil {
 		return nil, o.s.toStatus(err)
 	}

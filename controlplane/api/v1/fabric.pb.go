@@ -885,7 +885,9 @@ type Network struct {
 	// Number of IPs allocated to machines.
 	Allocated uint32 `protobuf:"varint,4,opt,name=allocated,proto3" json:"allocated,omitempty"`
 	// Number of machine addresses the prefix holds.
-	Capacity      uint64 `protobuf:"varint,5,opt,name=capacity,proto3" json:"capacity,omitempty"`
+	Capacity uint64 `protobuf:"varint,5,opt,name=capacity,proto3" json:"capacity,omitempty"`
+	// The network this one is a child of; empty for a top-level network.
+	Parent        string `protobuf:"bytes,6,opt,name=parent,proto3" json:"parent,omitempty"`
 	unknownFields protoimpl.UnknownFields
 	sizeCache     protoimpl.SizeCache
 }
@@ -955,6 +957,13 @@ func (x *Network) GetCapacity() uint64 {
 	return 0
 }
 
+func (x *Network) GetParent() string {
+	if x != nil {
+		return x.Parent
+	}
+	return ""
+}
+
 type GetNetworkRequest struct {
 	state         protoimpl.MessageState `protogen:"open.v1"`
 	Name          string                 `protobuf:"bytes,1,opt,name=name,proto3" json:"name,omitempty"`
@@ -1000,9 +1009,15 @@ func (x *GetNetworkRequest) GetName() string {
 }
 
 type CreateNetworkRequest struct {
-	state         protoimpl.MessageState `protogen:"open.v1"`
-	Name          string                 `protobuf:"bytes,1,opt,name=name,proto3" json:"name,omitempty"`
-	Prefix        string                 `protobuf:"bytes,2,opt,name=prefix,proto3" json:"prefix,omitempty"`
+	state protoimpl.MessageState `protogen:"open.v1"`
+	Name  string                 `protobuf:"bytes,1,opt,name=name,proto3" json:"name,omitempty"`
+	// The prefix of a top-level network. Empty for a child network.
+	Prefix string `protobuf:"bytes,2,opt,name=prefix,proto3" json:"prefix,omitempty"`
+	// parent and child_length create a child network: the controller picks
+	// the lowest free prefix of that length inside the parent, overlapping no
+	// other child and no machine IP allocated in the parent.
+	Parent        string `protobuf:"bytes,3,opt,name=parent,proto3" json:"parent,omitempty"`
+	ChildLength   uint32 `protobuf:"varint,4,opt,name=child_length,json=childLength,proto3" json:"child_length,omitempty"`
 	unknownFields protoimpl.UnknownFields
 	sizeCache     protoimpl.SizeCache
 }
@@ -1049,6 +1064,20 @@ func (x *CreateNetworkRequest) GetPrefix() string {
 		return x.Prefix
 	}
 	return ""
+}
+
+func (x *CreateNetworkRequest) GetParent() string {
+	if x != nil {
+		return x.Parent
+	}
+	return ""
+}
+
+func (x *CreateNetworkRequest) GetChildLength() uint32 {
+	if x != nil {
+		return x.ChildLength
+	}
+	return 0
 }
 
 type ListNetworksRequest struct {
@@ -2758,18 +2787,21 @@ const file_fabric_proto_rawDesc = "" +
 	"\arepairs\x18\x01 \x01(\x04R\arepairs\x12+\n" +
 	"\x11unmanaged_changes\x18\x02 \x01(\x04R\x10unmanagedChanges\x12%\n" +
 	"\x0elast_unmanaged\x18\x03 \x01(\tR\rlastUnmanaged\"\x16\n" +
-	"\x14ReportStatusResponse\"\x81\x01\n" +
+	"\x14ReportStatusResponse\"\x99\x01\n" +
 	"\aNetwork\x12\x12\n" +
 	"\x04name\x18\x01 \x01(\tR\x04name\x12\x16\n" +
 	"\x06prefix\x18\x02 \x01(\tR\x06prefix\x12\x10\n" +
 	"\x03vni\x18\x03 \x01(\rR\x03vni\x12\x1c\n" +
 	"\tallocated\x18\x04 \x01(\rR\tallocated\x12\x1a\n" +
-	"\bcapacity\x18\x05 \x01(\x04R\bcapacity\"'\n" +
+	"\bcapacity\x18\x05 \x01(\x04R\bcapacity\x12\x16\n" +
+	"\x06parent\x18\x06 \x01(\tR\x06parent\"'\n" +
 	"\x11GetNetworkRequest\x12\x12\n" +
-	"\x04name\x18\x01 \x01(\tR\x04name\"B\n" +
+	"\x04name\x18\x01 \x01(\tR\x04name\"}\n" +
 	"\x14CreateNetworkRequest\x12\x12\n" +
 	"\x04name\x18\x01 \x01(\tR\x04name\x12\x16\n" +
-	"\x06prefix\x18\x02 \x01(\tR\x06prefix\"\x15\n" +
+	"\x06prefix\x18\x02 \x01(\tR\x06prefix\x12\x16\n" +
+	"\x06parent\x18\x03 \x01(\tR\x06parent\x12!\n" +
+	"\fchild_length\x18\x04 \x01(\rR\vchildLength\"\x15\n" +
 	"\x13ListNetworksRequest\"F\n" +
 	"\x14ListNetworksResponse\x12.\n" +
 	"\bnetworks\x18\x01 \x03(\v2\x12.fabric.v1.NetworkR\bnetworks\"*\n" +
