@@ -3,11 +3,9 @@ package agent
 import (
 	"context"
 	"errors"
-	"log/slog"
 	"net/netip"
 	"slices"
 	"strings"
-	"sync"
 	"testing"
 	"time"
 
@@ -35,40 +33,10 @@ func runDriftAgent(t *testing.T, addr string, k fabric.Kernel, opts ...Option) *
 	events := make(chan fabric.Event)
 	da := &driftAgent{events: events, checks: make(chan driftCheck, 100)}
 	opts = append([]Option{
-		WithKernel(k),
 		WithEvents(func(context.Context) (<-chan fabric.Event, error) { return events, nil }),
-		WithLogger(slog.New(slog.NewTextHandler(t.Output(), &slog.HandlerOptions{Level: slog.LevelDebug}))),
-		WithBackoff(10*time.Millisecond, 50*time.Millisecond),
-		WithRPCTimeout(2 * time.Second),
+		func(a *Agent) { a.onDriftCheck = func(c driftCheck) { da.checks <- c } },
 	}, opts...)
-	a, err := New(Config{Controller: addr, Hostname: "leaf1", Role: RoleLeaf}, opts...)
-	if err != nil {
-		t.Fatalf("New: %v", err)
-	}
-	a.onDriftCheck = func(c driftCheck) { da.checks <- c }
-	ta := &testAgent{Agent: a, snapshots: make(chan uint64, 100), sessionEnds: make(chan error, 1000)}
-	a.onSessionEnd = func(err error) {
-		select {
-		case ta.sessionEnds <- err:
-		default:
-		}
-	}
-	ctx, cancel := context.WithCancel(context.Background())
-	done := make(chan error, 1)
-	go func() { done <- a.Run(ctx) }()
-	var once sync.Once
-	ta.stop = func() {
-		once.Do(func() {
-			cancel()
-			select {
-			case <-done:
-			case <-time.After(waitFor):
-				t.Error("Run did not return after cancel")
-			}
-		})
-	}
-	t.Cleanup(ta.stop)
-	da.testAgent = ta
+	da.testAgent = runAgent(t, addr, k, opts...)
 	return da
 }
 
