@@ -88,6 +88,10 @@ type Agent struct {
 	// LLDP (lldp.go): nil when off.
 	nbr *nbrState
 
+	// cachePath is the last-known-good config file (cache.go); "" : none.
+	cachePath  string
+	cacheTried bool // only the Run goroutine touches it
+
 	// Service manager hooks (see WithLifecycle).
 	onApplied func(version uint64, err error)
 	heartbeat func()
@@ -255,6 +259,9 @@ func (a *Agent) Run(ctx context.Context) error {
 		if delivered {
 			bo.reset()
 		}
+		if !delivered {
+			a.applyCache(ctx)
+		}
 		delay := bo.next()
 		a.log.Warn("controller session ended, kernel left as it is", "err", err, "retry_in", delay)
 		if !a.waitRetry(ctx, timer, delay) {
@@ -374,6 +381,14 @@ func (a *Agent) session(ctx context.Context, client apiv1.DeviceServiceClient) (
 // apply that has started is finished even when ctx is done, so shutdown does
 // not stop between two steps.
 func (a *Agent) apply(ctx context.Context, client apiv1.DeviceServiceClient, cfg *apiv1.DeviceConfig) {
+	a.applyLocal(ctx, cfg)
+	a.report(ctx, client)
+}
+
+// applyLocal reconciles the kernel to one snapshot and records the outcome
+// for the next status report and for drift handling; a snapshot applied
+// without errors becomes the last-known-good config.
+func (a *Agent) applyLocal(ctx context.Context, cfg *apiv1.DeviceConfig) {
 	log := a.log.With("version", cfg.GetVersion())
 	if r := cfg.GetRole(); r != apiv1.Role_ROLE_UNSPECIFIED && r != roleToProto(a.cfg.Role) {
 		log.Warn("snapshot is for another role; applying it anyway", "snapshot_role", r.String(), "role", string(a.cfg.Role))
@@ -386,7 +401,6 @@ func (a *Agent) apply(ctx context.Context, client apiv1.DeviceServiceClient, cfg
 		a.drift.mu.Lock()
 		a.drift.status = &status{version: cfg.GetVersion(), errors: []fabric.StepError{{Step: "convert", Err: err}}}
 		a.drift.mu.Unlock()
-		a.report(ctx, client)
 		return
 	}
 	log.Info("applying snapshot", "vrfs", len(desired.VRFs), "ports", len(desired.Ports))
@@ -401,11 +415,34 @@ func (a *Agent) apply(ctx context.Context, client apiv1.DeviceServiceClient, cfg
 	} else {
 		log.Info("snapshot applied", "changes", len(res.Applied))
 		a.applied = cfg.GetVersion()
+		if err := a.saveCache(cfg); err != nil {
+			log.Warn("keeping the last-known-good config failed", "err", err)
+		}
 	}
 	if a.onApplied != nil {
 		a.onApplied(cfg.GetVersion(), err)
 	}
-	a.report(ctx, client)
+}
+
+// applyCache applies the last-known-good config when the agent has applied
+// nothing yet (it started while the controller is unreachable). It is the
+// controller's config of an earlier run, so the kernel usually already
+// matches it and nothing changes; after a reboot it restores the dataplane.
+func (a *Agent) applyCache(ctx context.Context) {
+	if a.applied != 0 || a.cacheTried {
+		return
+	}
+	a.cacheTried = true
+	cfg, err := a.loadCache()
+	if err != nil {
+		a.log.Warn("not using the last-known-good config", "err", err)
+		return
+	}
+	if cfg == nil {
+		return
+	}
+	a.log.Warn("controller unreachable: applying the last-known-good config", "version", cfg.GetVersion(), "cache", a.cachePath)
+	a.applyLocal(ctx, cfg)
 }
 
 // beatTicker returns a channel that ticks every heartbeat period, or nil
