@@ -17,8 +17,16 @@ import (
 // so an agent that starts while the controller is unreachable can apply it
 // and keep repairing drift towards it.
 
-// WithCache keeps the last-known-good config in the file path ("" : none).
-func WithCache(path string) Option { return func(a *Agent) { a.cachePath = path } }
+// WithStateDir keeps the last-known-good config in dir ("" : none), in a
+// file named after the device, so agents sharing a filesystem (the lab)
+// never overwrite each other's.
+func WithStateDir(dir string) Option {
+	return func(a *Agent) {
+		if dir != "" {
+			a.cachePath = filepath.Join(dir, "last-applied-"+a.cfg.Hostname+".pb")
+		}
+	}
+}
 
 // saveCache writes cfg as the last-known-good config.
 func (a *Agent) saveCache(cfg *apiv1.DeviceConfig) error {

@@ -41,10 +41,11 @@ func waitCalls(t *testing.T, calls func() []string, want []string) {
 // that starts without a controller applies it (here on an empty kernel, as
 // after a reboot), and one that has a controller never looks at it.
 func TestLastKnownGoodCache(t *testing.T) {
-	cache := filepath.Join(t.TempDir(), "state", "last-applied.pb")
+	dir := filepath.Join(t.TempDir(), "state")
+	cache := filepath.Join(dir, "last-applied-leaf1.pb")
 	ctl := newFakeController(snapshot(5, vrf(10010, "swp1")))
 	addr, _ := serve(t, ctl, "127.0.0.1:0")
-	first := runAgent(t, addr, fakeKernel(), WithCache(cache))
+	first := runAgent(t, addr, fakeKernel(), WithStateDir(dir))
 	ctl.waitStatus(t)
 	first.stop()
 	if _, err := os.Stat(cache); err != nil {
@@ -52,7 +53,7 @@ func TestLastKnownGoodCache(t *testing.T) {
 	}
 
 	k := fakeKernel()
-	runAgent(t, deadAddr(t), k, WithCache(cache))
+	runAgent(t, deadAddr(t), k, WithStateDir(dir))
 	waitCalls(t, k.Calls, []string{
 		"add vrf vrf10010 table 10010 alias fabric-agent",
 		"set vrf10010 up",
@@ -66,12 +67,12 @@ func TestLastKnownGoodCacheRejected(t *testing.T) {
 		"other hostname": mustMarshal(t, snapshotFor("leaf2", 5)),
 	} {
 		t.Run(name, func(t *testing.T) {
-			cache := filepath.Join(t.TempDir(), "last-applied.pb")
-			if err := os.WriteFile(cache, content, 0o600); err != nil {
+			dir := t.TempDir()
+			if err := os.WriteFile(filepath.Join(dir, "last-applied-leaf1.pb"), content, 0o600); err != nil {
 				t.Fatal(err)
 			}
 			k := fakeKernel()
-			ta := runAgent(t, deadAddr(t), k, WithCache(cache))
+			ta := runAgent(t, deadAddr(t), k, WithStateDir(dir))
 			// Let a few sessions fail; the cache must be refused.
 			for i := 0; i < 3; i++ {
 				select {

@@ -165,6 +165,7 @@ func run(ctx context.Context, args []string, stdout, stderr io.Writer) int {
 	c.register(fs, "info")
 	var lf lldpFlags
 	lf.register(fs)
+	stateDir := fs.String("state-dir", "/var/lib/fabric-agent", "where the last-known-good config is kept (\"\" for nowhere)")
 	config := fs.String("config", "", "YAML file of these settings (keys are the flag names; flags given here win)")
 	if err := fs.Parse(args); err != nil {
 		if errors.Is(err, flag.ErrHelp) {
@@ -207,7 +208,7 @@ func run(ctx context.Context, args []string, stdout, stderr io.Writer) int {
 		})
 		_ = notify.Status(fmt.Sprintf("version %d applied", version))
 	}
-	opts := []agent.Option{agent.WithLogger(log), agent.WithLifecycle(applied, wd.Alive, wd.Period())}
+	opts := []agent.Option{agent.WithLogger(log), agent.WithLifecycle(applied, wd.Alive, wd.Period()), agent.WithStateDir(*stateDir)}
 	lldpOpt, err := lf.option(cfg.Role)
 	if err != nil {
 		fmt.Fprintf(stderr, "fabric-agent: %v\n", err)
