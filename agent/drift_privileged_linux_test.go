@@ -4,7 +4,6 @@ package agent
 
 import (
 	"context"
-	"errors"
 	"fmt"
 	"os"
 	"os/exec"
@@ -40,22 +39,7 @@ func TestPrivilegedDriftRepair(t *testing.T) {
 			t.Skipf("needs %s to change the kernel by hand: %v", tool, err)
 		}
 	}
-	probe := &netlink.Vrf{LinkAttrs: netlink.LinkAttrs{Name: "vrfprobe"}, Table: 4242}
-	err := h.LinkAdd(probe)
-	if errors.Is(err, unix.EOPNOTSUPP) {
-		_ = exec.Command("modprobe", "vrf").Run()
-		err = h.LinkAdd(probe)
-	}
-	if errors.Is(err, unix.EOPNOTSUPP) {
-		t.Skipf("this kernel cannot create VRF devices (%v); as root without FABRIC_NO_VM, "+
-			"TestMain re-runs the package in the full-kernel VM (integration/vm/vmtest)", err)
-	}
-	if err != nil {
-		t.Fatalf("creating a probe vrf: %v", err)
-	}
-	if err := h.LinkDel(probe); err != nil {
-		t.Fatalf("deleting the probe vrf: %v", err)
-	}
+	fabrictest.RequireVRF(t, h)
 	// swp1 and swp2 with carrier: both ends up.
 	for _, name := range []string{"swp1", "swp2"} {
 		ipIn(t, ns, "link", "add", name, "type", "veth", "peer", "name", "peer-"+name)

@@ -3,13 +3,10 @@
 package agent
 
 import (
-	"errors"
-	"os/exec"
 	"testing"
 
 	"github.com/google/go-cmp/cmp"
 	"github.com/vishvananda/netlink"
-	"golang.org/x/sys/unix"
 
 	"github.com/metalfabric/fabric/fabric"
 	"github.com/metalfabric/fabric/fabric/fabrictest"
@@ -17,22 +14,7 @@ import (
 
 func TestPrivilegedAgentVRF(t *testing.T) {
 	_, h := fabrictest.NewNetns(t)
-	probe := &netlink.Vrf{LinkAttrs: netlink.LinkAttrs{Name: "vrfprobe"}, Table: 4242}
-	err := h.LinkAdd(probe)
-	if errors.Is(err, unix.EOPNOTSUPP) {
-		_ = exec.Command("modprobe", "vrf").Run()
-		err = h.LinkAdd(probe)
-	}
-	if errors.Is(err, unix.EOPNOTSUPP) {
-		t.Skipf("this kernel cannot create VRF devices (%v); as root without FABRIC_NO_VM, "+
-			"TestMain re-runs the package in the full-kernel VM (integration/vm/vmtest)", err)
-	}
-	if err != nil {
-		t.Fatalf("creating a probe vrf: %v", err)
-	}
-	if err := h.LinkDel(probe); err != nil {
-		t.Fatalf("deleting the probe vrf: %v", err)
-	}
+	fabrictest.RequireVRF(t, h)
 	for _, name := range []string{"swp1", "swp2"} {
 		if err := h.LinkAdd(&netlink.Veth{LinkAttrs: netlink.LinkAttrs{Name: name}, PeerName: "peer-" + name}); err != nil {
 			t.Fatalf("adding veth %s: %v", name, err)

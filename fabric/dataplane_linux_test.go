@@ -24,7 +24,7 @@ import (
 // devices or bridge VLAN filtering.
 func requireDataplane(t *testing.T, h *netlink.Handle) {
 	t.Helper()
-	requireVRF(t, h)
+	ft.RequireVRF(t, h)
 	_ = exec.Command("modprobe", "8021q").Run()
 	on := true
 	br := &netlink.Bridge{LinkAttrs: netlink.LinkAttrs{Name: "brprobe"}, VlanFiltering: &on}

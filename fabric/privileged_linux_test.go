@@ -59,26 +59,6 @@ func newTestNetns(t *testing.T) *netlink.Handle {
 	return h
 }
 
-// requireVRF skips the test when the kernel cannot create VRF devices.
-func requireVRF(t *testing.T, h *netlink.Handle) {
-	t.Helper()
-	probe := &netlink.Vrf{LinkAttrs: netlink.LinkAttrs{Name: "vrfprobe"}, Table: 4242}
-	err := h.LinkAdd(probe)
-	if errors.Is(err, unix.EOPNOTSUPP) {
-		_ = exec.Command("modprobe", "vrf").Run() // best effort; the kernel may autoload too
-		err = h.LinkAdd(probe)
-	}
-	if errors.Is(err, unix.EOPNOTSUPP) {
-		t.Skipf("this kernel cannot create VRF devices (%v); %s", err, vmHint)
-	}
-	if err != nil {
-		t.Fatalf("creating a probe vrf: %v", err)
-	}
-	if err := h.LinkDel(probe); err != nil {
-		t.Fatalf("deleting the probe vrf: %v", err)
-	}
-}
-
 func mustLink(t *testing.T, h *netlink.Handle, name string) netlink.Link {
 	t.Helper()
 	l, err := h.LinkByName(name)
@@ -114,7 +94,7 @@ func ipLink(t *testing.T, name string) string {
 
 func TestPrivilegedVRF(t *testing.T) {
 	h := newTestNetns(t)
-	requireVRF(t, h)
+	ft.RequireVRF(t, h)
 	ctx := t.Context()
 
 	// Ports handed out by the controller, and foreign state the agent must

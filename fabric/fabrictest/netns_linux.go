@@ -1,12 +1,15 @@
 package fabrictest
 
 import (
+	"errors"
 	"os"
+	"os/exec"
 	"runtime"
 	"testing"
 
 	"github.com/vishvananda/netlink"
 	"github.com/vishvananda/netns"
+	"golang.org/x/sys/unix"
 )
 
 // NewNetns creates a fresh network namespace for a privileged test and
@@ -43,4 +46,26 @@ func NewNetns(t testing.TB) (netns.NsHandle, *netlink.Handle) {
 	}
 	t.Cleanup(h.Close)
 	return ns, h
+}
+
+// RequireVRF skips the test when the kernel behind h cannot create VRF
+// devices (the host kernel here; vmtest re-runs the package in the VM).
+func RequireVRF(t testing.TB, h *netlink.Handle) {
+	t.Helper()
+	probe := &netlink.Vrf{LinkAttrs: netlink.LinkAttrs{Name: "vrfprobe"}, Table: 4242}
+	err := h.LinkAdd(probe)
+	if errors.Is(err, unix.EOPNOTSUPP) {
+		_ = exec.Command("modprobe", "vrf").Run() // best effort; the kernel may autoload too
+		err = h.LinkAdd(probe)
+	}
+	if errors.Is(err, unix.EOPNOTSUPP) {
+		t.Skipf("this kernel cannot create VRF devices (%v); as root without FABRIC_NO_VM, "+
+			"TestMain re-runs the package in the full-kernel VM (integration/vm/vmtest)", err)
+	}
+	if err != nil {
+		t.Fatalf("creating a probe vrf: %v", err)
+	}
+	if err := h.LinkDel(probe); err != nil {
+		t.Fatalf("deleting the probe vrf: %v", err)
+	}
 }
