@@ -283,6 +283,7 @@ func (c *cli) machineCmd() *cobra.Command {
 	}
 	cable.Flags().StringArrayVar(&ports, "port", nil, "SWITCH:PORT the machine is cabled to (repeat for each NIC)")
 	var network, allocReq, freeReq string
+	var announce []string
 	allocate := &cobra.Command{
 		Use:   "allocate NAME --network NETWORK",
 		Short: "Allocate a machine into a network (an IP from its prefix)",
@@ -292,12 +293,13 @@ func (c *cli) machineCmd() *cobra.Command {
 			if err != nil {
 				return err
 			}
-			return call(c, cmd, api.AllocateMachine, &apiv1.AllocateMachineRequest{Machine: args[0], Network: network, RequestId: allocReq}, func(m *apiv1.Machine) [][]string {
+			return call(c, cmd, api.AllocateMachine, &apiv1.AllocateMachineRequest{Machine: args[0], Network: network, RequestId: allocReq, Announce: announce}, func(m *apiv1.Machine) [][]string {
 				return machineTable(m)
 			})
 		},
 	}
 	allocate.Flags().StringVar(&network, "network", "", "network to allocate the machine into")
+	allocate.Flags().StringArrayVar(&announce, "announce", nil, "extra CIDR the machine may announce over BGP besides its address (repeat), e.g. 0.0.0.0/0 for an exit router")
 	allocate.Flags().StringVar(&allocReq, "request-id", "", "idempotency key: a retry with the same id returns the first result")
 	_ = allocate.MarkFlagRequired("network")
 	free := &cobra.Command{

@@ -180,6 +180,27 @@ func deviceShowTable(d *apiv1.Device) [][]string {
 			rows = append(rows, neighborRow(n.GetPort(), "-", n))
 		}
 	}
+	r := d.GetRouting()
+	if r == nil {
+		return rows
+	}
+	rows = append(rows, nil, []string{"BGP PEER", "VRF", "NEIGHBOUR", "ASN", "STATE", "UPTIME", "RECEIVED", "ACCEPTED", "REJECTED", "INSTALLED"})
+	for _, s := range r.GetSessions() {
+		rows = append(rows, []string{
+			s.GetPeer(), orDash(s.GetVrf()), orDash(s.GetDescription()), strconv.FormatUint(uint64(s.GetAsn()), 10), s.GetState(),
+			s.GetUptime().AsDuration().Round(time.Second).String(),
+			strconv.FormatUint(s.GetReceived(), 10), strconv.FormatUint(s.GetAccepted(), 10),
+			strconv.FormatUint(s.GetRejected(), 10), strconv.FormatUint(s.GetInstalled(), 10),
+		})
+	}
+	rows = append(rows, nil, []string{"FIB", "VALUE"},
+		[]string{"routes installed", strconv.FormatUint(r.GetRoutesInstalled(), 10)},
+		[]string{"install failures", strconv.FormatUint(r.GetInstallFailures(), 10)},
+		[]string{"evpn type-5 exported", strconv.FormatUint(r.GetEvpnExported(), 10)},
+		[]string{"evpn type-5 imported", strconv.FormatUint(r.GetEvpnImported(), 10)})
+	for _, f := range r.GetFailedRoutes() {
+		rows = append(rows, []string{"failed", f})
+	}
 	return rows
 }
 

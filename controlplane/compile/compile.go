@@ -10,6 +10,7 @@ import (
 	"net/netip"
 	"reflect"
 	"slices"
+	"strings"
 
 	"github.com/metalfabric/fabric/controlplane/model"
 )
@@ -19,11 +20,18 @@ type Input struct {
 	Devices  []model.Device
 	Networks []model.Network
 	Machines []model.Machine
+	// Neighbors are the devices' LLDP neighbour tables by hostname: the
+	// fabric links in them become underlay sessions.
+	Neighbors map[string][]model.Neighbor
 }
+
+// DefaultMachineMaxPrefixes is the max-prefix guard of machine sessions.
+const DefaultMachineMaxPrefixes = 256
 
 // Compile returns one config per device, sorted by hostname.
 //
-// Every device gets its loopback. A leaf gets one VRF per network that has
+// Every device gets its loopback, its ASN and an underlay session on every
+// port where LLDP sees another registered device. A leaf gets one VRF per network that has
 // at least one allocated machine cabled to one of its ports; the VRF holds
 // those ports and has an L3VNI (the leaf's loopback is its VTEP, its chassis
 // MAC the router MAC), and each such port is handed to the agent up, with the
@@ -41,9 +49,13 @@ func Compile(in Input) []model.DeviceConfig {
 			byDevice[a.Device] = append(byDevice[a.Device], a.Attachment)
 		}
 	}
+	devices := make(map[string]model.Device, len(in.Devices))
+	for _, d := range in.Devices {
+		devices[strings.ToLower(d.Hostname)] = d
+	}
 	out := make([]model.DeviceConfig, 0, len(in.Devices))
 	for _, d := range in.Devices {
-		out = append(out, Device(d, networks, byDevice[d.Hostname]))
+		out = append(out, Device(d, networks, byDevice[d.Hostname], Underlay(in.Neighbors[d.Hostname], devices)))
 	}
 	slices.SortFunc(out, func(a, b model.DeviceConfig) int { return cmp.Compare(a.Hostname, b.Hostname) })
 	return out
@@ -65,7 +77,8 @@ func Attachments(m model.Machine) []DeviceAttachment {
 	for _, c := range m.Connections {
 		i := slices.IndexFunc(out, func(a DeviceAttachment) bool { return a.Device == c.Device })
 		if i < 0 {
-			out = append(out, DeviceAttachment{Device: c.Device, Attachment: model.Attachment{Machine: m.Name, Network: m.Allocation.Network}})
+			out = append(out, DeviceAttachment{Device: c.Device, Attachment: model.Attachment{
+				Machine: m.Name, Network: m.Allocation.Network, Allowed: m.Allocation.Allowed()}})
 			i = len(out) - 1
 		}
 		out[i].Ports = append(out[i].Ports, c.Port)
@@ -82,8 +95,8 @@ func Attachments(m model.Machine) []DeviceAttachment {
 // the attachments of the machines cabled to it, in machine name order (a
 // port claimed twice goes to the last). Compile calls it for every device,
 // so compiling one device alone gives exactly what Compile gives it.
-func Device(d model.Device, networks map[string]model.Network, atts []model.Attachment) model.DeviceConfig {
-	cfg := model.DeviceConfig{Hostname: d.Hostname, Role: d.Role, ASN: d.ASN}
+func Device(d model.Device, networks map[string]model.Network, atts []model.Attachment, underlay []model.UnderlayPeer) model.DeviceConfig {
+	cfg := model.DeviceConfig{Hostname: d.Hostname, Role: d.Role, ASN: d.ASN, Underlay: underlay}
 	if d.Loopback.IsValid() {
 		cfg.Loopback = netip.PrefixFrom(d.Loopback, d.Loopback.BitLen())
 	}
@@ -92,9 +105,10 @@ func Device(d model.Device, networks map[string]model.Network, atts []model.Atta
 	}
 	cfg.VTEP = d.Loopback
 	cfg.RouterMAC = d.ChassisMAC
-	// network -> set of ports, port -> machine
+	// network -> set of ports, port -> machine, port -> allowance
 	ports := make(map[string]map[string]struct{})
 	owner := make(map[string]string)
+	allowed := make(map[string][]netip.Prefix)
 	for _, a := range atts {
 		if _, ok := networks[a.Network]; !ok {
 			continue
@@ -107,17 +121,24 @@ func Device(d model.Device, networks map[string]model.Network, atts []model.Atta
 		for _, p := range a.Ports {
 			set[p] = struct{}{}
 			owner[p] = a.Machine
+			allowed[p] = a.Allowed
 		}
 	}
 	for netName, set := range ports {
 		n := networks[netName]
+		vrfPorts := slices.Sorted(maps.Keys(set))
+		var peers []model.MachinePeer
+		for _, p := range vrfPorts {
+			peers = append(peers, model.MachinePeer{Port: p, Machine: owner[p], Allowed: allowed[p], MaxPrefixes: DefaultMachineMaxPrefixes})
+		}
 		cfg.VRFs = append(cfg.VRFs, model.VRF{
-			Name:    VRFName(n.VNI),
-			VNI:     n.VNI,
-			Table:   n.VNI,
-			Network: n.Name,
-			Ports:   slices.Sorted(maps.Keys(set)),
-			L3VNI:   cfg.VTEP.IsValid(),
+			Name:         VRFName(n.VNI),
+			VNI:          n.VNI,
+			Table:        n.VNI,
+			Network:      n.Name,
+			Ports:        vrfPorts,
+			L3VNI:        cfg.VTEP.IsValid(),
+			MachinePeers: peers,
 		})
 	}
 	for _, port := range slices.Sorted(maps.Keys(owner)) {
@@ -127,6 +148,28 @@ func Device(d model.Device, networks map[string]model.Network, atts []model.Atta
 		return cmp.Or(cmp.Compare(a.VNI, b.VNI), cmp.Compare(a.Network, b.Network))
 	})
 	return cfg
+}
+
+// Underlay returns a device's underlay sessions from its LLDP neighbour
+// table: one per port whose neighbour identity names a registered device
+// (devices keyed by lower-case hostname), sorted by port. A port that sees
+// several devices (a hub, a miswiring) gets no session.
+func Underlay(nbrs []model.Neighbor, devices map[string]model.Device) []model.UnderlayPeer {
+	seen := make(map[string][]model.Device)
+	for _, n := range nbrs {
+		peer, ok := devices[strings.ToLower(n.Identity())]
+		if !ok || slices.ContainsFunc(seen[n.Port], func(d model.Device) bool { return d.Hostname == peer.Hostname }) {
+			continue
+		}
+		seen[n.Port] = append(seen[n.Port], peer)
+	}
+	var out []model.UnderlayPeer
+	for _, port := range slices.Sorted(maps.Keys(seen)) {
+		if ds := seen[port]; len(ds) == 1 {
+			out = append(out, model.UnderlayPeer{Port: port, Peer: ds[0].Hostname, PeerASN: ds[0].ASN})
+		}
+	}
+	return out
 }
 
 // VRFName is the kernel name of a tenant VRF.
@@ -148,10 +191,16 @@ func normalize(c model.DeviceConfig) model.DeviceConfig {
 	if len(c.Ports) == 0 {
 		c.Ports = nil
 	}
+	if len(c.Underlay) == 0 {
+		c.Underlay = nil
+	}
 	vrfs := make([]model.VRF, len(c.VRFs))
 	for i, v := range c.VRFs {
 		if len(v.Ports) == 0 {
 			v.Ports = nil
+		}
+		if len(v.MachinePeers) == 0 {
+			v.MachinePeers = nil
 		}
 		vrfs[i] = v
 	}

@@ -302,6 +302,7 @@ func (t txn) recompile(rev uint64) (map[string]model.DeviceConfig, []model.Devic
 	networks := make(map[string]model.Network)
 	all := make(map[string]model.DeviceConfig, len(hosts))
 	var changed []model.DeviceConfig
+	var devices map[string]model.Device // by lower-case hostname, read once when needed
 	for _, h := range hosts {
 		d, err := t.device(h)
 		if errors.Is(err, ErrNotFound) {
@@ -326,7 +327,21 @@ func (t txn) recompile(rev uint64) (map[string]model.DeviceConfig, []model.Devic
 				networks[a.Network] = n
 			}
 		}
-		cfg := compile.Device(d, networks, atts)
+		var nbrs []model.Neighbor
+		if err := t.get(bucketNeighbors, h, &nbrs); err != nil && !errors.Is(err, store.ErrNotFound) {
+			return nil, nil, fmt.Errorf("recompiling %s: %w", h, err)
+		}
+		if len(nbrs) > 0 && devices == nil {
+			devs, err := list[model.Device](t, bucketDevices)
+			if err != nil {
+				return nil, nil, fmt.Errorf("recompiling %s: %w", h, err)
+			}
+			devices = make(map[string]model.Device, len(devs))
+			for _, d := range devs {
+				devices[strings.ToLower(d.Hostname)] = d
+			}
+		}
+		cfg := compile.Device(d, networks, atts, compile.Underlay(nbrs, devices))
 		var old model.DeviceConfig
 		err = t.get(bucketConfigs, h, &old)
 		switch {

@@ -437,7 +437,18 @@ func (inv *Inventory) Register(ctx context.Context, d model.Device) (uint64, err
 		}
 		t.touch(d.Hostname)
 		// A new device turns neighbours announcing its name from machines
-		// into fabric links.
+		// into fabric links: the devices that see it get underlay sessions.
+		if created {
+			tables, err := t.neighborTables()
+			if err != nil {
+				return err
+			}
+			for host, nbrs := range tables {
+				if slices.ContainsFunc(nbrs, func(n model.Neighbor) bool { return strings.EqualFold(n.Identity(), d.Hostname) }) {
+					t.touch(host)
+				}
+			}
+		}
 		return inv.relearn(t, rev)
 	})
 	if err != nil {
@@ -455,6 +466,8 @@ type Status struct {
 	// Ports replaces the device's ports when not empty.
 	Ports []model.Port
 	Drift model.Drift
+	// Routing replaces the device's routing report when not nil.
+	Routing *model.Routing
 }
 
 // ReportStatus records a device's applied version, errors and port states.
@@ -485,6 +498,9 @@ func (inv *Inventory) ReportStatus(ctx context.Context, hostname string, s Statu
 		d.AppliedVersion = s.AppliedVersion
 		d.Errors = slices.Clone(s.Errors)
 		d.Drift = s.Drift
+		if s.Routing != nil {
+			d.Routing = s.Routing
+		}
 		if len(ports) > 0 {
 			d.Ports = ports
 		}
@@ -673,7 +689,7 @@ func (inv *Inventory) CableMachine(ctx context.Context, name string, conns []mod
 // retry of the machine's last allocation with the same id returns that
 // allocation (the machine as it is now, with the allocation the request
 // made) and changes nothing; the same id with another network is rejected.
-func (inv *Inventory) AllocateMachine(ctx context.Context, machine, network, requestID string) (model.Machine, error) {
+func (inv *Inventory) AllocateMachine(ctx context.Context, machine, network, requestID string, announce ...netip.Prefix) (model.Machine, error) {
 	if err := validName("machine", machine); err != nil {
 		return model.Machine{}, fmt.Errorf("allocating machine: %w", err)
 	}
@@ -683,8 +699,12 @@ func (inv *Inventory) AllocateMachine(ctx context.Context, machine, network, req
 	if err := validRequestID(requestID); err != nil {
 		return model.Machine{}, fmt.Errorf("allocating machine %s: %w", machine, err)
 	}
+	announce, err := validAnnounce(announce)
+	if err != nil {
+		return model.Machine{}, fmt.Errorf("allocating machine %s: %w", machine, err)
+	}
 	var m model.Machine
-	_, err := inv.mutate(ctx, func(t txn, rev uint64) error {
+	_, err = inv.mutate(ctx, func(t txn, rev uint64) error {
 		var err error
 		if m, err = t.machine(machine); err != nil {
 			return err
@@ -739,7 +759,7 @@ func (inv *Inventory) AllocateMachine(ctx context.Context, machine, network, req
 			return err
 		}
 		old := m
-		m.Allocation = &model.Allocation{Network: network, IP: ip, Revision: rev}
+		m.Allocation = &model.Allocation{Network: network, IP: ip, Revision: rev, Announce: announce}
 		m.Revision = rev
 		if requestID != "" {
 			m.AllocateRequest = &model.AllocateRequest{ID: requestID, Network: network, Allocation: *m.Allocation}

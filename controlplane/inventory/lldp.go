@@ -11,6 +11,7 @@ import (
 	"strings"
 	"time"
 
+	"github.com/metalfabric/fabric/controlplane/compile"
 	"github.com/metalfabric/fabric/controlplane/ipam"
 	"github.com/metalfabric/fabric/controlplane/model"
 	"github.com/metalfabric/fabric/controlplane/store"
@@ -116,6 +117,10 @@ func (inv *Inventory) ReportNeighbors(ctx context.Context, hostname string, nbrs
 		if _, err := t.device(hostname); err != nil {
 			return err
 		}
+		var before []model.Neighbor
+		if err := t.get(bucketNeighbors, hostname, &before); err != nil && !errors.Is(err, store.ErrNotFound) {
+			return err
+		}
 		if len(nbrs) == 0 {
 			if err := t.tx.Delete(bucketNeighbors, hostname); err != nil {
 				return err
@@ -123,8 +128,26 @@ func (inv *Inventory) ReportNeighbors(ctx context.Context, hostname string, nbrs
 		} else if err := t.put(bucketNeighbors, hostname, nbrs); err != nil {
 			return err
 		}
-		_, err := inv.relearnLazy(t, bump)
-		return err
+		if _, err := inv.relearnLazy(t, bump); err != nil {
+			return err
+		}
+		// A fabric link that appeared or went away changes the device's
+		// underlay sessions.
+		devs, err := list[model.Device](t, bucketDevices)
+		if err != nil {
+			return err
+		}
+		devices := make(map[string]model.Device, len(devs))
+		for _, d := range devs {
+			devices[strings.ToLower(d.Hostname)] = d
+		}
+		if !slices.Equal(compile.Underlay(before, devices), compile.Underlay(nbrs, devices)) {
+			if _, err := bump(); err != nil {
+				return err
+			}
+			t.touch(hostname)
+		}
+		return nil
 	})
 	if err != nil {
 		return false, fmt.Errorf("recording neighbours of %s: %w", hostname, err)

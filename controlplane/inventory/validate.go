@@ -1,8 +1,11 @@
 package inventory
 
 import (
+	"cmp"
 	"fmt"
 	"net"
+	"net/netip"
+	"slices"
 	"strings"
 
 	"github.com/metalfabric/fabric/controlplane/model"
@@ -106,5 +109,38 @@ func validPorts(ports []model.Port) ([]model.Port, error) {
 		out = append(out, p)
 	}
 	sortPorts(out)
+	return out, nil
+}
+
+// maxAnnounce bounds the extra prefixes one machine may announce.
+const maxAnnounce = 64
+
+// validAnnounce checks the extra prefixes a machine may announce: valid,
+// canonical (no host bits set), no duplicates, at most maxAnnounce. It
+// returns them sorted.
+func validAnnounce(ps []netip.Prefix) ([]netip.Prefix, error) {
+	if len(ps) == 0 {
+		return nil, nil
+	}
+	if len(ps) > maxAnnounce {
+		return nil, errorf(ErrInvalid, "%d announceable prefixes: at most %d", len(ps), maxAnnounce)
+	}
+	out := slices.Clone(ps)
+	for _, p := range out {
+		if !p.IsValid() {
+			return nil, errorf(ErrInvalid, "announceable prefix %q is not a valid CIDR", p)
+		}
+		if p != p.Masked() {
+			return nil, errorf(ErrInvalid, "announceable prefix %s has host bits set (did you mean %s?)", p, p.Masked())
+		}
+	}
+	slices.SortFunc(out, func(a, b netip.Prefix) int {
+		return cmp.Or(a.Addr().Compare(b.Addr()), cmp.Compare(a.Bits(), b.Bits()))
+	})
+	for i := 1; i < len(out); i++ {
+		if out[i] == out[i-1] {
+			return nil, errorf(ErrInvalid, "announceable prefix %s is listed twice", out[i])
+		}
+	}
 	return out, nil
 }

@@ -51,6 +51,20 @@ type Allocation struct {
 	IP      netip.Addr `json:"ip"`
 	// Revision at which the allocation was made.
 	Revision uint64 `json:"revision"`
+	// Announce are extra prefixes the machine may announce over BGP
+	// besides its own address (e.g. service or egress CIDRs; 0.0.0.0/0 for
+	// an exit router).
+	Announce []netip.Prefix `json:"announce,omitempty"`
+}
+
+// Allowed returns the prefixes the machine may announce: its address as a
+// host prefix, then Announce.
+func (a Allocation) Allowed() []netip.Prefix {
+	out := make([]netip.Prefix, 0, 1+len(a.Announce))
+	if a.IP.IsValid() {
+		out = append(out, netip.PrefixFrom(a.IP, a.IP.BitLen()))
+	}
+	return append(out, a.Announce...)
 }
 
 // Machine is a bare-metal server and where it is cabled.
@@ -92,6 +106,8 @@ type Attachment struct {
 	Network string `json:"network"`
 	// Ports sorted.
 	Ports []string `json:"ports"`
+	// Allowed are the prefixes the machine may announce (Allocation.Allowed).
+	Allowed []netip.Prefix `json:"allowed,omitempty"`
 }
 
 // AllocateRequest is an allocation made under a client request id.
@@ -218,6 +234,36 @@ type Device struct {
 	ASN uint32 `json:"asn,omitempty"`
 	// Drift is the agent's last drift report (informational).
 	Drift Drift `json:"drift,omitzero"`
+	// Routing is the agent's last BGP and FIB report.
+	Routing *Routing `json:"routing,omitempty"`
+}
+
+// Routing is an agent's BGP sessions and FIB state.
+type Routing struct {
+	Sessions []BGPSession `json:"sessions,omitempty"`
+	// RoutesInstalled counts the kernel routes the agent installed.
+	RoutesInstalled uint64 `json:"routesInstalled,omitempty"`
+	// InstallFailures counts routes that failed to install; FailedRoutes
+	// names a few of them with the reason.
+	InstallFailures uint64   `json:"installFailures,omitempty"`
+	FailedRoutes    []string `json:"failedRoutes,omitempty"`
+	EVPNExported    uint64   `json:"evpnExported,omitempty"`
+	EVPNImported    uint64   `json:"evpnImported,omitempty"`
+}
+
+// BGPSession is one BGP session's state as an agent reports it.
+type BGPSession struct {
+	Peer        string        `json:"peer"`
+	VRF         string        `json:"vrf,omitempty"`
+	Description string        `json:"description,omitempty"`
+	Address     string        `json:"address,omitempty"`
+	ASN         uint32        `json:"asn,omitempty"`
+	State       string        `json:"state"`
+	Uptime      time.Duration `json:"uptime,omitempty"`
+	Received    uint64        `json:"received,omitempty"`
+	Accepted    uint64        `json:"accepted,omitempty"`
+	Rejected    uint64        `json:"rejected,omitempty"`
+	Installed   uint64        `json:"installed,omitempty"`
 }
 
 // Drift counts kernel changes behind an agent's back: repairs of managed
@@ -251,6 +297,28 @@ type VRF struct {
 	// L3VNI tells whether the VRF has an L3VNI (VXLAN device with VNI, a
 	// VLAN on the bridge, an SVI in the VRF).
 	L3VNI bool `json:"l3vni,omitempty"`
+	// MachinePeers are the BGP sessions with the machines on Ports, sorted
+	// by port.
+	MachinePeers []MachinePeer `json:"machinePeers,omitempty"`
+}
+
+// MachinePeer is a BGP session (eBGP unnumbered, inside the tenant VRF) with
+// a machine on one port. Only prefixes inside Allowed are accepted.
+type MachinePeer struct {
+	Port    string         `json:"port"`
+	Machine string         `json:"machine"`
+	Allowed []netip.Prefix `json:"allowed"`
+	// MaxPrefixes is the max-prefix guard of the session.
+	MaxPrefixes uint32 `json:"maxPrefixes,omitempty"`
+}
+
+// UnderlayPeer is an underlay BGP session (eBGP unnumbered over IPv6
+// link-local) on a fabric link to another switch, as LLDP sees the link.
+type UnderlayPeer struct {
+	Port string `json:"port"`
+	// Peer is the neighbour switch's hostname, PeerASN its AS number.
+	Peer    string `json:"peer"`
+	PeerASN uint32 `json:"peerASN"`
 }
 
 // PortConfig is a port the controller hands to the agent.
@@ -281,6 +349,8 @@ type DeviceConfig struct {
 	Ports []PortConfig `json:"ports,omitempty"`
 	// ASN is the device's BGP AS number.
 	ASN uint32 `json:"asn,omitempty"`
+	// Underlay are the device's underlay BGP sessions, sorted by port.
+	Underlay []UnderlayPeer `json:"underlay,omitempty"`
 }
 
 // DeviceConvergence tells whether one device has applied a machine's last

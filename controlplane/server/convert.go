@@ -1,8 +1,11 @@
 package server
 
 import (
+	"fmt"
 	"net/netip"
+	"slices"
 
+	"google.golang.org/protobuf/types/known/durationpb"
 	"google.golang.org/protobuf/types/known/timestamppb"
 
 	apiv1 "github.com/metalfabric/fabric/controlplane/api/v1"
@@ -90,6 +93,79 @@ func configToProto(c model.DeviceConfig) *apiv1.DeviceConfig {
 			Network: v.Network,
 			Ports:   append([]string(nil), v.Ports...),
 			L3Vni:   v.L3VNI,
+			MachinePeers: func() []*apiv1.MachinePeer {
+				var ps []*apiv1.MachinePeer
+				for _, p := range v.MachinePeers {
+					ps = append(ps, &apiv1.MachinePeer{Port: p.Port, Machine: p.Machine, Allowed: prefixStrings(p.Allowed), MaxPrefixes: p.MaxPrefixes})
+				}
+				return ps
+			}(),
+		})
+	}
+	for _, u := range c.Underlay {
+		out.Underlay = append(out.Underlay, &apiv1.UnderlayPeer{Port: u.Port, Peer: u.Peer, PeerAsn: u.PeerASN})
+	}
+	return out
+}
+
+// prefixesFromProto parses CIDR strings.
+func prefixesFromProto(ss []string) ([]netip.Prefix, error) {
+	out := make([]netip.Prefix, 0, len(ss))
+	for _, a := range ss {
+		p, err := netip.ParsePrefix(a)
+		if err != nil {
+			return nil, fmt.Errorf("prefix %q: %w", a, err)
+		}
+		out = append(out, p)
+	}
+	return out, nil
+}
+
+func prefixStrings(ps []netip.Prefix) []string {
+	var out []string
+	for _, p := range ps {
+		out = append(out, p.String())
+	}
+	return out
+}
+
+func routingFromProto(r *apiv1.Routing) *model.Routing {
+	if r == nil {
+		return nil
+	}
+	out := &model.Routing{
+		RoutesInstalled: r.GetRoutesInstalled(),
+		InstallFailures: r.GetInstallFailures(),
+		FailedRoutes:    slices.Clone(r.GetFailedRoutes()),
+		EVPNExported:    r.GetEvpnExported(),
+		EVPNImported:    r.GetEvpnImported(),
+	}
+	for _, s := range r.GetSessions() {
+		out.Sessions = append(out.Sessions, model.BGPSession{
+			Peer: s.GetPeer(), VRF: s.GetVrf(), Description: s.GetDescription(), Address: s.GetAddress(),
+			ASN: s.GetAsn(), State: s.GetState(), Uptime: s.GetUptime().AsDuration(),
+			Received: s.GetReceived(), Accepted: s.GetAccepted(), Rejected: s.GetRejected(), Installed: s.GetInstalled(),
+		})
+	}
+	return out
+}
+
+func routingToProto(r *model.Routing) *apiv1.Routing {
+	if r == nil {
+		return nil
+	}
+	out := &apiv1.Routing{
+		RoutesInstalled: r.RoutesInstalled,
+		InstallFailures: r.InstallFailures,
+		FailedRoutes:    slices.Clone(r.FailedRoutes),
+		EvpnExported:    r.EVPNExported,
+		EvpnImported:    r.EVPNImported,
+	}
+	for _, s := range r.Sessions {
+		out.Sessions = append(out.Sessions, &apiv1.BgpSession{
+			Peer: s.Peer, Vrf: s.VRF, Description: s.Description, Address: s.Address,
+			Asn: s.ASN, State: s.State, Uptime: durationpb.New(s.Uptime),
+			Received: s.Received, Accepted: s.Accepted, Rejected: s.Rejected, Installed: s.Installed,
 		})
 	}
 	return out
@@ -119,7 +195,7 @@ func machineToProto(m model.Machine, live model.Liveness) *apiv1.Machine {
 		out.LastSeen = timestamppb.New(m.LastSeen)
 	}
 	if a := m.Allocation; a != nil {
-		out.Allocation = &apiv1.Allocation{Network: a.Network, Ip: a.IP.String(), Revision: a.Revision}
+		out.Allocation = &apiv1.Allocation{Network: a.Network, Ip: a.IP.String(), Revision: a.Revision, Announce: prefixStrings(a.Announce)}
 	}
 	return out
 }
@@ -136,6 +212,7 @@ func deviceToProto(d inventory.DeviceInfo, connected bool) *apiv1.Device {
 		Connected:      connected,
 		Asn:            d.ASN,
 		Neighbors:      neighborsToProto(d.Neighbors),
+		Routing:        routingToProto(d.Routing),
 	}
 	if d.Drift != (model.Drift{}) {
 		out.Drift = &apiv1.Drift{Repairs: d.Drift.Repairs, UnmanagedChanges: d.Drift.UnmanagedChanges, LastUnmanaged: d.Drift.LastUnmanaged}

@@ -297,6 +297,7 @@ func (d deviceService) ReportStatus(ctx context.Context, req *apiv1.ReportStatus
 			UnmanagedChanges: req.GetDrift().GetUnmanagedChanges(),
 			LastUnmanaged:    req.GetDrift().GetLastUnmanaged(),
 		},
+		Routing: routingFromProto(req.GetRouting()),
 	})
 	if err != nil {
 		return nil, d.s.toStatus(err)
@@ -418,7 +419,11 @@ func (o operatorService) CableMachine(ctx context.Context, req *apiv1.CableMachi
 }
 
 func (o operatorService) AllocateMachine(ctx context.Context, req *apiv1.AllocateMachineRequest) (*apiv1.Machine, error) {
-	m, err := o.s.inv.AllocateMachine(ctx, req.GetMachine(), req.GetNetwork(), req.GetRequestId())
+	announce, err := prefixesFromProto(req.GetAnnounce())
+	if err != nil {
+		return nil, status.Errorf(codes.InvalidArgument, "allocating machine %s: announceable %v", req.GetMachine(), err)
+	}
+	m, err := o.s.inv.AllocateMachine(ctx, req.GetMachine(), req.GetNetwork(), req.GetRequestId(), announce...)
 	if err != nil {
 		return nil, o.s.toStatus(err)
 	}

@@ -13,6 +13,7 @@ package apiv1
 import (
 	protoreflect "google.golang.org/protobuf/reflect/protoreflect"
 	protoimpl "google.golang.org/protobuf/runtime/protoimpl"
+	durationpb "google.golang.org/protobuf/types/known/durationpb"
 	timestamppb "google.golang.org/protobuf/types/known/timestamppb"
 	reflect "reflect"
 	sync "sync"
@@ -391,7 +392,10 @@ type DeviceConfig struct {
 	// agent changes no other port.
 	Ports []*PortConfig `protobuf:"bytes,8,rep,name=ports,proto3" json:"ports,omitempty"`
 	// The device's BGP AS number (from the controller's ASN pool).
-	Asn           uint32 `protobuf:"varint,9,opt,name=asn,proto3" json:"asn,omitempty"`
+	Asn uint32 `protobuf:"varint,9,opt,name=asn,proto3" json:"asn,omitempty"`
+	// Underlay BGP sessions: eBGP unnumbered on every port where LLDP sees
+	// another switch of the fabric.
+	Underlay      []*UnderlayPeer `protobuf:"bytes,10,rep,name=underlay,proto3" json:"underlay,omitempty"`
 	unknownFields protoimpl.UnknownFields
 	sizeCache     protoimpl.SizeCache
 }
@@ -489,6 +493,146 @@ func (x *DeviceConfig) GetAsn() uint32 {
 	return 0
 }
 
+func (x *DeviceConfig) GetUnderlay() []*UnderlayPeer {
+	if x != nil {
+		return x.Underlay
+	}
+	return nil
+}
+
+// UnderlayPeer is an underlay session on a fabric link.
+type UnderlayPeer struct {
+	state protoimpl.MessageState `protogen:"open.v1"`
+	Port  string                 `protobuf:"bytes,1,opt,name=port,proto3" json:"port,omitempty"`
+	// The neighbour switch's hostname and AS number.
+	Peer          string `protobuf:"bytes,2,opt,name=peer,proto3" json:"peer,omitempty"`
+	PeerAsn       uint32 `protobuf:"varint,3,opt,name=peer_asn,json=peerAsn,proto3" json:"peer_asn,omitempty"`
+	unknownFields protoimpl.UnknownFields
+	sizeCache     protoimpl.SizeCache
+}
+
+func (x *UnderlayPeer) Reset() {
+	*x = UnderlayPeer{}
+	mi := &file_fabric_proto_msgTypes[5]
+	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+	ms.StoreMessageInfo(mi)
+}
+
+func (x *UnderlayPeer) String() string {
+	return protoimpl.X.MessageStringOf(x)
+}
+
+func (*UnderlayPeer) ProtoMessage() {}
+
+func (x *UnderlayPeer) ProtoReflect() protoreflect.Message {
+	mi := &file_fabric_proto_msgTypes[5]
+	if x != nil {
+		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+		if ms.LoadMessageInfo() == nil {
+			ms.StoreMessageInfo(mi)
+		}
+		return ms
+	}
+	return mi.MessageOf(x)
+}
+
+// Deprecated: Use UnderlayPeer.ProtoReflect.Descriptor instead.
+func (*UnderlayPeer) Descriptor() ([]byte, []int) {
+	return file_fabric_proto_rawDescGZIP(), []int{5}
+}
+
+func (x *UnderlayPeer) GetPort() string {
+	if x != nil {
+		return x.Port
+	}
+	return ""
+}
+
+func (x *UnderlayPeer) GetPeer() string {
+	if x != nil {
+		return x.Peer
+	}
+	return ""
+}
+
+func (x *UnderlayPeer) GetPeerAsn() uint32 {
+	if x != nil {
+		return x.PeerAsn
+	}
+	return 0
+}
+
+// MachinePeer is a BGP session with a machine on a port, inside the VRF.
+type MachinePeer struct {
+	state   protoimpl.MessageState `protogen:"open.v1"`
+	Port    string                 `protobuf:"bytes,1,opt,name=port,proto3" json:"port,omitempty"`
+	Machine string                 `protobuf:"bytes,2,opt,name=machine,proto3" json:"machine,omitempty"`
+	// Prefixes (CIDR) the machine may announce; more specifics of them are
+	// accepted too, everything else is rejected.
+	Allowed       []string `protobuf:"bytes,3,rep,name=allowed,proto3" json:"allowed,omitempty"`
+	MaxPrefixes   uint32   `protobuf:"varint,4,opt,name=max_prefixes,json=maxPrefixes,proto3" json:"max_prefixes,omitempty"`
+	unknownFields protoimpl.UnknownFields
+	sizeCache     protoimpl.SizeCache
+}
+
+func (x *MachinePeer) Reset() {
+	*x = MachinePeer{}
+	mi := &file_fabric_proto_msgTypes[6]
+	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+	ms.StoreMessageInfo(mi)
+}
+
+func (x *MachinePeer) String() string {
+	return protoimpl.X.MessageStringOf(x)
+}
+
+func (*MachinePeer) ProtoMessage() {}
+
+func (x *MachinePeer) ProtoReflect() protoreflect.Message {
+	mi := &file_fabric_proto_msgTypes[6]
+	if x != nil {
+		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+		if ms.LoadMessageInfo() == nil {
+			ms.StoreMessageInfo(mi)
+		}
+		return ms
+	}
+	return mi.MessageOf(x)
+}
+
+// Deprecated: Use MachinePeer.ProtoReflect.Descriptor instead.
+func (*MachinePeer) Descriptor() ([]byte, []int) {
+	return file_fabric_proto_rawDescGZIP(), []int{6}
+}
+
+func (x *MachinePeer) GetPort() string {
+	if x != nil {
+		return x.Port
+	}
+	return ""
+}
+
+func (x *MachinePeer) GetMachine() string {
+	if x != nil {
+		return x.Machine
+	}
+	return ""
+}
+
+func (x *MachinePeer) GetAllowed() []string {
+	if x != nil {
+		return x.Allowed
+	}
+	return nil
+}
+
+func (x *MachinePeer) GetMaxPrefixes() uint32 {
+	if x != nil {
+		return x.MaxPrefixes
+	}
+	return 0
+}
+
 // PortConfig is a machine-facing port handed to the agent.
 type PortConfig struct {
 	state protoimpl.MessageState `protogen:"open.v1"`
@@ -503,7 +647,7 @@ type PortConfig struct {
 
 func (x *PortConfig) Reset() {
 	*x = PortConfig{}
-	mi := &file_fabric_proto_msgTypes[5]
+	mi := &file_fabric_proto_msgTypes[7]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -515,7 +659,7 @@ func (x *PortConfig) String() string {
 func (*PortConfig) ProtoMessage() {}
 
 func (x *PortConfig) ProtoReflect() protoreflect.Message {
-	mi := &file_fabric_proto_msgTypes[5]
+	mi := &file_fabric_proto_msgTypes[7]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -528,7 +672,7 @@ func (x *PortConfig) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use PortConfig.ProtoReflect.Descriptor instead.
 func (*PortConfig) Descriptor() ([]byte, []int) {
-	return file_fabric_proto_rawDescGZIP(), []int{5}
+	return file_fabric_proto_rawDescGZIP(), []int{7}
 }
 
 func (x *PortConfig) GetName() string {
@@ -566,14 +710,16 @@ type Vrf struct {
 	Ports []string `protobuf:"bytes,5,rep,name=ports,proto3" json:"ports,omitempty"`
 	// Whether the VRF has an L3VNI (VXLAN device with VNI vni on the bridge,
 	// a VLAN picked by the agent, and an SVI in the VRF).
-	L3Vni         bool `protobuf:"varint,6,opt,name=l3vni,proto3" json:"l3vni,omitempty"`
+	L3Vni bool `protobuf:"varint,6,opt,name=l3vni,proto3" json:"l3vni,omitempty"`
+	// BGP sessions with the machines on ports, one per port.
+	MachinePeers  []*MachinePeer `protobuf:"bytes,7,rep,name=machine_peers,json=machinePeers,proto3" json:"machine_peers,omitempty"`
 	unknownFields protoimpl.UnknownFields
 	sizeCache     protoimpl.SizeCache
 }
 
 func (x *Vrf) Reset() {
 	*x = Vrf{}
-	mi := &file_fabric_proto_msgTypes[6]
+	mi := &file_fabric_proto_msgTypes[8]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -585,7 +731,7 @@ func (x *Vrf) String() string {
 func (*Vrf) ProtoMessage() {}
 
 func (x *Vrf) ProtoReflect() protoreflect.Message {
-	mi := &file_fabric_proto_msgTypes[6]
+	mi := &file_fabric_proto_msgTypes[8]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -598,7 +744,7 @@ func (x *Vrf) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use Vrf.ProtoReflect.Descriptor instead.
 func (*Vrf) Descriptor() ([]byte, []int) {
-	return file_fabric_proto_rawDescGZIP(), []int{6}
+	return file_fabric_proto_rawDescGZIP(), []int{8}
 }
 
 func (x *Vrf) GetName() string {
@@ -643,6 +789,13 @@ func (x *Vrf) GetL3Vni() bool {
 	return false
 }
 
+func (x *Vrf) GetMachinePeers() []*MachinePeer {
+	if x != nil {
+		return x.MachinePeers
+	}
+	return nil
+}
+
 type StepError struct {
 	state protoimpl.MessageState `protogen:"open.v1"`
 	// Which reconcile step failed, e.g. "fabric: enslave swp1 to vrf10".
@@ -654,7 +807,7 @@ type StepError struct {
 
 func (x *StepError) Reset() {
 	*x = StepError{}
-	mi := &file_fabric_proto_msgTypes[7]
+	mi := &file_fabric_proto_msgTypes[9]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -666,7 +819,7 @@ func (x *StepError) String() string {
 func (*StepError) ProtoMessage() {}
 
 func (x *StepError) ProtoReflect() protoreflect.Message {
-	mi := &file_fabric_proto_msgTypes[7]
+	mi := &file_fabric_proto_msgTypes[9]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -679,7 +832,7 @@ func (x *StepError) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use StepError.ProtoReflect.Descriptor instead.
 func (*StepError) Descriptor() ([]byte, []int) {
-	return file_fabric_proto_rawDescGZIP(), []int{7}
+	return file_fabric_proto_rawDescGZIP(), []int{9}
 }
 
 func (x *StepError) GetStep() string {
@@ -704,14 +857,16 @@ type ReportStatusRequest struct {
 	Errors         []*StepError `protobuf:"bytes,3,rep,name=errors,proto3" json:"errors,omitempty"`
 	Ports          []*Port      `protobuf:"bytes,4,rep,name=ports,proto3" json:"ports,omitempty"`
 	// Drift: what changed in the kernel behind the agent's back.
-	Drift         *Drift `protobuf:"bytes,5,opt,name=drift,proto3" json:"drift,omitempty"`
+	Drift *Drift `protobuf:"bytes,5,opt,name=drift,proto3" json:"drift,omitempty"`
+	// Routing: BGP sessions and FIB state.
+	Routing       *Routing `protobuf:"bytes,6,opt,name=routing,proto3" json:"routing,omitempty"`
 	unknownFields protoimpl.UnknownFields
 	sizeCache     protoimpl.SizeCache
 }
 
 func (x *ReportStatusRequest) Reset() {
 	*x = ReportStatusRequest{}
-	mi := &file_fabric_proto_msgTypes[8]
+	mi := &file_fabric_proto_msgTypes[10]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -723,7 +878,7 @@ func (x *ReportStatusRequest) String() string {
 func (*ReportStatusRequest) ProtoMessage() {}
 
 func (x *ReportStatusRequest) ProtoReflect() protoreflect.Message {
-	mi := &file_fabric_proto_msgTypes[8]
+	mi := &file_fabric_proto_msgTypes[10]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -736,7 +891,7 @@ func (x *ReportStatusRequest) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use ReportStatusRequest.ProtoReflect.Descriptor instead.
 func (*ReportStatusRequest) Descriptor() ([]byte, []int) {
-	return file_fabric_proto_rawDescGZIP(), []int{8}
+	return file_fabric_proto_rawDescGZIP(), []int{10}
 }
 
 func (x *ReportStatusRequest) GetHostname() string {
@@ -774,6 +929,230 @@ func (x *ReportStatusRequest) GetDrift() *Drift {
 	return nil
 }
 
+func (x *ReportStatusRequest) GetRouting() *Routing {
+	if x != nil {
+		return x.Routing
+	}
+	return nil
+}
+
+// Routing is the agent's BGP and FIB state.
+type Routing struct {
+	state    protoimpl.MessageState `protogen:"open.v1"`
+	Sessions []*BgpSession          `protobuf:"bytes,1,rep,name=sessions,proto3" json:"sessions,omitempty"`
+	// Routes the FIB programmer has installed in the kernel (all tables).
+	RoutesInstalled uint64 `protobuf:"varint,2,opt,name=routes_installed,json=routesInstalled,proto3" json:"routes_installed,omitempty"`
+	// Routes that failed to install, with the reason (at most a few listed).
+	InstallFailures uint64   `protobuf:"varint,3,opt,name=install_failures,json=installFailures,proto3" json:"install_failures,omitempty"`
+	FailedRoutes    []string `protobuf:"bytes,4,rep,name=failed_routes,json=failedRoutes,proto3" json:"failed_routes,omitempty"`
+	// EVPN type-5 routes originated and imported.
+	EvpnExported  uint64 `protobuf:"varint,5,opt,name=evpn_exported,json=evpnExported,proto3" json:"evpn_exported,omitempty"`
+	EvpnImported  uint64 `protobuf:"varint,6,opt,name=evpn_imported,json=evpnImported,proto3" json:"evpn_imported,omitempty"`
+	unknownFields protoimpl.UnknownFields
+	sizeCache     protoimpl.SizeCache
+}
+
+func (x *Routing) Reset() {
+	*x = Routing{}
+	mi := &file_fabric_proto_msgTypes[11]
+	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+	ms.StoreMessageInfo(mi)
+}
+
+func (x *Routing) String() string {
+	return protoimpl.X.MessageStringOf(x)
+}
+
+func (*Routing) ProtoMessage() {}
+
+func (x *Routing) ProtoReflect() protoreflect.Message {
+	mi := &file_fabric_proto_msgTypes[11]
+	if x != nil {
+		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+		if ms.LoadMessageInfo() == nil {
+			ms.StoreMessageInfo(mi)
+		}
+		return ms
+	}
+	return mi.MessageOf(x)
+}
+
+// Deprecated: Use Routing.ProtoReflect.Descriptor instead.
+func (*Routing) Descriptor() ([]byte, []int) {
+	return file_fabric_proto_rawDescGZIP(), []int{11}
+}
+
+func (x *Routing) GetSessions() []*BgpSession {
+	if x != nil {
+		return x.Sessions
+	}
+	return nil
+}
+
+func (x *Routing) GetRoutesInstalled() uint64 {
+	if x != nil {
+		return x.RoutesInstalled
+	}
+	return 0
+}
+
+func (x *Routing) GetInstallFailures() uint64 {
+	if x != nil {
+		return x.InstallFailures
+	}
+	return 0
+}
+
+func (x *Routing) GetFailedRoutes() []string {
+	if x != nil {
+		return x.FailedRoutes
+	}
+	return nil
+}
+
+func (x *Routing) GetEvpnExported() uint64 {
+	if x != nil {
+		return x.EvpnExported
+	}
+	return 0
+}
+
+func (x *Routing) GetEvpnImported() uint64 {
+	if x != nil {
+		return x.EvpnImported
+	}
+	return 0
+}
+
+type BgpSession struct {
+	state protoimpl.MessageState `protogen:"open.v1"`
+	// Port (unnumbered) or address (numbered).
+	Peer string `protobuf:"bytes,1,opt,name=peer,proto3" json:"peer,omitempty"`
+	// Empty for the global (underlay) RIB.
+	Vrf         string `protobuf:"bytes,2,opt,name=vrf,proto3" json:"vrf,omitempty"`
+	Description string `protobuf:"bytes,3,opt,name=description,proto3" json:"description,omitempty"`
+	// Resolved neighbour address.
+	Address  string               `protobuf:"bytes,4,opt,name=address,proto3" json:"address,omitempty"`
+	Asn      uint32               `protobuf:"varint,5,opt,name=asn,proto3" json:"asn,omitempty"`
+	State    string               `protobuf:"bytes,6,opt,name=state,proto3" json:"state,omitempty"`
+	Uptime   *durationpb.Duration `protobuf:"bytes,7,opt,name=uptime,proto3" json:"uptime,omitempty"`
+	Received uint64               `protobuf:"varint,8,opt,name=received,proto3" json:"received,omitempty"`
+	Accepted uint64               `protobuf:"varint,9,opt,name=accepted,proto3" json:"accepted,omitempty"`
+	// Refused by the import allowance or the max-prefix limit.
+	Rejected uint64 `protobuf:"varint,10,opt,name=rejected,proto3" json:"rejected,omitempty"`
+	// Routes from this session the FIB programmer installed.
+	Installed     uint64 `protobuf:"varint,11,opt,name=installed,proto3" json:"installed,omitempty"`
+	unknownFields protoimpl.UnknownFields
+	sizeCache     protoimpl.SizeCache
+}
+
+func (x *BgpSession) Reset() {
+	*x = BgpSession{}
+	mi := &file_fabric_proto_msgTypes[12]
+	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+	ms.StoreMessageInfo(mi)
+}
+
+func (x *BgpSession) String() string {
+	return protoimpl.X.MessageStringOf(x)
+}
+
+func (*BgpSession) ProtoMessage() {}
+
+func (x *BgpSession) ProtoReflect() protoreflect.Message {
+	mi := &file_fabric_proto_msgTypes[12]
+	if x != nil {
+		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+		if ms.LoadMessageInfo() == nil {
+			ms.StoreMessageInfo(mi)
+		}
+		return ms
+	}
+	return mi.MessageOf(x)
+}
+
+// Deprecated: Use BgpSession.ProtoReflect.Descriptor instead.
+func (*BgpSession) Descriptor() ([]byte, []int) {
+	return file_fabric_proto_rawDescGZIP(), []int{12}
+}
+
+func (x *BgpSession) GetPeer() string {
+	if x != nil {
+		return x.Peer
+	}
+	return ""
+}
+
+func (x *BgpSession) GetVrf() string {
+	if x != nil {
+		return x.Vrf
+	}
+	return ""
+}
+
+func (x *BgpSession) GetDescription() string {
+	if x != nil {
+		return x.Description
+	}
+	return ""
+}
+
+func (x *BgpSession) GetAddress() string {
+	if x != nil {
+		return x.Address
+	}
+	return ""
+}
+
+func (x *BgpSession) GetAsn() uint32 {
+	if x != nil {
+		return x.Asn
+	}
+	return 0
+}
+
+func (x *BgpSession) GetState() string {
+	if x != nil {
+		return x.State
+	}
+	return ""
+}
+
+func (x *BgpSession) GetUptime() *durationpb.Duration {
+	if x != nil {
+		return x.Uptime
+	}
+	return nil
+}
+
+func (x *BgpSession) GetReceived() uint64 {
+	if x != nil {
+		return x.Received
+	}
+	return 0
+}
+
+func (x *BgpSession) GetAccepted() uint64 {
+	if x != nil {
+		return x.Accepted
+	}
+	return 0
+}
+
+func (x *BgpSession) GetRejected() uint64 {
+	if x != nil {
+		return x.Rejected
+	}
+	return 0
+}
+
+func (x *BgpSession) GetInstalled() uint64 {
+	if x != nil {
+		return x.Installed
+	}
+	return 0
+}
+
 // Drift is informational: repairs of managed objects and changes to objects
 // the agent does not manage (reported, never reverted). Not an error.
 type Drift struct {
@@ -790,7 +1169,7 @@ type Drift struct {
 
 func (x *Drift) Reset() {
 	*x = Drift{}
-	mi := &file_fabric_proto_msgTypes[9]
+	mi := &file_fabric_proto_msgTypes[13]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -802,7 +1181,7 @@ func (x *Drift) String() string {
 func (*Drift) ProtoMessage() {}
 
 func (x *Drift) ProtoReflect() protoreflect.Message {
-	mi := &file_fabric_proto_msgTypes[9]
+	mi := &file_fabric_proto_msgTypes[13]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -815,7 +1194,7 @@ func (x *Drift) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use Drift.ProtoReflect.Descriptor instead.
 func (*Drift) Descriptor() ([]byte, []int) {
-	return file_fabric_proto_rawDescGZIP(), []int{9}
+	return file_fabric_proto_rawDescGZIP(), []int{13}
 }
 
 func (x *Drift) GetRepairs() uint64 {
@@ -847,7 +1226,7 @@ type ReportStatusResponse struct {
 
 func (x *ReportStatusResponse) Reset() {
 	*x = ReportStatusResponse{}
-	mi := &file_fabric_proto_msgTypes[10]
+	mi := &file_fabric_proto_msgTypes[14]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -859,7 +1238,7 @@ func (x *ReportStatusResponse) String() string {
 func (*ReportStatusResponse) ProtoMessage() {}
 
 func (x *ReportStatusResponse) ProtoReflect() protoreflect.Message {
-	mi := &file_fabric_proto_msgTypes[10]
+	mi := &file_fabric_proto_msgTypes[14]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -872,7 +1251,7 @@ func (x *ReportStatusResponse) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use ReportStatusResponse.ProtoReflect.Descriptor instead.
 func (*ReportStatusResponse) Descriptor() ([]byte, []int) {
-	return file_fabric_proto_rawDescGZIP(), []int{10}
+	return file_fabric_proto_rawDescGZIP(), []int{14}
 }
 
 type Network struct {
@@ -894,7 +1273,7 @@ type Network struct {
 
 func (x *Network) Reset() {
 	*x = Network{}
-	mi := &file_fabric_proto_msgTypes[11]
+	mi := &file_fabric_proto_msgTypes[15]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -906,7 +1285,7 @@ func (x *Network) String() string {
 func (*Network) ProtoMessage() {}
 
 func (x *Network) ProtoReflect() protoreflect.Message {
-	mi := &file_fabric_proto_msgTypes[11]
+	mi := &file_fabric_proto_msgTypes[15]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -919,7 +1298,7 @@ func (x *Network) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use Network.ProtoReflect.Descriptor instead.
 func (*Network) Descriptor() ([]byte, []int) {
-	return file_fabric_proto_rawDescGZIP(), []int{11}
+	return file_fabric_proto_rawDescGZIP(), []int{15}
 }
 
 func (x *Network) GetName() string {
@@ -973,7 +1352,7 @@ type GetNetworkRequest struct {
 
 func (x *GetNetworkRequest) Reset() {
 	*x = GetNetworkRequest{}
-	mi := &file_fabric_proto_msgTypes[12]
+	mi := &file_fabric_proto_msgTypes[16]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -985,7 +1364,7 @@ func (x *GetNetworkRequest) String() string {
 func (*GetNetworkRequest) ProtoMessage() {}
 
 func (x *GetNetworkRequest) ProtoReflect() protoreflect.Message {
-	mi := &file_fabric_proto_msgTypes[12]
+	mi := &file_fabric_proto_msgTypes[16]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -998,7 +1377,7 @@ func (x *GetNetworkRequest) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use GetNetworkRequest.ProtoReflect.Descriptor instead.
 func (*GetNetworkRequest) Descriptor() ([]byte, []int) {
-	return file_fabric_proto_rawDescGZIP(), []int{12}
+	return file_fabric_proto_rawDescGZIP(), []int{16}
 }
 
 func (x *GetNetworkRequest) GetName() string {
@@ -1024,7 +1403,7 @@ type CreateNetworkRequest struct {
 
 func (x *CreateNetworkRequest) Reset() {
 	*x = CreateNetworkRequest{}
-	mi := &file_fabric_proto_msgTypes[13]
+	mi := &file_fabric_proto_msgTypes[17]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -1036,7 +1415,7 @@ func (x *CreateNetworkRequest) String() string {
 func (*CreateNetworkRequest) ProtoMessage() {}
 
 func (x *CreateNetworkRequest) ProtoReflect() protoreflect.Message {
-	mi := &file_fabric_proto_msgTypes[13]
+	mi := &file_fabric_proto_msgTypes[17]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -1049,7 +1428,7 @@ func (x *CreateNetworkRequest) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use CreateNetworkRequest.ProtoReflect.Descriptor instead.
 func (*CreateNetworkRequest) Descriptor() ([]byte, []int) {
-	return file_fabric_proto_rawDescGZIP(), []int{13}
+	return file_fabric_proto_rawDescGZIP(), []int{17}
 }
 
 func (x *CreateNetworkRequest) GetName() string {
@@ -1088,7 +1467,7 @@ type ListNetworksRequest struct {
 
 func (x *ListNetworksRequest) Reset() {
 	*x = ListNetworksRequest{}
-	mi := &file_fabric_proto_msgTypes[14]
+	mi := &file_fabric_proto_msgTypes[18]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -1100,7 +1479,7 @@ func (x *ListNetworksRequest) String() string {
 func (*ListNetworksRequest) ProtoMessage() {}
 
 func (x *ListNetworksRequest) ProtoReflect() protoreflect.Message {
-	mi := &file_fabric_proto_msgTypes[14]
+	mi := &file_fabric_proto_msgTypes[18]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -1113,7 +1492,7 @@ func (x *ListNetworksRequest) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use ListNetworksRequest.ProtoReflect.Descriptor instead.
 func (*ListNetworksRequest) Descriptor() ([]byte, []int) {
-	return file_fabric_proto_rawDescGZIP(), []int{14}
+	return file_fabric_proto_rawDescGZIP(), []int{18}
 }
 
 type ListNetworksResponse struct {
@@ -1125,7 +1504,7 @@ type ListNetworksResponse struct {
 
 func (x *ListNetworksResponse) Reset() {
 	*x = ListNetworksResponse{}
-	mi := &file_fabric_proto_msgTypes[15]
+	mi := &file_fabric_proto_msgTypes[19]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -1137,7 +1516,7 @@ func (x *ListNetworksResponse) String() string {
 func (*ListNetworksResponse) ProtoMessage() {}
 
 func (x *ListNetworksResponse) ProtoReflect() protoreflect.Message {
-	mi := &file_fabric_proto_msgTypes[15]
+	mi := &file_fabric_proto_msgTypes[19]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -1150,7 +1529,7 @@ func (x *ListNetworksResponse) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use ListNetworksResponse.ProtoReflect.Descriptor instead.
 func (*ListNetworksResponse) Descriptor() ([]byte, []int) {
-	return file_fabric_proto_rawDescGZIP(), []int{15}
+	return file_fabric_proto_rawDescGZIP(), []int{19}
 }
 
 func (x *ListNetworksResponse) GetNetworks() []*Network {
@@ -1169,7 +1548,7 @@ type DeleteNetworkRequest struct {
 
 func (x *DeleteNetworkRequest) Reset() {
 	*x = DeleteNetworkRequest{}
-	mi := &file_fabric_proto_msgTypes[16]
+	mi := &file_fabric_proto_msgTypes[20]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -1181,7 +1560,7 @@ func (x *DeleteNetworkRequest) String() string {
 func (*DeleteNetworkRequest) ProtoMessage() {}
 
 func (x *DeleteNetworkRequest) ProtoReflect() protoreflect.Message {
-	mi := &file_fabric_proto_msgTypes[16]
+	mi := &file_fabric_proto_msgTypes[20]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -1194,7 +1573,7 @@ func (x *DeleteNetworkRequest) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use DeleteNetworkRequest.ProtoReflect.Descriptor instead.
 func (*DeleteNetworkRequest) Descriptor() ([]byte, []int) {
-	return file_fabric_proto_rawDescGZIP(), []int{16}
+	return file_fabric_proto_rawDescGZIP(), []int{20}
 }
 
 func (x *DeleteNetworkRequest) GetName() string {
@@ -1212,7 +1591,7 @@ type DeleteNetworkResponse struct {
 
 func (x *DeleteNetworkResponse) Reset() {
 	*x = DeleteNetworkResponse{}
-	mi := &file_fabric_proto_msgTypes[17]
+	mi := &file_fabric_proto_msgTypes[21]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -1224,7 +1603,7 @@ func (x *DeleteNetworkResponse) String() string {
 func (*DeleteNetworkResponse) ProtoMessage() {}
 
 func (x *DeleteNetworkResponse) ProtoReflect() protoreflect.Message {
-	mi := &file_fabric_proto_msgTypes[17]
+	mi := &file_fabric_proto_msgTypes[21]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -1237,7 +1616,7 @@ func (x *DeleteNetworkResponse) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use DeleteNetworkResponse.ProtoReflect.Descriptor instead.
 func (*DeleteNetworkResponse) Descriptor() ([]byte, []int) {
-	return file_fabric_proto_rawDescGZIP(), []int{17}
+	return file_fabric_proto_rawDescGZIP(), []int{21}
 }
 
 type Device struct {
@@ -1260,14 +1639,16 @@ type Device struct {
 	// LLDP neighbours as last reported by the agent.
 	Neighbors []*Neighbor `protobuf:"bytes,12,rep,name=neighbors,proto3" json:"neighbors,omitempty"`
 	// The device's BGP AS number from the controller's ASN pool.
-	Asn           uint32 `protobuf:"varint,13,opt,name=asn,proto3" json:"asn,omitempty"`
+	Asn uint32 `protobuf:"varint,13,opt,name=asn,proto3" json:"asn,omitempty"`
+	// BGP and FIB state as last reported by the agent.
+	Routing       *Routing `protobuf:"bytes,14,opt,name=routing,proto3" json:"routing,omitempty"`
 	unknownFields protoimpl.UnknownFields
 	sizeCache     protoimpl.SizeCache
 }
 
 func (x *Device) Reset() {
 	*x = Device{}
-	mi := &file_fabric_proto_msgTypes[18]
+	mi := &file_fabric_proto_msgTypes[22]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -1279,7 +1660,7 @@ func (x *Device) String() string {
 func (*Device) ProtoMessage() {}
 
 func (x *Device) ProtoReflect() protoreflect.Message {
-	mi := &file_fabric_proto_msgTypes[18]
+	mi := &file_fabric_proto_msgTypes[22]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -1292,7 +1673,7 @@ func (x *Device) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use Device.ProtoReflect.Descriptor instead.
 func (*Device) Descriptor() ([]byte, []int) {
-	return file_fabric_proto_rawDescGZIP(), []int{18}
+	return file_fabric_proto_rawDescGZIP(), []int{22}
 }
 
 func (x *Device) GetHostname() string {
@@ -1386,6 +1767,13 @@ func (x *Device) GetAsn() uint32 {
 	return 0
 }
 
+func (x *Device) GetRouting() *Routing {
+	if x != nil {
+		return x.Routing
+	}
+	return nil
+}
+
 type ListDevicesRequest struct {
 	state         protoimpl.MessageState `protogen:"open.v1"`
 	unknownFields protoimpl.UnknownFields
@@ -1394,7 +1782,7 @@ type ListDevicesRequest struct {
 
 func (x *ListDevicesRequest) Reset() {
 	*x = ListDevicesRequest{}
-	mi := &file_fabric_proto_msgTypes[19]
+	mi := &file_fabric_proto_msgTypes[23]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -1406,7 +1794,7 @@ func (x *ListDevicesRequest) String() string {
 func (*ListDevicesRequest) ProtoMessage() {}
 
 func (x *ListDevicesRequest) ProtoReflect() protoreflect.Message {
-	mi := &file_fabric_proto_msgTypes[19]
+	mi := &file_fabric_proto_msgTypes[23]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -1419,7 +1807,7 @@ func (x *ListDevicesRequest) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use ListDevicesRequest.ProtoReflect.Descriptor instead.
 func (*ListDevicesRequest) Descriptor() ([]byte, []int) {
-	return file_fabric_proto_rawDescGZIP(), []int{19}
+	return file_fabric_proto_rawDescGZIP(), []int{23}
 }
 
 type ListDevicesResponse struct {
@@ -1431,7 +1819,7 @@ type ListDevicesResponse struct {
 
 func (x *ListDevicesResponse) Reset() {
 	*x = ListDevicesResponse{}
-	mi := &file_fabric_proto_msgTypes[20]
+	mi := &file_fabric_proto_msgTypes[24]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -1443,7 +1831,7 @@ func (x *ListDevicesResponse) String() string {
 func (*ListDevicesResponse) ProtoMessage() {}
 
 func (x *ListDevicesResponse) ProtoReflect() protoreflect.Message {
-	mi := &file_fabric_proto_msgTypes[20]
+	mi := &file_fabric_proto_msgTypes[24]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -1456,7 +1844,7 @@ func (x *ListDevicesResponse) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use ListDevicesResponse.ProtoReflect.Descriptor instead.
 func (*ListDevicesResponse) Descriptor() ([]byte, []int) {
-	return file_fabric_proto_rawDescGZIP(), []int{20}
+	return file_fabric_proto_rawDescGZIP(), []int{24}
 }
 
 func (x *ListDevicesResponse) GetDevices() []*Device {
@@ -1477,7 +1865,7 @@ type Connection struct {
 
 func (x *Connection) Reset() {
 	*x = Connection{}
-	mi := &file_fabric_proto_msgTypes[21]
+	mi := &file_fabric_proto_msgTypes[25]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -1489,7 +1877,7 @@ func (x *Connection) String() string {
 func (*Connection) ProtoMessage() {}
 
 func (x *Connection) ProtoReflect() protoreflect.Message {
-	mi := &file_fabric_proto_msgTypes[21]
+	mi := &file_fabric_proto_msgTypes[25]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -1502,7 +1890,7 @@ func (x *Connection) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use Connection.ProtoReflect.Descriptor instead.
 func (*Connection) Descriptor() ([]byte, []int) {
-	return file_fabric_proto_rawDescGZIP(), []int{21}
+	return file_fabric_proto_rawDescGZIP(), []int{25}
 }
 
 func (x *Connection) GetDevice() string {
@@ -1525,14 +1913,16 @@ type Allocation struct {
 	// The machine's address in the network (no prefix length).
 	Ip string `protobuf:"bytes,2,opt,name=ip,proto3" json:"ip,omitempty"`
 	// Controller revision at which the allocation was made.
-	Revision      uint64 `protobuf:"varint,3,opt,name=revision,proto3" json:"revision,omitempty"`
+	Revision uint64 `protobuf:"varint,3,opt,name=revision,proto3" json:"revision,omitempty"`
+	// Extra prefixes the machine may announce besides its address.
+	Announce      []string `protobuf:"bytes,4,rep,name=announce,proto3" json:"announce,omitempty"`
 	unknownFields protoimpl.UnknownFields
 	sizeCache     protoimpl.SizeCache
 }
 
 func (x *Allocation) Reset() {
 	*x = Allocation{}
-	mi := &file_fabric_proto_msgTypes[22]
+	mi := &file_fabric_proto_msgTypes[26]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -1544,7 +1934,7 @@ func (x *Allocation) String() string {
 func (*Allocation) ProtoMessage() {}
 
 func (x *Allocation) ProtoReflect() protoreflect.Message {
-	mi := &file_fabric_proto_msgTypes[22]
+	mi := &file_fabric_proto_msgTypes[26]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -1557,7 +1947,7 @@ func (x *Allocation) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use Allocation.ProtoReflect.Descriptor instead.
 func (*Allocation) Descriptor() ([]byte, []int) {
-	return file_fabric_proto_rawDescGZIP(), []int{22}
+	return file_fabric_proto_rawDescGZIP(), []int{26}
 }
 
 func (x *Allocation) GetNetwork() string {
@@ -1579,6 +1969,13 @@ func (x *Allocation) GetRevision() uint64 {
 		return x.Revision
 	}
 	return 0
+}
+
+func (x *Allocation) GetAnnounce() []string {
+	if x != nil {
+		return x.Announce
+	}
+	return nil
 }
 
 type Machine struct {
@@ -1603,7 +2000,7 @@ type Machine struct {
 
 func (x *Machine) Reset() {
 	*x = Machine{}
-	mi := &file_fabric_proto_msgTypes[23]
+	mi := &file_fabric_proto_msgTypes[27]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -1615,7 +2012,7 @@ func (x *Machine) String() string {
 func (*Machine) ProtoMessage() {}
 
 func (x *Machine) ProtoReflect() protoreflect.Message {
-	mi := &file_fabric_proto_msgTypes[23]
+	mi := &file_fabric_proto_msgTypes[27]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -1628,7 +2025,7 @@ func (x *Machine) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use Machine.ProtoReflect.Descriptor instead.
 func (*Machine) Descriptor() ([]byte, []int) {
-	return file_fabric_proto_rawDescGZIP(), []int{23}
+	return file_fabric_proto_rawDescGZIP(), []int{27}
 }
 
 func (x *Machine) GetName() string {
@@ -1706,7 +2103,7 @@ type Neighbor struct {
 
 func (x *Neighbor) Reset() {
 	*x = Neighbor{}
-	mi := &file_fabric_proto_msgTypes[24]
+	mi := &file_fabric_proto_msgTypes[28]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -1718,7 +2115,7 @@ func (x *Neighbor) String() string {
 func (*Neighbor) ProtoMessage() {}
 
 func (x *Neighbor) ProtoReflect() protoreflect.Message {
-	mi := &file_fabric_proto_msgTypes[24]
+	mi := &file_fabric_proto_msgTypes[28]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -1731,7 +2128,7 @@ func (x *Neighbor) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use Neighbor.ProtoReflect.Descriptor instead.
 func (*Neighbor) Descriptor() ([]byte, []int) {
-	return file_fabric_proto_rawDescGZIP(), []int{24}
+	return file_fabric_proto_rawDescGZIP(), []int{28}
 }
 
 func (x *Neighbor) GetPort() string {
@@ -1808,7 +2205,7 @@ type ReportNeighborsRequest struct {
 
 func (x *ReportNeighborsRequest) Reset() {
 	*x = ReportNeighborsRequest{}
-	mi := &file_fabric_proto_msgTypes[25]
+	mi := &file_fabric_proto_msgTypes[29]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -1820,7 +2217,7 @@ func (x *ReportNeighborsRequest) String() string {
 func (*ReportNeighborsRequest) ProtoMessage() {}
 
 func (x *ReportNeighborsRequest) ProtoReflect() protoreflect.Message {
-	mi := &file_fabric_proto_msgTypes[25]
+	mi := &file_fabric_proto_msgTypes[29]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -1833,7 +2230,7 @@ func (x *ReportNeighborsRequest) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use ReportNeighborsRequest.ProtoReflect.Descriptor instead.
 func (*ReportNeighborsRequest) Descriptor() ([]byte, []int) {
-	return file_fabric_proto_rawDescGZIP(), []int{25}
+	return file_fabric_proto_rawDescGZIP(), []int{29}
 }
 
 func (x *ReportNeighborsRequest) GetHostname() string {
@@ -1858,7 +2255,7 @@ type ReportNeighborsResponse struct {
 
 func (x *ReportNeighborsResponse) Reset() {
 	*x = ReportNeighborsResponse{}
-	mi := &file_fabric_proto_msgTypes[26]
+	mi := &file_fabric_proto_msgTypes[30]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -1870,7 +2267,7 @@ func (x *ReportNeighborsResponse) String() string {
 func (*ReportNeighborsResponse) ProtoMessage() {}
 
 func (x *ReportNeighborsResponse) ProtoReflect() protoreflect.Message {
-	mi := &file_fabric_proto_msgTypes[26]
+	mi := &file_fabric_proto_msgTypes[30]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -1883,7 +2280,7 @@ func (x *ReportNeighborsResponse) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use ReportNeighborsResponse.ProtoReflect.Descriptor instead.
 func (*ReportNeighborsResponse) Descriptor() ([]byte, []int) {
-	return file_fabric_proto_rawDescGZIP(), []int{26}
+	return file_fabric_proto_rawDescGZIP(), []int{30}
 }
 
 type GetDeviceRequest struct {
@@ -1895,7 +2292,7 @@ type GetDeviceRequest struct {
 
 func (x *GetDeviceRequest) Reset() {
 	*x = GetDeviceRequest{}
-	mi := &file_fabric_proto_msgTypes[27]
+	mi := &file_fabric_proto_msgTypes[31]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -1907,7 +2304,7 @@ func (x *GetDeviceRequest) String() string {
 func (*GetDeviceRequest) ProtoMessage() {}
 
 func (x *GetDeviceRequest) ProtoReflect() protoreflect.Message {
-	mi := &file_fabric_proto_msgTypes[27]
+	mi := &file_fabric_proto_msgTypes[31]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -1920,7 +2317,7 @@ func (x *GetDeviceRequest) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use GetDeviceRequest.ProtoReflect.Descriptor instead.
 func (*GetDeviceRequest) Descriptor() ([]byte, []int) {
-	return file_fabric_proto_rawDescGZIP(), []int{27}
+	return file_fabric_proto_rawDescGZIP(), []int{31}
 }
 
 func (x *GetDeviceRequest) GetHostname() string {
@@ -1939,7 +2336,7 @@ type GetMachineRequest struct {
 
 func (x *GetMachineRequest) Reset() {
 	*x = GetMachineRequest{}
-	mi := &file_fabric_proto_msgTypes[28]
+	mi := &file_fabric_proto_msgTypes[32]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -1951,7 +2348,7 @@ func (x *GetMachineRequest) String() string {
 func (*GetMachineRequest) ProtoMessage() {}
 
 func (x *GetMachineRequest) ProtoReflect() protoreflect.Message {
-	mi := &file_fabric_proto_msgTypes[28]
+	mi := &file_fabric_proto_msgTypes[32]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -1964,7 +2361,7 @@ func (x *GetMachineRequest) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use GetMachineRequest.ProtoReflect.Descriptor instead.
 func (*GetMachineRequest) Descriptor() ([]byte, []int) {
-	return file_fabric_proto_rawDescGZIP(), []int{28}
+	return file_fabric_proto_rawDescGZIP(), []int{32}
 }
 
 func (x *GetMachineRequest) GetName() string {
@@ -1986,7 +2383,7 @@ type PlannedPort struct {
 
 func (x *PlannedPort) Reset() {
 	*x = PlannedPort{}
-	mi := &file_fabric_proto_msgTypes[29]
+	mi := &file_fabric_proto_msgTypes[33]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -1998,7 +2395,7 @@ func (x *PlannedPort) String() string {
 func (*PlannedPort) ProtoMessage() {}
 
 func (x *PlannedPort) ProtoReflect() protoreflect.Message {
-	mi := &file_fabric_proto_msgTypes[29]
+	mi := &file_fabric_proto_msgTypes[33]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -2011,7 +2408,7 @@ func (x *PlannedPort) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use PlannedPort.ProtoReflect.Descriptor instead.
 func (*PlannedPort) Descriptor() ([]byte, []int) {
-	return file_fabric_proto_rawDescGZIP(), []int{29}
+	return file_fabric_proto_rawDescGZIP(), []int{33}
 }
 
 func (x *PlannedPort) GetPort() string {
@@ -2038,7 +2435,7 @@ type SetCablingPlanRequest struct {
 
 func (x *SetCablingPlanRequest) Reset() {
 	*x = SetCablingPlanRequest{}
-	mi := &file_fabric_proto_msgTypes[30]
+	mi := &file_fabric_proto_msgTypes[34]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -2050,7 +2447,7 @@ func (x *SetCablingPlanRequest) String() string {
 func (*SetCablingPlanRequest) ProtoMessage() {}
 
 func (x *SetCablingPlanRequest) ProtoReflect() protoreflect.Message {
-	mi := &file_fabric_proto_msgTypes[30]
+	mi := &file_fabric_proto_msgTypes[34]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -2063,7 +2460,7 @@ func (x *SetCablingPlanRequest) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use SetCablingPlanRequest.ProtoReflect.Descriptor instead.
 func (*SetCablingPlanRequest) Descriptor() ([]byte, []int) {
-	return file_fabric_proto_rawDescGZIP(), []int{30}
+	return file_fabric_proto_rawDescGZIP(), []int{34}
 }
 
 func (x *SetCablingPlanRequest) GetDevice() string {
@@ -2090,7 +2487,7 @@ type CablingPlan struct {
 
 func (x *CablingPlan) Reset() {
 	*x = CablingPlan{}
-	mi := &file_fabric_proto_msgTypes[31]
+	mi := &file_fabric_proto_msgTypes[35]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -2102,7 +2499,7 @@ func (x *CablingPlan) String() string {
 func (*CablingPlan) ProtoMessage() {}
 
 func (x *CablingPlan) ProtoReflect() protoreflect.Message {
-	mi := &file_fabric_proto_msgTypes[31]
+	mi := &file_fabric_proto_msgTypes[35]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -2115,7 +2512,7 @@ func (x *CablingPlan) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use CablingPlan.ProtoReflect.Descriptor instead.
 func (*CablingPlan) Descriptor() ([]byte, []int) {
-	return file_fabric_proto_rawDescGZIP(), []int{31}
+	return file_fabric_proto_rawDescGZIP(), []int{35}
 }
 
 func (x *CablingPlan) GetDevice() string {
@@ -2147,7 +2544,7 @@ type Finding struct {
 
 func (x *Finding) Reset() {
 	*x = Finding{}
-	mi := &file_fabric_proto_msgTypes[32]
+	mi := &file_fabric_proto_msgTypes[36]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -2159,7 +2556,7 @@ func (x *Finding) String() string {
 func (*Finding) ProtoMessage() {}
 
 func (x *Finding) ProtoReflect() protoreflect.Message {
-	mi := &file_fabric_proto_msgTypes[32]
+	mi := &file_fabric_proto_msgTypes[36]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -2172,7 +2569,7 @@ func (x *Finding) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use Finding.ProtoReflect.Descriptor instead.
 func (*Finding) Descriptor() ([]byte, []int) {
-	return file_fabric_proto_rawDescGZIP(), []int{32}
+	return file_fabric_proto_rawDescGZIP(), []int{36}
 }
 
 func (x *Finding) GetDevice() string {
@@ -2218,7 +2615,7 @@ type ListFindingsRequest struct {
 
 func (x *ListFindingsRequest) Reset() {
 	*x = ListFindingsRequest{}
-	mi := &file_fabric_proto_msgTypes[33]
+	mi := &file_fabric_proto_msgTypes[37]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -2230,7 +2627,7 @@ func (x *ListFindingsRequest) String() string {
 func (*ListFindingsRequest) ProtoMessage() {}
 
 func (x *ListFindingsRequest) ProtoReflect() protoreflect.Message {
-	mi := &file_fabric_proto_msgTypes[33]
+	mi := &file_fabric_proto_msgTypes[37]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -2243,7 +2640,7 @@ func (x *ListFindingsRequest) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use ListFindingsRequest.ProtoReflect.Descriptor instead.
 func (*ListFindingsRequest) Descriptor() ([]byte, []int) {
-	return file_fabric_proto_rawDescGZIP(), []int{33}
+	return file_fabric_proto_rawDescGZIP(), []int{37}
 }
 
 type ListFindingsResponse struct {
@@ -2255,7 +2652,7 @@ type ListFindingsResponse struct {
 
 func (x *ListFindingsResponse) Reset() {
 	*x = ListFindingsResponse{}
-	mi := &file_fabric_proto_msgTypes[34]
+	mi := &file_fabric_proto_msgTypes[38]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -2267,7 +2664,7 @@ func (x *ListFindingsResponse) String() string {
 func (*ListFindingsResponse) ProtoMessage() {}
 
 func (x *ListFindingsResponse) ProtoReflect() protoreflect.Message {
-	mi := &file_fabric_proto_msgTypes[34]
+	mi := &file_fabric_proto_msgTypes[38]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -2280,7 +2677,7 @@ func (x *ListFindingsResponse) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use ListFindingsResponse.ProtoReflect.Descriptor instead.
 func (*ListFindingsResponse) Descriptor() ([]byte, []int) {
-	return file_fabric_proto_rawDescGZIP(), []int{34}
+	return file_fabric_proto_rawDescGZIP(), []int{38}
 }
 
 func (x *ListFindingsResponse) GetFindings() []*Finding {
@@ -2298,7 +2695,7 @@ type ListMachinesRequest struct {
 
 func (x *ListMachinesRequest) Reset() {
 	*x = ListMachinesRequest{}
-	mi := &file_fabric_proto_msgTypes[35]
+	mi := &file_fabric_proto_msgTypes[39]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -2310,7 +2707,7 @@ func (x *ListMachinesRequest) String() string {
 func (*ListMachinesRequest) ProtoMessage() {}
 
 func (x *ListMachinesRequest) ProtoReflect() protoreflect.Message {
-	mi := &file_fabric_proto_msgTypes[35]
+	mi := &file_fabric_proto_msgTypes[39]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -2323,7 +2720,7 @@ func (x *ListMachinesRequest) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use ListMachinesRequest.ProtoReflect.Descriptor instead.
 func (*ListMachinesRequest) Descriptor() ([]byte, []int) {
-	return file_fabric_proto_rawDescGZIP(), []int{35}
+	return file_fabric_proto_rawDescGZIP(), []int{39}
 }
 
 type ListMachinesResponse struct {
@@ -2335,7 +2732,7 @@ type ListMachinesResponse struct {
 
 func (x *ListMachinesResponse) Reset() {
 	*x = ListMachinesResponse{}
-	mi := &file_fabric_proto_msgTypes[36]
+	mi := &file_fabric_proto_msgTypes[40]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -2347,7 +2744,7 @@ func (x *ListMachinesResponse) String() string {
 func (*ListMachinesResponse) ProtoMessage() {}
 
 func (x *ListMachinesResponse) ProtoReflect() protoreflect.Message {
-	mi := &file_fabric_proto_msgTypes[36]
+	mi := &file_fabric_proto_msgTypes[40]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -2360,7 +2757,7 @@ func (x *ListMachinesResponse) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use ListMachinesResponse.ProtoReflect.Descriptor instead.
 func (*ListMachinesResponse) Descriptor() ([]byte, []int) {
-	return file_fabric_proto_rawDescGZIP(), []int{36}
+	return file_fabric_proto_rawDescGZIP(), []int{40}
 }
 
 func (x *ListMachinesResponse) GetMachines() []*Machine {
@@ -2381,7 +2778,7 @@ type CableMachineRequest struct {
 
 func (x *CableMachineRequest) Reset() {
 	*x = CableMachineRequest{}
-	mi := &file_fabric_proto_msgTypes[37]
+	mi := &file_fabric_proto_msgTypes[41]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -2393,7 +2790,7 @@ func (x *CableMachineRequest) String() string {
 func (*CableMachineRequest) ProtoMessage() {}
 
 func (x *CableMachineRequest) ProtoReflect() protoreflect.Message {
-	mi := &file_fabric_proto_msgTypes[37]
+	mi := &file_fabric_proto_msgTypes[41]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -2406,7 +2803,7 @@ func (x *CableMachineRequest) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use CableMachineRequest.ProtoReflect.Descriptor instead.
 func (*CableMachineRequest) Descriptor() ([]byte, []int) {
-	return file_fabric_proto_rawDescGZIP(), []int{37}
+	return file_fabric_proto_rawDescGZIP(), []int{41}
 }
 
 func (x *CableMachineRequest) GetMachine() string {
@@ -2429,14 +2826,17 @@ type AllocateMachineRequest struct {
 	Network string                 `protobuf:"bytes,2,opt,name=network,proto3" json:"network,omitempty"`
 	// Optional: a retry with the same request id returns the first result
 	// instead of AlreadyExists.
-	RequestId     string `protobuf:"bytes,3,opt,name=request_id,json=requestId,proto3" json:"request_id,omitempty"`
+	RequestId string `protobuf:"bytes,3,opt,name=request_id,json=requestId,proto3" json:"request_id,omitempty"`
+	// Extra prefixes (CIDR) the machine may announce over BGP besides its own
+	// address, e.g. 0.0.0.0/0 for an exit router.
+	Announce      []string `protobuf:"bytes,4,rep,name=announce,proto3" json:"announce,omitempty"`
 	unknownFields protoimpl.UnknownFields
 	sizeCache     protoimpl.SizeCache
 }
 
 func (x *AllocateMachineRequest) Reset() {
 	*x = AllocateMachineRequest{}
-	mi := &file_fabric_proto_msgTypes[38]
+	mi := &file_fabric_proto_msgTypes[42]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -2448,7 +2848,7 @@ func (x *AllocateMachineRequest) String() string {
 func (*AllocateMachineRequest) ProtoMessage() {}
 
 func (x *AllocateMachineRequest) ProtoReflect() protoreflect.Message {
-	mi := &file_fabric_proto_msgTypes[38]
+	mi := &file_fabric_proto_msgTypes[42]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -2461,7 +2861,7 @@ func (x *AllocateMachineRequest) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use AllocateMachineRequest.ProtoReflect.Descriptor instead.
 func (*AllocateMachineRequest) Descriptor() ([]byte, []int) {
-	return file_fabric_proto_rawDescGZIP(), []int{38}
+	return file_fabric_proto_rawDescGZIP(), []int{42}
 }
 
 func (x *AllocateMachineRequest) GetMachine() string {
@@ -2485,6 +2885,13 @@ func (x *AllocateMachineRequest) GetRequestId() string {
 	return ""
 }
 
+func (x *AllocateMachineRequest) GetAnnounce() []string {
+	if x != nil {
+		return x.Announce
+	}
+	return nil
+}
+
 type FreeMachineRequest struct {
 	state   protoimpl.MessageState `protogen:"open.v1"`
 	Machine string                 `protobuf:"bytes,1,opt,name=machine,proto3" json:"machine,omitempty"`
@@ -2497,7 +2904,7 @@ type FreeMachineRequest struct {
 
 func (x *FreeMachineRequest) Reset() {
 	*x = FreeMachineRequest{}
-	mi := &file_fabric_proto_msgTypes[39]
+	mi := &file_fabric_proto_msgTypes[43]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -2509,7 +2916,7 @@ func (x *FreeMachineRequest) String() string {
 func (*FreeMachineRequest) ProtoMessage() {}
 
 func (x *FreeMachineRequest) ProtoReflect() protoreflect.Message {
-	mi := &file_fabric_proto_msgTypes[39]
+	mi := &file_fabric_proto_msgTypes[43]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -2522,7 +2929,7 @@ func (x *FreeMachineRequest) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use FreeMachineRequest.ProtoReflect.Descriptor instead.
 func (*FreeMachineRequest) Descriptor() ([]byte, []int) {
-	return file_fabric_proto_rawDescGZIP(), []int{39}
+	return file_fabric_proto_rawDescGZIP(), []int{43}
 }
 
 func (x *FreeMachineRequest) GetMachine() string {
@@ -2548,7 +2955,7 @@ type GetConvergenceRequest struct {
 
 func (x *GetConvergenceRequest) Reset() {
 	*x = GetConvergenceRequest{}
-	mi := &file_fabric_proto_msgTypes[40]
+	mi := &file_fabric_proto_msgTypes[44]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -2560,7 +2967,7 @@ func (x *GetConvergenceRequest) String() string {
 func (*GetConvergenceRequest) ProtoMessage() {}
 
 func (x *GetConvergenceRequest) ProtoReflect() protoreflect.Message {
-	mi := &file_fabric_proto_msgTypes[40]
+	mi := &file_fabric_proto_msgTypes[44]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -2573,7 +2980,7 @@ func (x *GetConvergenceRequest) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use GetConvergenceRequest.ProtoReflect.Descriptor instead.
 func (*GetConvergenceRequest) Descriptor() ([]byte, []int) {
-	return file_fabric_proto_rawDescGZIP(), []int{40}
+	return file_fabric_proto_rawDescGZIP(), []int{44}
 }
 
 func (x *GetConvergenceRequest) GetMachine() string {
@@ -2597,7 +3004,7 @@ type DeviceConvergence struct {
 
 func (x *DeviceConvergence) Reset() {
 	*x = DeviceConvergence{}
-	mi := &file_fabric_proto_msgTypes[41]
+	mi := &file_fabric_proto_msgTypes[45]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -2609,7 +3016,7 @@ func (x *DeviceConvergence) String() string {
 func (*DeviceConvergence) ProtoMessage() {}
 
 func (x *DeviceConvergence) ProtoReflect() protoreflect.Message {
-	mi := &file_fabric_proto_msgTypes[41]
+	mi := &file_fabric_proto_msgTypes[45]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -2622,7 +3029,7 @@ func (x *DeviceConvergence) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use DeviceConvergence.ProtoReflect.Descriptor instead.
 func (*DeviceConvergence) Descriptor() ([]byte, []int) {
-	return file_fabric_proto_rawDescGZIP(), []int{41}
+	return file_fabric_proto_rawDescGZIP(), []int{45}
 }
 
 func (x *DeviceConvergence) GetHostname() string {
@@ -2674,7 +3081,7 @@ type Convergence struct {
 
 func (x *Convergence) Reset() {
 	*x = Convergence{}
-	mi := &file_fabric_proto_msgTypes[42]
+	mi := &file_fabric_proto_msgTypes[46]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -2686,7 +3093,7 @@ func (x *Convergence) String() string {
 func (*Convergence) ProtoMessage() {}
 
 func (x *Convergence) ProtoReflect() protoreflect.Message {
-	mi := &file_fabric_proto_msgTypes[42]
+	mi := &file_fabric_proto_msgTypes[46]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -2699,7 +3106,7 @@ func (x *Convergence) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use Convergence.ProtoReflect.Descriptor instead.
 func (*Convergence) Descriptor() ([]byte, []int) {
-	return file_fabric_proto_rawDescGZIP(), []int{42}
+	return file_fabric_proto_rawDescGZIP(), []int{46}
 }
 
 func (x *Convergence) GetMachine() string {
@@ -2734,7 +3141,7 @@ var File_fabric_proto protoreflect.FileDescriptor
 
 const file_fabric_proto_rawDesc = "" +
 	"\n" +
-	"\ffabric.proto\x12\tfabric.v1\x1a\x1fgoogle/protobuf/timestamp.proto\"W\n" +
+	"\ffabric.proto\x12\tfabric.v1\x1a\x1fgoogle/protobuf/timestamp.proto\x1a\x1egoogle/protobuf/duration.proto\"W\n" +
 	"\x04Port\x12\x12\n" +
 	"\x04name\x18\x01 \x01(\tR\x04name\x12\x10\n" +
 	"\x03mac\x18\x02 \x01(\tR\x03mac\x12\x10\n" +
@@ -2750,7 +3157,7 @@ const file_fabric_proto_rawDesc = "" +
 	"\x0fdesired_version\x18\x01 \x01(\x04R\x0edesiredVersion\"U\n" +
 	"\x12WatchConfigRequest\x12\x1a\n" +
 	"\bhostname\x18\x01 \x01(\tR\bhostname\x12#\n" +
-	"\rknown_version\x18\x02 \x01(\x04R\fknownVersion\"\x9b\x02\n" +
+	"\rknown_version\x18\x02 \x01(\x04R\fknownVersion\"\xd0\x02\n" +
 	"\fDeviceConfig\x12\x1a\n" +
 	"\bhostname\x18\x01 \x01(\tR\bhostname\x12\x18\n" +
 	"\aversion\x18\x02 \x01(\x04R\aversion\x12#\n" +
@@ -2761,28 +3168,62 @@ const file_fabric_proto_rawDesc = "" +
 	"\n" +
 	"router_mac\x18\a \x01(\tR\trouterMac\x12+\n" +
 	"\x05ports\x18\b \x03(\v2\x15.fabric.v1.PortConfigR\x05ports\x12\x10\n" +
-	"\x03asn\x18\t \x01(\rR\x03asn\"]\n" +
+	"\x03asn\x18\t \x01(\rR\x03asn\x123\n" +
+	"\bunderlay\x18\n" +
+	" \x03(\v2\x17.fabric.v1.UnderlayPeerR\bunderlay\"Q\n" +
+	"\fUnderlayPeer\x12\x12\n" +
+	"\x04port\x18\x01 \x01(\tR\x04port\x12\x12\n" +
+	"\x04peer\x18\x02 \x01(\tR\x04peer\x12\x19\n" +
+	"\bpeer_asn\x18\x03 \x01(\rR\apeerAsn\"x\n" +
+	"\vMachinePeer\x12\x12\n" +
+	"\x04port\x18\x01 \x01(\tR\x04port\x12\x18\n" +
+	"\amachine\x18\x02 \x01(\tR\amachine\x12\x18\n" +
+	"\aallowed\x18\x03 \x03(\tR\aallowed\x12!\n" +
+	"\fmax_prefixes\x18\x04 \x01(\rR\vmaxPrefixes\"]\n" +
 	"\n" +
 	"PortConfig\x12\x12\n" +
 	"\x04name\x18\x01 \x01(\tR\x04name\x12 \n" +
 	"\vdescription\x18\x02 \x01(\tR\vdescription\x12\x19\n" +
-	"\badmin_up\x18\x03 \x01(\bR\aadminUp\"\x87\x01\n" +
+	"\badmin_up\x18\x03 \x01(\bR\aadminUp\"\xc4\x01\n" +
 	"\x03Vrf\x12\x12\n" +
 	"\x04name\x18\x01 \x01(\tR\x04name\x12\x10\n" +
 	"\x03vni\x18\x02 \x01(\rR\x03vni\x12\x14\n" +
 	"\x05table\x18\x03 \x01(\rR\x05table\x12\x18\n" +
 	"\anetwork\x18\x04 \x01(\tR\anetwork\x12\x14\n" +
 	"\x05ports\x18\x05 \x03(\tR\x05ports\x12\x14\n" +
-	"\x05l3vni\x18\x06 \x01(\bR\x05l3vni\"9\n" +
+	"\x05l3vni\x18\x06 \x01(\bR\x05l3vni\x12;\n" +
+	"\rmachine_peers\x18\a \x03(\v2\x16.fabric.v1.MachinePeerR\fmachinePeers\"9\n" +
 	"\tStepError\x12\x12\n" +
 	"\x04step\x18\x01 \x01(\tR\x04step\x12\x18\n" +
-	"\amessage\x18\x02 \x01(\tR\amessage\"\xd7\x01\n" +
+	"\amessage\x18\x02 \x01(\tR\amessage\"\x85\x02\n" +
 	"\x13ReportStatusRequest\x12\x1a\n" +
 	"\bhostname\x18\x01 \x01(\tR\bhostname\x12'\n" +
 	"\x0fapplied_version\x18\x02 \x01(\x04R\x0eappliedVersion\x12,\n" +
 	"\x06errors\x18\x03 \x03(\v2\x14.fabric.v1.StepErrorR\x06errors\x12%\n" +
 	"\x05ports\x18\x04 \x03(\v2\x0f.fabric.v1.PortR\x05ports\x12&\n" +
-	"\x05drift\x18\x05 \x01(\v2\x10.fabric.v1.DriftR\x05drift\"u\n" +
+	"\x05drift\x18\x05 \x01(\v2\x10.fabric.v1.DriftR\x05drift\x12,\n" +
+	"\arouting\x18\x06 \x01(\v2\x12.fabric.v1.RoutingR\arouting\"\x81\x02\n" +
+	"\aRouting\x121\n" +
+	"\bsessions\x18\x01 \x03(\v2\x15.fabric.v1.BgpSessionR\bsessions\x12)\n" +
+	"\x10routes_installed\x18\x02 \x01(\x04R\x0froutesInstalled\x12)\n" +
+	"\x10install_failures\x18\x03 \x01(\x04R\x0finstallFailures\x12#\n" +
+	"\rfailed_routes\x18\x04 \x03(\tR\ffailedRoutes\x12#\n" +
+	"\revpn_exported\x18\x05 \x01(\x04R\fevpnExported\x12#\n" +
+	"\revpn_imported\x18\x06 \x01(\x04R\fevpnImported\"\xbb\x02\n" +
+	"\n" +
+	"BgpSession\x12\x12\n" +
+	"\x04peer\x18\x01 \x01(\tR\x04peer\x12\x10\n" +
+	"\x03vrf\x18\x02 \x01(\tR\x03vrf\x12 \n" +
+	"\vdescription\x18\x03 \x01(\tR\vdescription\x12\x18\n" +
+	"\aaddress\x18\x04 \x01(\tR\aaddress\x12\x10\n" +
+	"\x03asn\x18\x05 \x01(\rR\x03asn\x12\x14\n" +
+	"\x05state\x18\x06 \x01(\tR\x05state\x121\n" +
+	"\x06uptime\x18\a \x01(\v2\x19.google.protobuf.DurationR\x06uptime\x12\x1a\n" +
+	"\breceived\x18\b \x01(\x04R\breceived\x12\x1a\n" +
+	"\baccepted\x18\t \x01(\x04R\baccepted\x12\x1a\n" +
+	"\brejected\x18\n" +
+	" \x01(\x04R\brejected\x12\x1c\n" +
+	"\tinstalled\x18\v \x01(\x04R\tinstalled\"u\n" +
 	"\x05Drift\x12\x18\n" +
 	"\arepairs\x18\x01 \x01(\x04R\arepairs\x12+\n" +
 	"\x11unmanaged_changes\x18\x02 \x01(\x04R\x10unmanagedChanges\x12%\n" +
@@ -2807,7 +3248,7 @@ const file_fabric_proto_rawDesc = "" +
 	"\bnetworks\x18\x01 \x03(\v2\x12.fabric.v1.NetworkR\bnetworks\"*\n" +
 	"\x14DeleteNetworkRequest\x12\x12\n" +
 	"\x04name\x18\x01 \x01(\tR\x04name\"\x17\n" +
-	"\x15DeleteNetworkResponse\"\xf1\x03\n" +
+	"\x15DeleteNetworkResponse\"\x9f\x04\n" +
 	"\x06Device\x12\x1a\n" +
 	"\bhostname\x18\x01 \x01(\tR\bhostname\x12#\n" +
 	"\x04role\x18\x02 \x01(\x0e2\x0f.fabric.v1.RoleR\x04role\x12\x1f\n" +
@@ -2823,19 +3264,21 @@ const file_fabric_proto_rawDesc = "" +
 	" \x01(\tR\bloopback\x12&\n" +
 	"\x05drift\x18\v \x01(\v2\x10.fabric.v1.DriftR\x05drift\x121\n" +
 	"\tneighbors\x18\f \x03(\v2\x13.fabric.v1.NeighborR\tneighbors\x12\x10\n" +
-	"\x03asn\x18\r \x01(\rR\x03asn\"\x14\n" +
+	"\x03asn\x18\r \x01(\rR\x03asn\x12,\n" +
+	"\arouting\x18\x0e \x01(\v2\x12.fabric.v1.RoutingR\arouting\"\x14\n" +
 	"\x12ListDevicesRequest\"B\n" +
 	"\x13ListDevicesResponse\x12+\n" +
 	"\adevices\x18\x01 \x03(\v2\x11.fabric.v1.DeviceR\adevices\"8\n" +
 	"\n" +
 	"Connection\x12\x16\n" +
 	"\x06device\x18\x01 \x01(\tR\x06device\x12\x12\n" +
-	"\x04port\x18\x02 \x01(\tR\x04port\"R\n" +
+	"\x04port\x18\x02 \x01(\tR\x04port\"n\n" +
 	"\n" +
 	"Allocation\x12\x18\n" +
 	"\anetwork\x18\x01 \x01(\tR\anetwork\x12\x0e\n" +
 	"\x02ip\x18\x02 \x01(\tR\x02ip\x12\x1a\n" +
-	"\brevision\x18\x03 \x01(\x04R\brevision\"\xdf\x02\n" +
+	"\brevision\x18\x03 \x01(\x04R\brevision\x12\x1a\n" +
+	"\bannounce\x18\x04 \x03(\tR\bannounce\"\xdf\x02\n" +
 	"\aMachine\x12\x12\n" +
 	"\x04name\x18\x01 \x01(\tR\x04name\x127\n" +
 	"\vconnections\x18\x02 \x03(\v2\x15.fabric.v1.ConnectionR\vconnections\x125\n" +
@@ -2893,12 +3336,13 @@ const file_fabric_proto_rawDesc = "" +
 	"\bmachines\x18\x01 \x03(\v2\x12.fabric.v1.MachineR\bmachines\"h\n" +
 	"\x13CableMachineRequest\x12\x18\n" +
 	"\amachine\x18\x01 \x01(\tR\amachine\x127\n" +
-	"\vconnections\x18\x02 \x03(\v2\x15.fabric.v1.ConnectionR\vconnections\"k\n" +
+	"\vconnections\x18\x02 \x03(\v2\x15.fabric.v1.ConnectionR\vconnections\"\x87\x01\n" +
 	"\x16AllocateMachineRequest\x12\x18\n" +
 	"\amachine\x18\x01 \x01(\tR\amachine\x12\x18\n" +
 	"\anetwork\x18\x02 \x01(\tR\anetwork\x12\x1d\n" +
 	"\n" +
-	"request_id\x18\x03 \x01(\tR\trequestId\"M\n" +
+	"request_id\x18\x03 \x01(\tR\trequestId\x12\x1a\n" +
+	"\bannounce\x18\x04 \x03(\tR\bannounce\"M\n" +
 	"\x12FreeMachineRequest\x12\x18\n" +
 	"\amachine\x18\x01 \x01(\tR\amachine\x12\x1d\n" +
 	"\n" +
@@ -2963,7 +3407,7 @@ func file_fabric_proto_rawDescGZIP() []byte {
 }
 
 var file_fabric_proto_enumTypes = make([]protoimpl.EnumInfo, 2)
-var file_fabric_proto_msgTypes = make([]protoimpl.MessageInfo, 43)
+var file_fabric_proto_msgTypes = make([]protoimpl.MessageInfo, 47)
 var file_fabric_proto_goTypes = []any{
 	(Role)(0),                       // 0: fabric.v1.Role
 	(Liveness)(0),                   // 1: fabric.v1.Liveness
@@ -2972,118 +3416,129 @@ var file_fabric_proto_goTypes = []any{
 	(*RegisterResponse)(nil),        // 4: fabric.v1.RegisterResponse
 	(*WatchConfigRequest)(nil),      // 5: fabric.v1.WatchConfigRequest
 	(*DeviceConfig)(nil),            // 6: fabric.v1.DeviceConfig
-	(*PortConfig)(nil),              // 7: fabric.v1.PortConfig
-	(*Vrf)(nil),                     // 8: fabric.v1.Vrf
-	(*StepError)(nil),               // 9: fabric.v1.StepError
-	(*ReportStatusRequest)(nil),     // 10: fabric.v1.ReportStatusRequest
-	(*Drift)(nil),                   // 11: fabric.v1.Drift
-	(*ReportStatusResponse)(nil),    // 12: fabric.v1.ReportStatusResponse
-	(*Network)(nil),                 // 13: fabric.v1.Network
-	(*GetNetworkRequest)(nil),       // 14: fabric.v1.GetNetworkRequest
-	(*CreateNetworkRequest)(nil),    // 15: fabric.v1.CreateNetworkRequest
-	(*ListNetworksRequest)(nil),     // 16: fabric.v1.ListNetworksRequest
-	(*ListNetworksResponse)(nil),    // 17: fabric.v1.ListNetworksResponse
-	(*DeleteNetworkRequest)(nil),    // 18: fabric.v1.DeleteNetworkRequest
-	(*DeleteNetworkResponse)(nil),   // 19: fabric.v1.DeleteNetworkResponse
-	(*Device)(nil),                  // 20: fabric.v1.Device
-	(*ListDevicesRequest)(nil),      // 21: fabric.v1.ListDevicesRequest
-	(*ListDevicesResponse)(nil),     // 22: fabric.v1.ListDevicesResponse
-	(*Connection)(nil),              // 23: fabric.v1.Connection
-	(*Allocation)(nil),              // 24: fabric.v1.Allocation
-	(*Machine)(nil),                 // 25: fabric.v1.Machine
-	(*Neighbor)(nil),                // 26: fabric.v1.Neighbor
-	(*ReportNeighborsRequest)(nil),  // 27: fabric.v1.ReportNeighborsRequest
-	(*ReportNeighborsResponse)(nil), // 28: fabric.v1.ReportNeighborsResponse
-	(*GetDeviceRequest)(nil),        // 29: fabric.v1.GetDeviceRequest
-	(*GetMachineRequest)(nil),       // 30: fabric.v1.GetMachineRequest
-	(*PlannedPort)(nil),             // 31: fabric.v1.PlannedPort
-	(*SetCablingPlanRequest)(nil),   // 32: fabric.v1.SetCablingPlanRequest
-	(*CablingPlan)(nil),             // 33: fabric.v1.CablingPlan
-	(*Finding)(nil),                 // 34: fabric.v1.Finding
-	(*ListFindingsRequest)(nil),     // 35: fabric.v1.ListFindingsRequest
-	(*ListFindingsResponse)(nil),    // 36: fabric.v1.ListFindingsResponse
-	(*ListMachinesRequest)(nil),     // 37: fabric.v1.ListMachinesRequest
-	(*ListMachinesResponse)(nil),    // 38: fabric.v1.ListMachinesResponse
-	(*CableMachineRequest)(nil),     // 39: fabric.v1.CableMachineRequest
-	(*AllocateMachineRequest)(nil),  // 40: fabric.v1.AllocateMachineRequest
-	(*FreeMachineRequest)(nil),      // 41: fabric.v1.FreeMachineRequest
-	(*GetConvergenceRequest)(nil),   // 42: fabric.v1.GetConvergenceRequest
-	(*DeviceConvergence)(nil),       // 43: fabric.v1.DeviceConvergence
-	(*Convergence)(nil),             // 44: fabric.v1.Convergence
-	(*timestamppb.Timestamp)(nil),   // 45: google.protobuf.Timestamp
+	(*UnderlayPeer)(nil),            // 7: fabric.v1.UnderlayPeer
+	(*MachinePeer)(nil),             // 8: fabric.v1.MachinePeer
+	(*PortConfig)(nil),              // 9: fabric.v1.PortConfig
+	(*Vrf)(nil),                     // 10: fabric.v1.Vrf
+	(*StepError)(nil),               // 11: fabric.v1.StepError
+	(*ReportStatusRequest)(nil),     // 12: fabric.v1.ReportStatusRequest
+	(*Routing)(nil),                 // 13: fabric.v1.Routing
+	(*BgpSession)(nil),              // 14: fabric.v1.BgpSession
+	(*Drift)(nil),                   // 15: fabric.v1.Drift
+	(*ReportStatusResponse)(nil),    // 16: fabric.v1.ReportStatusResponse
+	(*Network)(nil),                 // 17: fabric.v1.Network
+	(*GetNetworkRequest)(nil),       // 18: fabric.v1.GetNetworkRequest
+	(*CreateNetworkRequest)(nil),    // 19: fabric.v1.CreateNetworkRequest
+	(*ListNetworksRequest)(nil),     // 20: fabric.v1.ListNetworksRequest
+	(*ListNetworksResponse)(nil),    // 21: fabric.v1.ListNetworksResponse
+	(*DeleteNetworkRequest)(nil),    // 22: fabric.v1.DeleteNetworkRequest
+	(*DeleteNetworkResponse)(nil),   // 23: fabric.v1.DeleteNetworkResponse
+	(*Device)(nil),                  // 24: fabric.v1.Device
+	(*ListDevicesRequest)(nil),      // 25: fabric.v1.ListDevicesRequest
+	(*ListDevicesResponse)(nil),     // 26: fabric.v1.ListDevicesResponse
+	(*Connection)(nil),              // 27: fabric.v1.Connection
+	(*Allocation)(nil),              // 28: fabric.v1.Allocation
+	(*Machine)(nil),                 // 29: fabric.v1.Machine
+	(*Neighbor)(nil),                // 30: fabric.v1.Neighbor
+	(*ReportNeighborsRequest)(nil),  // 31: fabric.v1.ReportNeighborsRequest
+	(*ReportNeighborsResponse)(nil), // 32: fabric.v1.ReportNeighborsResponse
+	(*GetDeviceRequest)(nil),        // 33: fabric.v1.GetDeviceRequest
+	(*GetMachineRequest)(nil),       // 34: fabric.v1.GetMachineRequest
+	(*PlannedPort)(nil),             // 35: fabric.v1.PlannedPort
+	(*SetCablingPlanRequest)(nil),   // 36: fabric.v1.SetCablingPlanRequest
+	(*CablingPlan)(nil),             // 37: fabric.v1.CablingPlan
+	(*Finding)(nil),                 // 38: fabric.v1.Finding
+	(*ListFindingsRequest)(nil),     // 39: fabric.v1.ListFindingsRequest
+	(*ListFindingsResponse)(nil),    // 40: fabric.v1.ListFindingsResponse
+	(*ListMachinesRequest)(nil),     // 41: fabric.v1.ListMachinesRequest
+	(*ListMachinesResponse)(nil),    // 42: fabric.v1.ListMachinesResponse
+	(*CableMachineRequest)(nil),     // 43: fabric.v1.CableMachineRequest
+	(*AllocateMachineRequest)(nil),  // 44: fabric.v1.AllocateMachineRequest
+	(*FreeMachineRequest)(nil),      // 45: fabric.v1.FreeMachineRequest
+	(*GetConvergenceRequest)(nil),   // 46: fabric.v1.GetConvergenceRequest
+	(*DeviceConvergence)(nil),       // 47: fabric.v1.DeviceConvergence
+	(*Convergence)(nil),             // 48: fabric.v1.Convergence
+	(*durationpb.Duration)(nil),     // 49: google.protobuf.Duration
+	(*timestamppb.Timestamp)(nil),   // 50: google.protobuf.Timestamp
 }
 var file_fabric_proto_depIdxs = []int32{
 	0,  // 0: fabric.v1.RegisterRequest.role:type_name -> fabric.v1.Role
 	2,  // 1: fabric.v1.RegisterRequest.ports:type_name -> fabric.v1.Port
 	0,  // 2: fabric.v1.DeviceConfig.role:type_name -> fabric.v1.Role
-	8,  // 3: fabric.v1.DeviceConfig.vrfs:type_name -> fabric.v1.Vrf
-	7,  // 4: fabric.v1.DeviceConfig.ports:type_name -> fabric.v1.PortConfig
-	9,  // 5: fabric.v1.ReportStatusRequest.errors:type_name -> fabric.v1.StepError
-	2,  // 6: fabric.v1.ReportStatusRequest.ports:type_name -> fabric.v1.Port
-	11, // 7: fabric.v1.ReportStatusRequest.drift:type_name -> fabric.v1.Drift
-	13, // 8: fabric.v1.ListNetworksResponse.networks:type_name -> fabric.v1.Network
-	0,  // 9: fabric.v1.Device.role:type_name -> fabric.v1.Role
-	2,  // 10: fabric.v1.Device.ports:type_name -> fabric.v1.Port
-	9,  // 11: fabric.v1.Device.errors:type_name -> fabric.v1.StepError
-	45, // 12: fabric.v1.Device.last_seen:type_name -> google.protobuf.Timestamp
-	11, // 13: fabric.v1.Device.drift:type_name -> fabric.v1.Drift
-	26, // 14: fabric.v1.Device.neighbors:type_name -> fabric.v1.Neighbor
-	20, // 15: fabric.v1.ListDevicesResponse.devices:type_name -> fabric.v1.Device
-	23, // 16: fabric.v1.Machine.connections:type_name -> fabric.v1.Connection
-	24, // 17: fabric.v1.Machine.allocation:type_name -> fabric.v1.Allocation
-	23, // 18: fabric.v1.Machine.learned:type_name -> fabric.v1.Connection
-	1,  // 19: fabric.v1.Machine.liveness:type_name -> fabric.v1.Liveness
-	45, // 20: fabric.v1.Machine.last_seen:type_name -> google.protobuf.Timestamp
-	45, // 21: fabric.v1.Neighbor.last_seen:type_name -> google.protobuf.Timestamp
-	26, // 22: fabric.v1.ReportNeighborsRequest.neighbors:type_name -> fabric.v1.Neighbor
-	31, // 23: fabric.v1.SetCablingPlanRequest.ports:type_name -> fabric.v1.PlannedPort
-	31, // 24: fabric.v1.CablingPlan.ports:type_name -> fabric.v1.PlannedPort
-	34, // 25: fabric.v1.ListFindingsResponse.findings:type_name -> fabric.v1.Finding
-	25, // 26: fabric.v1.ListMachinesResponse.machines:type_name -> fabric.v1.Machine
-	23, // 27: fabric.v1.CableMachineRequest.connections:type_name -> fabric.v1.Connection
-	9,  // 28: fabric.v1.DeviceConvergence.errors:type_name -> fabric.v1.StepError
-	43, // 29: fabric.v1.Convergence.devices:type_name -> fabric.v1.DeviceConvergence
-	3,  // 30: fabric.v1.DeviceService.Register:input_type -> fabric.v1.RegisterRequest
-	5,  // 31: fabric.v1.DeviceService.WatchConfig:input_type -> fabric.v1.WatchConfigRequest
-	10, // 32: fabric.v1.DeviceService.ReportStatus:input_type -> fabric.v1.ReportStatusRequest
-	27, // 33: fabric.v1.DeviceService.ReportNeighbors:input_type -> fabric.v1.ReportNeighborsRequest
-	15, // 34: fabric.v1.OperatorService.CreateNetwork:input_type -> fabric.v1.CreateNetworkRequest
-	16, // 35: fabric.v1.OperatorService.ListNetworks:input_type -> fabric.v1.ListNetworksRequest
-	18, // 36: fabric.v1.OperatorService.DeleteNetwork:input_type -> fabric.v1.DeleteNetworkRequest
-	21, // 37: fabric.v1.OperatorService.ListDevices:input_type -> fabric.v1.ListDevicesRequest
-	29, // 38: fabric.v1.OperatorService.GetDevice:input_type -> fabric.v1.GetDeviceRequest
-	32, // 39: fabric.v1.OperatorService.SetCablingPlan:input_type -> fabric.v1.SetCablingPlanRequest
-	35, // 40: fabric.v1.OperatorService.ListFindings:input_type -> fabric.v1.ListFindingsRequest
-	14, // 41: fabric.v1.OperatorService.GetNetwork:input_type -> fabric.v1.GetNetworkRequest
-	37, // 42: fabric.v1.OperatorService.ListMachines:input_type -> fabric.v1.ListMachinesRequest
-	30, // 43: fabric.v1.OperatorService.GetMachine:input_type -> fabric.v1.GetMachineRequest
-	39, // 44: fabric.v1.OperatorService.CableMachine:input_type -> fabric.v1.CableMachineRequest
-	40, // 45: fabric.v1.OperatorService.AllocateMachine:input_type -> fabric.v1.AllocateMachineRequest
-	41, // 46: fabric.v1.OperatorService.FreeMachine:input_type -> fabric.v1.FreeMachineRequest
-	42, // 47: fabric.v1.OperatorService.GetConvergence:input_type -> fabric.v1.GetConvergenceRequest
-	4,  // 48: fabric.v1.DeviceService.Register:output_type -> fabric.v1.RegisterResponse
-	6,  // 49: fabric.v1.DeviceService.WatchConfig:output_type -> fabric.v1.DeviceConfig
-	12, // 50: fabric.v1.DeviceService.ReportStatus:output_type -> fabric.v1.ReportStatusResponse
-	28, // 51: fabric.v1.DeviceService.ReportNeighbors:output_type -> fabric.v1.ReportNeighborsResponse
-	13, // 52: fabric.v1.OperatorService.CreateNetwork:output_type -> fabric.v1.Network
-	17, // 53: fabric.v1.OperatorService.ListNetworks:output_type -> fabric.v1.ListNetworksResponse
-	19, // 54: fabric.v1.OperatorService.DeleteNetwork:output_type -> fabric.v1.DeleteNetworkResponse
-	22, // 55: fabric.v1.OperatorService.ListDevices:output_type -> fabric.v1.ListDevicesResponse
-	20, // 56: fabric.v1.OperatorService.GetDevice:output_type -> fabric.v1.Device
-	33, // 57: fabric.v1.OperatorService.SetCablingPlan:output_type -> fabric.v1.CablingPlan
-	36, // 58: fabric.v1.OperatorService.ListFindings:output_type -> fabric.v1.ListFindingsResponse
-	13, // 59: fabric.v1.OperatorService.GetNetwork:output_type -> fabric.v1.Network
-	38, // 60: fabric.v1.OperatorService.ListMachines:output_type -> fabric.v1.ListMachinesResponse
-	25, // 61: fabric.v1.OperatorService.GetMachine:output_type -> fabric.v1.Machine
-	25, // 62: fabric.v1.OperatorService.CableMachine:output_type -> fabric.v1.Machine
-	25, // 63: fabric.v1.OperatorService.AllocateMachine:output_type -> fabric.v1.Machine
-	25, // 64: fabric.v1.OperatorService.FreeMachine:output_type -> fabric.v1.Machine
-	44, // 65: fabric.v1.OperatorService.GetConvergence:output_type -> fabric.v1.Convergence
-	48, // [48:66] is the sub-list for method output_type
-	30, // [30:48] is the sub-list for method input_type
-	30, // [30:30] is the sub-list for extension type_name
-	30, // [30:30] is the sub-list for extension extendee
-	0,  // [0:30] is the sub-list for field type_name
+	10, // 3: fabric.v1.DeviceConfig.vrfs:type_name -> fabric.v1.Vrf
+	9,  // 4: fabric.v1.DeviceConfig.ports:type_name -> fabric.v1.PortConfig
+	7,  // 5: fabric.v1.DeviceConfig.underlay:type_name -> fabric.v1.UnderlayPeer
+	8,  // 6: fabric.v1.Vrf.machine_peers:type_name -> fabric.v1.MachinePeer
+	11, // 7: fabric.v1.ReportStatusRequest.errors:type_name -> fabric.v1.StepError
+	2,  // 8: fabric.v1.ReportStatusRequest.ports:type_name -> fabric.v1.Port
+	15, // 9: fabric.v1.ReportStatusRequest.drift:type_name -> fabric.v1.Drift
+	13, // 10: fabric.v1.ReportStatusRequest.routing:type_name -> fabric.v1.Routing
+	14, // 11: fabric.v1.Routing.sessions:type_name -> fabric.v1.BgpSession
+	49, // 12: fabric.v1.BgpSession.uptime:type_name -> google.protobuf.Duration
+	17, // 13: fabric.v1.ListNetworksResponse.networks:type_name -> fabric.v1.Network
+	0,  // 14: fabric.v1.Device.role:type_name -> fabric.v1.Role
+	2,  // 15: fabric.v1.Device.ports:type_name -> fabric.v1.Port
+	11, // 16: fabric.v1.Device.errors:type_name -> fabric.v1.StepError
+	50, // 17: fabric.v1.Device.last_seen:type_name -> google.protobuf.Timestamp
+	15, // 18: fabric.v1.Device.drift:type_name -> fabric.v1.Drift
+	30, // 19: fabric.v1.Device.neighbors:type_name -> fabric.v1.Neighbor
+	13, // 20: fabric.v1.Device.routing:type_name -> fabric.v1.Routing
+	24, // 21: fabric.v1.ListDevicesResponse.devices:type_name -> fabric.v1.Device
+	27, // 22: fabric.v1.Machine.connections:type_name -> fabric.v1.Connection
+	28, // 23: fabric.v1.Machine.allocation:type_name -> fabric.v1.Allocation
+	27, // 24: fabric.v1.Machine.learned:type_name -> fabric.v1.Connection
+	1,  // 25: fabric.v1.Machine.liveness:type_name -> fabric.v1.Liveness
+	50, // 26: fabric.v1.Machine.last_seen:type_name -> google.protobuf.Timestamp
+	50, // 27: fabric.v1.Neighbor.last_seen:type_name -> google.protobuf.Timestamp
+	30, // 28: fabric.v1.ReportNeighborsRequest.neighbors:type_name -> fabric.v1.Neighbor
+	35, // 29: fabric.v1.SetCablingPlanRequest.ports:type_name -> fabric.v1.PlannedPort
+	35, // 30: fabric.v1.CablingPlan.ports:type_name -> fabric.v1.PlannedPort
+	38, // 31: fabric.v1.ListFindingsResponse.findings:type_name -> fabric.v1.Finding
+	29, // 32: fabric.v1.ListMachinesResponse.machines:type_name -> fabric.v1.Machine
+	27, // 33: fabric.v1.CableMachineRequest.connections:type_name -> fabric.v1.Connection
+	11, // 34: fabric.v1.DeviceConvergence.errors:type_name -> fabric.v1.StepError
+	47, // 35: fabric.v1.Convergence.devices:type_name -> fabric.v1.DeviceConvergence
+	3,  // 36: fabric.v1.DeviceService.Register:input_type -> fabric.v1.RegisterRequest
+	5,  // 37: fabric.v1.DeviceService.WatchConfig:input_type -> fabric.v1.WatchConfigRequest
+	12, // 38: fabric.v1.DeviceService.ReportStatus:input_type -> fabric.v1.ReportStatusRequest
+	31, // 39: fabric.v1.DeviceService.ReportNeighbors:input_type -> fabric.v1.ReportNeighborsRequest
+	19, // 40: fabric.v1.OperatorService.CreateNetwork:input_type -> fabric.v1.CreateNetworkRequest
+	20, // 41: fabric.v1.OperatorService.ListNetworks:input_type -> fabric.v1.ListNetworksRequest
+	22, // 42: fabric.v1.OperatorService.DeleteNetwork:input_type -> fabric.v1.DeleteNetworkRequest
+	25, // 43: fabric.v1.OperatorService.ListDevices:input_type -> fabric.v1.ListDevicesRequest
+	33, // 44: fabric.v1.OperatorService.GetDevice:input_type -> fabric.v1.GetDeviceRequest
+	36, // 45: fabric.v1.OperatorService.SetCablingPlan:input_type -> fabric.v1.SetCablingPlanRequest
+	39, // 46: fabric.v1.OperatorService.ListFindings:input_type -> fabric.v1.ListFindingsRequest
+	18, // 47: fabric.v1.OperatorService.GetNetwork:input_type -> fabric.v1.GetNetworkRequest
+	41, // 48: fabric.v1.OperatorService.ListMachines:input_type -> fabric.v1.ListMachinesRequest
+	34, // 49: fabric.v1.OperatorService.GetMachine:input_type -> fabric.v1.GetMachineRequest
+	43, // 50: fabric.v1.OperatorService.CableMachine:input_type -> fabric.v1.CableMachineRequest
+	44, // 51: fabric.v1.OperatorService.AllocateMachine:input_type -> fabric.v1.AllocateMachineRequest
+	45, // 52: fabric.v1.OperatorService.FreeMachine:input_type -> fabric.v1.FreeMachineRequest
+	46, // 53: fabric.v1.OperatorService.GetConvergence:input_type -> fabric.v1.GetConvergenceRequest
+	4,  // 54: fabric.v1.DeviceService.Register:output_type -> fabric.v1.RegisterResponse
+	6,  // 55: fabric.v1.DeviceService.WatchConfig:output_type -> fabric.v1.DeviceConfig
+	16, // 56: fabric.v1.DeviceService.ReportStatus:output_type -> fabric.v1.ReportStatusResponse
+	32, // 57: fabric.v1.DeviceService.ReportNeighbors:output_type -> fabric.v1.ReportNeighborsResponse
+	17, // 58: fabric.v1.OperatorService.CreateNetwork:output_type -> fabric.v1.Network
+	21, // 59: fabric.v1.OperatorService.ListNetworks:output_type -> fabric.v1.ListNetworksResponse
+	23, // 60: fabric.v1.OperatorService.DeleteNetwork:output_type -> fabric.v1.DeleteNetworkResponse
+	26, // 61: fabric.v1.OperatorService.ListDevices:output_type -> fabric.v1.ListDevicesResponse
+	24, // 62: fabric.v1.OperatorService.GetDevice:output_type -> fabric.v1.Device
+	37, // 63: fabric.v1.OperatorService.SetCablingPlan:output_type -> fabric.v1.CablingPlan
+	40, // 64: fabric.v1.OperatorService.ListFindings:output_type -> fabric.v1.ListFindingsResponse
+	17, // 65: fabric.v1.OperatorService.GetNetwork:output_type -> fabric.v1.Network
+	42, // 66: fabric.v1.OperatorService.ListMachines:output_type -> fabric.v1.ListMachinesResponse
+	29, // 67: fabric.v1.OperatorService.GetMachine:output_type -> fabric.v1.Machine
+	29, // 68: fabric.v1.OperatorService.CableMachine:output_type -> fabric.v1.Machine
+	29, // 69: fabric.v1.OperatorService.AllocateMachine:output_type -> fabric.v1.Machine
+	29, // 70: fabric.v1.OperatorService.FreeMachine:output_type -> fabric.v1.Machine
+	48, // 71: fabric.v1.OperatorService.GetConvergence:output_type -> fabric.v1.Convergence
+	54, // [54:72] is the sub-list for method output_type
+	36, // [36:54] is the sub-list for method input_type
+	36, // [36:36] is the sub-list for extension type_name
+	36, // [36:36] is the sub-list for extension extendee
+	0,  // [0:36] is the sub-list for field type_name
 }
 
 func init() { file_fabric_proto_init() }
@@ -3097,7 +3552,7 @@ func file_fabric_proto_init() {
 			GoPackagePath: reflect.TypeOf(x{}).PkgPath(),
 			RawDescriptor: unsafe.Slice(unsafe.StringData(file_fabric_proto_rawDesc), len(file_fabric_proto_rawDesc)),
 			NumEnums:      2,
-			NumMessages:   43,
+			NumMessages:   47,
 			NumExtensions: 0,
 			NumServices:   2,
 		},
