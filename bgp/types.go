@@ -132,6 +132,10 @@ type Path struct {
 	Peer PeerKey
 	// Local is true for paths this speaker originated.
 	Local bool
+	// LocalPref of an originated path; 0 leaves the default (100). The
+	// reconciler originates the EVPN imports it hands to machines with a
+	// lower preference, so a machine's own announcement stays the best path.
+	LocalPref uint32
 
 	// EVPN type-5 attributes (Family EVPN only).
 	RD           string
