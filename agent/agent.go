@@ -88,6 +88,14 @@ type Agent struct {
 	// LLDP (lldp.go): nil when off.
 	nbr *nbrState
 
+	// Routing (routing.go): nil when off. routingCfg is the snapshot whose
+	// routing part was last applied (for re-applying after a drift repair),
+	// guarded by drift.applyMu.
+	routing    Routing
+	routingCfg *apiv1.DeviceConfig
+	// routingSum is the summary of the last routing report (Run goroutine).
+	routingSum string
+
 	// cachePath is the last-known-good config file (cache.go); "" : none.
 	cachePath  string
 	cacheTried bool // only the Run goroutine touches it
@@ -348,6 +356,12 @@ func (a *Agent) session(ctx context.Context, client apiv1.DeviceServiceClient) (
 
 	beat, stopBeat := a.beatTicker()
 	defer stopBeat()
+	var routingTick <-chan time.Time
+	if a.routing != nil {
+		t := time.NewTicker(routingStatusEvery)
+		defer t.Stop()
+		routingTick = t.C
+	}
 	for {
 		select {
 		case <-ctx.Done():
@@ -360,6 +374,10 @@ func (a *Agent) session(ctx context.Context, client apiv1.DeviceServiceClient) (
 			a.beatNow()
 		case <-a.drift.kick:
 			a.report(sctx, client) // a drift repair changed the status
+		case <-routingTick:
+			if a.routingChanged(sctx) {
+				a.report(sctx, client)
+			}
 		case err := <-recvErr:
 			// A snapshot that arrived just before the stream broke is
 			// still the controller's desired state.
@@ -408,8 +426,15 @@ func (a *Agent) applyLocal(ctx context.Context, cfg *apiv1.DeviceConfig) {
 	rec := fabric.NewReconciler(a.kernel, fabric.WithLogger(log))
 	a.drift.applyMu.Lock() // not beside a drift repair
 	res, err := rec.Apply(context.WithoutCancel(ctx), desired)
-	a.drift.recordApply(cfg.GetVersion(), desired, res, err)
+	// Routing after the dataplane: sessions on machine ports need their
+	// VRF, EVPN routes the L3VNI's SVI and VXLAN device.
+	rerrs := a.applyRouting(context.WithoutCancel(ctx), cfg, res.State)
+	a.routingCfg = cfg
+	a.drift.recordApply(cfg.GetVersion(), desired, res, err, rerrs)
 	a.drift.applyMu.Unlock()
+	if err == nil && len(rerrs) > 0 {
+		err = fmt.Errorf("routing: %d steps failed, first: %s: %w", len(rerrs), rerrs[0].Step, rerrs[0].Err)
+	}
 	if err != nil {
 		log.Error("snapshot applied with errors", "applied", len(res.Applied), "skipped", len(res.Skipped), "errors", len(res.Errors), "err", err)
 	} else {

@@ -5,8 +5,10 @@ import (
 	"net"
 	"net/netip"
 
+	"google.golang.org/protobuf/types/known/durationpb"
 	"google.golang.org/protobuf/types/known/timestamppb"
 
+	"github.com/metalfabric/fabric/bgp"
 	apiv1 "github.com/metalfabric/fabric/controlplane/api/v1"
 	"github.com/metalfabric/fabric/fabric"
 	"github.com/metalfabric/fabric/lldp"
@@ -138,6 +140,84 @@ func neighborsToProto(nbrs []lldp.Neighbor) []*apiv1.Neighbor {
 			pn.LastSeen = timestamppb.New(n.LastSeen)
 		}
 		out = append(out, pn)
+	}
+	return out
+}
+
+// routingFromProto converts a snapshot into the routing reconciler's
+// desired state. The L3VNI devices of each VRF (VLAN, SVI, its MAC as the
+// router MAC) are read from state, the kernel as the fabric reconciler left
+// it: a VRF whose L3VNI is not (yet) in the kernel takes part in no EVPN.
+func routingFromProto(cfg *apiv1.DeviceConfig, state fabric.Actual) (bgp.Desired, error) {
+	d := bgp.Desired{ASN: cfg.GetAsn()}
+	if lo := cfg.GetLoopback(); lo != "" {
+		p, err := netip.ParsePrefix(lo)
+		if err != nil {
+			return bgp.Desired{}, fmt.Errorf("loopback %q: %w", lo, err)
+		}
+		d.RouterID = p.Addr()
+		d.Networks = []netip.Prefix{p.Masked()}
+	}
+	if v := cfg.GetVtep(); v != "" {
+		a, err := netip.ParseAddr(v)
+		if err != nil {
+			return bgp.Desired{}, fmt.Errorf("vtep %q: %w", v, err)
+		}
+		d.VTEP = a
+	}
+	for _, u := range cfg.GetUnderlay() {
+		d.Underlay = append(d.Underlay, bgp.UnderlayPeer{Interface: u.GetPort(), ASN: u.GetPeerAsn(), Description: u.GetPeer()})
+	}
+	for _, v := range cfg.GetVrfs() {
+		name := v.GetName()
+		if name == "" && v.GetVni() != 0 {
+			name = fmt.Sprintf("vrf%d", v.GetVni())
+		}
+		tv := bgp.TenantVRF{Name: name, VNI: v.GetVni(), Table: v.GetTable()}
+		if v.GetL3Vni() {
+			if vlan, ok := state.L3VNIVLAN(v.GetVni()); ok {
+				if svi, ok := state.Link(fabric.SVIName(vlan)); ok {
+					if mac, err := net.ParseMAC(svi.MAC); err == nil {
+						tv.SVI, tv.VXLAN, tv.VLAN, tv.RouterMAC = svi.Name, fabric.VXLANName(v.GetVni()), vlan, mac
+					}
+				}
+			}
+		}
+		for _, m := range v.GetMachinePeers() {
+			mp := bgp.MachinePeer{Interface: m.GetPort(), Description: m.GetMachine(), MaxPrefixes: m.GetMaxPrefixes(), Allowed: []netip.Prefix{}}
+			for _, s := range m.GetAllowed() {
+				p, err := netip.ParsePrefix(s)
+				if err != nil {
+					return bgp.Desired{}, fmt.Errorf("VRF %s, machine %s: allowed prefix %q: %w", name, m.GetMachine(), s, err)
+				}
+				mp.Allowed = append(mp.Allowed, p)
+			}
+			tv.Machines = append(tv.Machines, mp)
+		}
+		d.VRFs = append(d.VRFs, tv)
+	}
+	return d, nil
+}
+
+func routingToProto(st bgp.Status) *apiv1.Routing {
+	out := &apiv1.Routing{
+		RoutesInstalled: uint64(st.RoutesInstalled),
+		InstallFailures: uint64(st.FailedCount),
+		FailedRoutes:    st.Failed,
+		EvpnExported:    uint64(st.EVPNExported),
+		EvpnImported:    uint64(st.EVPNImported),
+	}
+	for _, s := range st.Sessions {
+		bs := &apiv1.BgpSession{
+			Peer: s.Key.Name, Vrf: s.Key.VRF, Description: s.Description, Address: s.Address,
+			Asn: s.ASN, State: string(s.State), Uptime: durationpb.New(s.Uptime), Installed: uint64(s.Installed),
+		}
+		for _, f := range s.Families {
+			bs.Received += f.Received
+			bs.Accepted += f.Accepted
+			bs.Rejected += f.Rejected
+		}
+		out.Sessions = append(out.Sessions, bs)
 	}
 	return out
 }

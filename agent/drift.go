@@ -109,6 +109,8 @@ type status struct {
 	version uint64
 	errors  []fabric.StepError
 	ports   []fabric.Link
+	// routingErrors are the routing subsystem's failed steps.
+	routingErrors []fabric.StepError
 }
 
 func newDriftState() *driftState { return &driftState{kick: make(chan struct{}, 1)} }
@@ -117,7 +119,7 @@ func newDriftState() *driftState { return &driftState{kick: make(chan struct{}, 
 // target when the reconciler got past reading and validating (res.Planned is
 // set, or nothing failed), and drift handling starts after the first fully
 // successful apply.
-func (d *driftState) recordApply(version uint64, desired fabric.Desired, res fabric.Result, err error) {
+func (d *driftState) recordApply(version uint64, desired fabric.Desired, res fabric.Result, err error, routingErrs []fabric.StepError) {
 	d.mu.Lock()
 	defer d.mu.Unlock()
 	if err == nil || res.Planned != nil {
@@ -127,7 +129,7 @@ func (d *driftState) recordApply(version uint64, desired fabric.Desired, res fab
 	if err == nil {
 		d.enabled = true
 	}
-	d.status = &status{version: version, errors: res.Errors, ports: res.State.Ports()}
+	d.status = &status{version: version, errors: res.Errors, ports: res.State.Ports(), routingErrors: routingErrs}
 }
 
 // report sends the newest status to the controller.
@@ -143,9 +145,10 @@ func (a *Agent) report(ctx context.Context, client apiv1.DeviceServiceClient) {
 	_, err := client.ReportStatus(rctx, &apiv1.ReportStatusRequest{
 		Hostname:       a.cfg.Hostname,
 		AppliedVersion: st.version,
-		Errors:         stepErrorsToProto("fabric", st.errors),
+		Errors:         append(stepErrorsToProto("fabric", st.errors), stepErrorsToProto("bgp", st.routingErrors)...),
 		Ports:          portsToProto(st.ports),
 		Drift:          driftToProto(a.DriftStats()),
+		Routing:        a.routingStatus(rctx),
 	})
 	if err != nil {
 		a.log.Warn("reporting status failed", "version", st.version, "err", err)
@@ -163,6 +166,7 @@ func (a *Agent) watchDrift(ctx context.Context) {
 		count   int            // all events of the window
 		first   time.Time      // when the window opened
 		armed   bool
+		carrier = make(map[string]bool) // link -> carrier, for routing
 	)
 	wait := func(d time.Duration) bool {
 		select {
@@ -203,6 +207,9 @@ func (a *Agent) watchDrift(ctx context.Context) {
 				e = fabric.Event{Kind: fabric.EventResync}
 			} else {
 				bo.reset()
+			}
+			if a.routingEvent(ctx, e, carrier) {
+				continue // the FIB programmer's own routes
 			}
 			if !a.driftEnabled() {
 				continue // no config applied yet: never touch the kernel
@@ -305,6 +312,7 @@ func (a *Agent) checkDrift(ctx context.Context, events []fabric.Event, count int
 	} else {
 		log.Info("drift repaired", "changes", len(res.Applied), "took", time.Since(start), "since_event", time.Since(first))
 	}
+	a.reapplyRouting(ctx, res.State)
 	a.noteDrift(check, res.State, now, &res, version)
 }
 

@@ -86,6 +86,11 @@ type Event struct {
 	// (RTPROT_KERNEL): a consequence of an address or link change, such as
 	// the local and prefix routes of an address.
 	KernelRoute bool
+	// Protocol is a route's rtm_protocol (who installed it).
+	Protocol int
+	// Carrier tells whether a link that was added or changed has carrier
+	// (IFF_RUNNING): a port that lost it has no link partner.
+	Carrier bool
 }
 
 // String is a one-line form: "link add veth0", "addr delete 10.0.0.1/24 on

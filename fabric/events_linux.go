@@ -257,6 +257,7 @@ func (w *eventWatcher) linkEvent(u netlink.LinkUpdate) Event {
 	}
 	if e.Op != EventDelete {
 		w.names[a.Index] = a.Name
+		e.Carrier = a.RawFlags&unix.IFF_RUNNING != 0
 	}
 	return e
 }
@@ -272,7 +273,7 @@ func (w *eventWatcher) addrEvent(u netlink.AddrUpdate) Event {
 func (w *eventWatcher) routeEvent(u netlink.RouteUpdate) Event {
 	e := Event{
 		Kind: EventRoute, Op: EventAdd, Index: u.LinkIndex, Link: w.name(u.LinkIndex),
-		Table: uint32(u.Table), KernelRoute: u.Protocol == unix.RTPROT_KERNEL,
+		Table: uint32(u.Table), KernelRoute: u.Protocol == unix.RTPROT_KERNEL, Protocol: int(u.Protocol),
 	}
 	if u.Type == unix.RTM_DELROUTE {
 		e.Op = EventDelete
