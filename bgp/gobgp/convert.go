@@ -1,0 +1,339 @@
+package gobgp
+
+import (
+	"errors"
+	"fmt"
+	"net"
+	"net/netip"
+	"strconv"
+	"strings"
+	"time"
+
+	api "github.com/osrg/gobgp/v3/api"
+	"github.com/osrg/gobgp/v3/pkg/apiutil"
+	pkt "github.com/osrg/gobgp/v3/pkg/packet/bgp"
+
+	"github.com/metalfabric/fabric/bgp"
+)
+
+// This file holds the pure conversions between the project's bgp types and
+// GoBGP's packet and API types. Nothing here talks to a server.
+
+// routeFamily maps a bgp.Family to GoBGP's route family.
+func routeFamily(f bgp.Family) (pkt.RouteFamily, error) {
+	switch f {
+	case bgp.IPv4Unicast:
+		return pkt.RF_IPv4_UC, nil
+	case bgp.IPv6Unicast:
+		return pkt.RF_IPv6_UC, nil
+	case bgp.EVPN:
+		return pkt.RF_EVPN, nil
+	}
+	return 0, fmt.Errorf("unsupported family %q", f)
+}
+
+// ourFamily maps GoBGP's route family to a bgp.Family; VPN families map to
+// their unicast family (VRF paths), vpn reports that.
+func ourFamily(rf pkt.RouteFamily) (f bgp.Family, vpn bool, ok bool) {
+	switch rf {
+	case pkt.RF_IPv4_UC:
+		return bgp.IPv4Unicast, false, true
+	case pkt.RF_IPv6_UC:
+		return bgp.IPv6Unicast, false, true
+	case pkt.RF_IPv4_VPN:
+		return bgp.IPv4Unicast, true, true
+	case pkt.RF_IPv6_VPN:
+		return bgp.IPv6Unicast, true, true
+	case pkt.RF_EVPN:
+		return bgp.EVPN, false, true
+	}
+	return "", false, false
+}
+
+func apiFamily(rf pkt.RouteFamily) *api.Family {
+	afi, safi := pkt.RouteFamilyToAfiSafi(rf)
+	return apiutil.ToApiFamily(afi, safi)
+}
+
+// parseRT parses a route target "<AS>:<local>" (or "<IPv4>:<local>").
+// A two-octet AS takes a 32-bit local administrator (what bgp.RT produces
+// for VNIs), a four-octet AS a 16-bit one.
+func parseRT(s string) (pkt.ExtendedCommunityInterface, error) {
+	i := strings.LastIndexByte(s, ':')
+	if i <= 0 || i == len(s)-1 {
+		return nil, fmt.Errorf("route target %q: want <AS>:<local>", s)
+	}
+	global, local := s[:i], s[i+1:]
+	if ip, err := netip.ParseAddr(global); err == nil {
+		if !ip.Is4() {
+			return nil, fmt.Errorf("route target %q: IPv6 global administrator not supported", s)
+		}
+		l, err := strconv.ParseUint(local, 10, 16)
+		if err != nil {
+			return nil, fmt.Errorf("route target %q: local administrator: %w", s, err)
+		}
+		return pkt.NewIPv4AddressSpecificExtended(pkt.EC_SUBTYPE_ROUTE_TARGET, ip.String(), uint16(l), true), nil
+	}
+	as, err := strconv.ParseUint(global, 10, 32)
+	if err != nil {
+		return nil, fmt.Errorf("route target %q: AS: %w", s, err)
+	}
+	l, err := strconv.ParseUint(local, 10, 32)
+	if err != nil {
+		return nil, fmt.Errorf("route target %q: local administrator: %w", s, err)
+	}
+	if as <= 0xffff {
+		return pkt.NewTwoOctetAsSpecificExtended(pkt.EC_SUBTYPE_ROUTE_TARGET, uint16(as), uint32(l), true), nil
+	}
+	if l > 0xffff {
+		return nil, fmt.Errorf("route target %q: a four-octet AS leaves 16 bits for the local administrator", s)
+	}
+	return pkt.NewFourOctetAsSpecificExtended(pkt.EC_SUBTYPE_ROUTE_TARGET, uint32(as), uint16(l), true), nil
+}
+
+func parseRTs(l []string) ([]pkt.ExtendedCommunityInterface, error) {
+	out := make([]pkt.ExtendedCommunityInterface, 0, len(l))
+	for _, s := range l {
+		rt, err := parseRT(s)
+		if err != nil {
+			return nil, err
+		}
+		out = append(out, rt)
+	}
+	return out, nil
+}
+
+// formatRT formats a route-target extended community; ok is false for any
+// other extended community.
+func formatRT(ec pkt.ExtendedCommunityInterface) (string, bool) {
+	_, sub := ec.GetTypes()
+	if sub != pkt.EC_SUBTYPE_ROUTE_TARGET {
+		return "", false
+	}
+	switch e := ec.(type) {
+	case *pkt.TwoOctetAsSpecificExtended:
+		return fmt.Sprintf("%d:%d", e.AS, e.LocalAdmin), true
+	case *pkt.FourOctetAsSpecificExtended:
+		return fmt.Sprintf("%d:%d", e.AS, e.LocalAdmin), true
+	case *pkt.IPv4AddressSpecificExtended:
+		return fmt.Sprintf("%s:%d", e.IPv4, e.LocalAdmin), true
+	}
+	return "", false
+}
+
+// nativePath builds the NLRI and attributes of a path we originate.
+// The next hop's zero value means "self": GoBGP replaces an unspecified next
+// hop with the session's local address when it sends the path.
+func nativePath(p bgp.Path) (pkt.AddrPrefixInterface, []pkt.PathAttributeInterface, error) {
+	if !p.Prefix.IsValid() {
+		return nil, nil, errors.New("invalid prefix")
+	}
+	pfx := p.Prefix.Masked()
+	origin := pkt.NewPathAttributeOrigin(pkt.BGP_ORIGIN_ATTR_TYPE_IGP)
+	switch p.Family {
+	case bgp.IPv4Unicast:
+		if !pfx.Addr().Is4() {
+			return nil, nil, fmt.Errorf("prefix %s is not IPv4", pfx)
+		}
+		nlri := pkt.NewIPAddrPrefix(uint8(pfx.Bits()), pfx.Addr().String())
+		switch {
+		case !p.NextHop.IsValid():
+			return nlri, []pkt.PathAttributeInterface{origin, pkt.NewPathAttributeNextHop("0.0.0.0")}, nil
+		case p.NextHop.Is4():
+			return nlri, []pkt.PathAttributeInterface{origin, pkt.NewPathAttributeNextHop(p.NextHop.String())}, nil
+		default: // RFC 5549: IPv4 NLRI with an IPv6 next hop.
+			return nlri, []pkt.PathAttributeInterface{origin, pkt.NewPathAttributeMpReachNLRI(p.NextHop.WithZone("").String(), []pkt.AddrPrefixInterface{nlri})}, nil
+		}
+	case bgp.IPv6Unicast:
+		if !pfx.Addr().Is6() || pfx.Addr().Is4In6() {
+			return nil, nil, fmt.Errorf("prefix %s is not IPv6", pfx)
+		}
+		nlri := pkt.NewIPv6AddrPrefix(uint8(pfx.Bits()), pfx.Addr().String())
+		nh := "::"
+		if p.NextHop.IsValid() {
+			nh = p.NextHop.WithZone("").String()
+		}
+		return nlri, []pkt.PathAttributeInterface{origin, pkt.NewPathAttributeMpReachNLRI(nh, []pkt.AddrPrefixInterface{nlri})}, nil
+	case bgp.EVPN:
+		return nativeType5(p, pfx, origin)
+	}
+	return nil, nil, fmt.Errorf("unsupported family %q", p.Family)
+}
+
+// nativeType5 builds an EVPN IP prefix route (RFC 9136) the way FRR does:
+// RD, ESI 0, Ethernet tag 0, gateway 0, label = VNI, route targets, VXLAN
+// encapsulation and router MAC extended communities, next hop = VTEP.
+func nativeType5(p bgp.Path, pfx netip.Prefix, origin pkt.PathAttributeInterface) (pkt.AddrPrefixInterface, []pkt.PathAttributeInterface, error) {
+	if p.RD == "" {
+		return nil, nil, errors.New("EVPN type-5 path without RD")
+	}
+	rd, err := pkt.ParseRouteDistinguisher(p.RD)
+	if err != nil {
+		return nil, nil, fmt.Errorf("RD %q: %w", p.RD, err)
+	}
+	if !p.NextHop.IsValid() {
+		return nil, nil, errors.New("EVPN type-5 path without VTEP next hop")
+	}
+	if p.VNI == 0 || p.VNI > 0xffffff {
+		return nil, nil, fmt.Errorf("VNI %d out of range", p.VNI)
+	}
+	if len(p.RouterMAC) != 6 {
+		return nil, nil, fmt.Errorf("router MAC %q: want 6 bytes", p.RouterMAC)
+	}
+	gw := "0.0.0.0"
+	if pfx.Addr().Is6() {
+		gw = "::"
+	}
+	nlri := pkt.NewEVPNIPPrefixRoute(rd, pkt.EthernetSegmentIdentifier{}, 0, uint8(pfx.Bits()), pfx.Addr().String(), gw, p.VNI)
+	ecs, err := parseRTs(p.RouteTargets)
+	if err != nil {
+		return nil, nil, err
+	}
+	ecs = append(ecs, pkt.NewEncapExtended(pkt.TUNNEL_TYPE_VXLAN), pkt.NewRoutersMacExtended(p.RouterMAC.String()))
+	attrs := []pkt.PathAttributeInterface{
+		origin,
+		pkt.NewPathAttributeMpReachNLRI(p.NextHop.WithZone("").String(), []pkt.AddrPrefixInterface{nlri}),
+		pkt.NewPathAttributeExtendedCommunities(ecs),
+	}
+	return nlri, attrs, nil
+}
+
+// apiPath converts a path we originate to GoBGP's API path.
+func apiPath(p bgp.Path) (*api.Path, error) {
+	nlri, attrs, err := nativePath(p)
+	if err != nil {
+		return nil, err
+	}
+	return apiutil.NewPath(nlri, false, attrs, time.Now())
+}
+
+// decoded is a GoBGP path in the project's terms, before peer and VRF lookup.
+type decoded struct {
+	Family   bgp.Family
+	VPN      bool   // an L3VPN path of a VRF RIB
+	RD       string // VPN and EVPN
+	Prefix   netip.Prefix
+	NextHop  netip.Addr
+	ASPath   []uint32
+	RTs      []string
+	MAC      net.HardwareAddr
+	VNI      uint32
+	Neighbor netip.Addr // invalid for local paths
+	Local    bool
+	Withdraw bool
+}
+
+// key identifies the destination of a decoded path.
+func (d decoded) key() destKey {
+	return destKey{Family: d.Family, VPN: d.VPN, RD: d.RD, Prefix: d.Prefix}
+}
+
+type destKey struct {
+	Family bgp.Family
+	VPN    bool
+	RD     string
+	Prefix netip.Prefix
+}
+
+// errSkip marks paths the fabric does not use (e.g. EVPN types 2 and 3).
+var errSkip = errors.New("path not used by the fabric")
+
+// decodePath converts a GoBGP API path (as WatchEvent and ListPath return
+// them); it returns errSkip for families and route types the fabric ignores.
+func decodePath(p *api.Path) (decoded, error) {
+	var d decoded
+	if p.Family == nil {
+		return d, errors.New("path without family")
+	}
+	f, vpn, ok := ourFamily(apiutil.ToRouteFamily(p.Family))
+	if !ok {
+		return d, errSkip
+	}
+	d.Family, d.VPN, d.Withdraw = f, vpn, p.IsWithdraw
+	nlri, err := apiutil.GetNativeNlri(p)
+	if err != nil {
+		return d, fmt.Errorf("decoding NLRI: %w", err)
+	}
+	switch n := nlri.(type) {
+	case *pkt.IPAddrPrefix:
+		d.Prefix, err = toPrefix(n.Prefix, n.Length)
+	case *pkt.IPv6AddrPrefix:
+		d.Prefix, err = toPrefix(n.Prefix, n.Length)
+	case *pkt.LabeledVPNIPAddrPrefix:
+		d.RD = n.RD.String()
+		d.Prefix, err = toPrefix(n.Prefix, uint8(int(n.Length)-n.Labels.Len()*8-n.RD.Len()*8))
+	case *pkt.LabeledVPNIPv6AddrPrefix:
+		d.RD = n.RD.String()
+		d.Prefix, err = toPrefix(n.Prefix, uint8(int(n.Length)-n.Labels.Len()*8-n.RD.Len()*8))
+	case *pkt.EVPNNLRI:
+		r, ok := n.RouteTypeData.(*pkt.EVPNIPPrefixRoute)
+		if !ok {
+			return d, errSkip
+		}
+		d.RD = r.RD.String()
+		d.VNI = r.Label
+		d.Prefix, err = toPrefix(r.IPPrefix, r.IPPrefixLength)
+	default:
+		return d, errSkip
+	}
+	if err != nil {
+		return d, err
+	}
+	if ip, err := netip.ParseAddr(p.NeighborIp); err == nil && !ip.IsUnspecified() {
+		d.Neighbor = ip.Unmap()
+	} else {
+		d.Local = true
+	}
+	attrs, err := apiutil.GetNativePathAttributes(p)
+	if err != nil {
+		return d, fmt.Errorf("decoding attributes: %w", err)
+	}
+	for _, a := range attrs {
+		switch a := a.(type) {
+		case *pkt.PathAttributeNextHop:
+			d.NextHop = addrOf(a.Value)
+		case *pkt.PathAttributeMpReachNLRI:
+			d.NextHop = addrOf(a.Nexthop)
+			if ll := addrOf(a.LinkLocalNexthop); ll.IsValid() && (!d.NextHop.IsValid() || d.NextHop.IsUnspecified()) {
+				d.NextHop = ll
+			}
+		case *pkt.PathAttributeAsPath:
+			for _, seg := range a.Value {
+				d.ASPath = append(d.ASPath, seg.GetAS()...)
+			}
+		case *pkt.PathAttributeExtendedCommunities:
+			for _, ec := range a.Value {
+				if rt, ok := formatRT(ec); ok {
+					d.RTs = append(d.RTs, rt)
+					continue
+				}
+				if m, ok := ec.(*pkt.RouterMacExtended); ok {
+					d.MAC = m.Mac
+				}
+			}
+		}
+	}
+	return d, nil
+}
+
+func toPrefix(ip net.IP, bits uint8) (netip.Prefix, error) {
+	a := addrOf(ip)
+	if !a.IsValid() {
+		return netip.Prefix{}, fmt.Errorf("invalid prefix address %v", ip)
+	}
+	pfx, err := a.Prefix(int(bits))
+	if err != nil {
+		return netip.Prefix{}, fmt.Errorf("prefix %v/%d: %w", ip, bits, err)
+	}
+	return pfx, nil
+}
+
+// addrOf converts a net.IP; IPv4 (also 4-in-6) comes out as IPv4.
+func addrOf(ip net.IP) netip.Addr {
+	if v4 := ip.To4(); v4 != nil {
+		a, _ := netip.AddrFromSlice(v4)
+		return a
+	}
+	a, _ := netip.AddrFromSlice(ip)
+	return a
+}

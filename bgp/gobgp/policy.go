@@ -1,0 +1,86 @@
+package gobgp
+
+import (
+	"net/netip"
+	"slices"
+
+	api "github.com/osrg/gobgp/v3/api"
+)
+
+// The import allowance.
+//
+// GoBGP v3 evaluates import policies only for route-server clients per
+// neighbour: for every other peer, propagateUpdate applies the policies
+// assigned to the global RIB ("global" table id), whatever is assigned to the
+// neighbour (pkg/server/server.go, propagateUpdate). So the allowance is one
+// global import policy, importPolicyName, with per-peer statements:
+//
+//	neighbour N and prefix in N's IPv4 allowance -> accept
+//	neighbour N and prefix in N's IPv6 allowance -> accept
+//	neighbour N                                  -> reject
+//
+// and default action accept (peers without an allowance). Prefix sets use
+// masklength ranges <len>..32 (or ..128): "equal or more specific". Paths of
+// VRF peers are evaluated after GoBGP converted them to L3VPN; GoBGP's prefix
+// condition matches VPN prefixes by their IP prefix, so the same statements
+// work. EVPN routes from a peer with an allowance are rejected (a prefix
+// condition never matches them): the allowance is meant for IP unicast
+// sessions (machines, tenant routers).
+
+const importPolicyName = "fabric-import"
+
+// allowance is one peer's import allowance, keyed by its transport address.
+type allowance struct {
+	Neighbor netip.Addr
+	Allowed  []netip.Prefix
+}
+
+// importPolicy builds the defined sets and the global import policy for the
+// given allowances (pure; order-independent).
+func importPolicy(as []allowance) ([]*api.DefinedSet, *api.Policy) {
+	as = slices.Clone(as)
+	slices.SortFunc(as, func(a, b allowance) int { return a.Neighbor.Compare(b.Neighbor) })
+	var sets []*api.DefinedSet
+	pol := &api.Policy{Name: importPolicyName}
+	for _, a := range as {
+		id := a.Neighbor.WithZone("").String()
+		nset := "nbr-" + id
+		sets = append(sets, &api.DefinedSet{
+			DefinedType: api.DefinedType_NEIGHBOR,
+			Name:        nset,
+			List:        []string{netip.PrefixFrom(a.Neighbor.WithZone(""), a.Neighbor.BitLen()).String()},
+		})
+		var v4, v6 []*api.Prefix
+		for _, p := range a.Allowed {
+			p = p.Masked()
+			if p.Addr().Is4() {
+				v4 = append(v4, &api.Prefix{IpPrefix: p.String(), MaskLengthMin: uint32(p.Bits()), MaskLengthMax: 32})
+			} else {
+				v6 = append(v6, &api.Prefix{IpPrefix: p.String(), MaskLengthMin: uint32(p.Bits()), MaskLengthMax: 128})
+			}
+		}
+		for _, fam := range []struct {
+			name     string
+			prefixes []*api.Prefix
+		}{{"allow4-" + id, v4}, {"allow6-" + id, v6}} {
+			if len(fam.prefixes) == 0 {
+				continue
+			}
+			sets = append(sets, &api.DefinedSet{DefinedType: api.DefinedType_PREFIX, Name: fam.name, Prefixes: fam.prefixes})
+			pol.Statements = append(pol.Statements, &api.Statement{
+				Name: "accept-" + fam.name,
+				Conditions: &api.Conditions{
+					NeighborSet: &api.MatchSet{Type: api.MatchSet_ANY, Name: nset},
+					PrefixSet:   &api.MatchSet{Type: api.MatchSet_ANY, Name: fam.name},
+				},
+				Actions: &api.Actions{RouteAction: api.RouteAction_ACCEPT},
+			})
+		}
+		pol.Statements = append(pol.Statements, &api.Statement{
+			Name:       "reject-" + id,
+			Conditions: &api.Conditions{NeighborSet: &api.MatchSet{Type: api.MatchSet_ANY, Name: nset}},
+			Actions:    &api.Actions{RouteAction: api.RouteAction_REJECT},
+		})
+	}
+	return sets, pol
+}

@@ -1,0 +1,14 @@
+//go:build !linux
+
+package gobgp
+
+import (
+	"context"
+	"errors"
+	"net/netip"
+	"time"
+)
+
+func resolveLinkLocal(context.Context, string, time.Duration) (netip.Addr, error) {
+	return netip.Addr{}, errors.New("unnumbered peering is only supported on Linux")
+}
