@@ -9,8 +9,10 @@
 // plan takes one snapshot and prints the kernel changes applying it would
 // make, one per line, without changing anything. The daemon runs LLDP on every
 // port but the management interface and reports the neighbours to the
-// controller when they change. SIGINT and SIGTERM stop the
-// daemon; the kernel is left as it is.
+// controller when they change, and (--bgp, on by default) runs the embedded
+// BGP speaker: underlay and machine sessions, EVPN type-5, received routes
+// programmed into the kernel. SIGINT and SIGTERM stop the daemon; the kernel
+// is left as it is and BGP peers keep our routes (graceful restart).
 //
 // This package owns flags and process setup only; package agent does the work.
 package main
@@ -32,6 +34,9 @@ import (
 	"time"
 
 	"github.com/metalfabric/fabric/agent"
+	"github.com/metalfabric/fabric/bgp"
+	"github.com/metalfabric/fabric/bgp/fib"
+	"github.com/metalfabric/fabric/bgp/gobgp"
 	"github.com/metalfabric/fabric/cmd/internal/flagfile"
 	"github.com/metalfabric/fabric/fabric"
 	"github.com/metalfabric/fabric/lldp"
@@ -165,6 +170,8 @@ func run(ctx context.Context, args []string, stdout, stderr io.Writer) int {
 	c.register(fs, "info")
 	var lf lldpFlags
 	lf.register(fs)
+	bgpOn := fs.Bool("bgp", true, "run the embedded BGP speaker and program received routes into the kernel")
+	bgpPort := fs.Int("bgp-listen-port", 179, "TCP port the BGP speaker listens on (-1: none)")
 	stateDir := fs.String("state-dir", "/var/lib/fabric-agent", "where the last-known-good config is kept (\"\" for nowhere)")
 	config := fs.String("config", "", "YAML file of these settings (keys are the flag names; flags given here win)")
 	if err := fs.Parse(args); err != nil {
@@ -217,6 +224,21 @@ func run(ctx context.Context, args []string, stdout, stderr io.Writer) int {
 	if lldpOpt != nil {
 		opts = append(opts, lldpOpt)
 	}
+	var routing *bgp.Reconciler
+	if *bgpOn {
+		if err := agent.SetRouterSysctls(); err != nil {
+			log.Warn("kernel settings for routing", "err", err)
+		}
+		prog, err := fib.New(fib.WithLogger(log))
+		if err != nil {
+			fmt.Fprintf(stderr, "fabric-agent: FIB programmer: %v\n", err)
+			return exitError
+		}
+		defer prog.Close()
+		routing = bgp.NewReconciler(gobgp.New(gobgp.WithLogger(log)), bgp.ProgrammerFIB{P: prog},
+			bgp.WithLogger(log), bgp.WithListenPort(int32(*bgpPort)))
+		opts = append(opts, agent.WithRouting(routing))
+	}
 	a, err := agent.New(cfg, opts...)
 	if err != nil {
 		fmt.Fprintf(stderr, "fabric-agent: %v\n", err)
@@ -224,6 +246,14 @@ func run(ctx context.Context, args []string, stdout, stderr io.Writer) int {
 	}
 	err = a.Run(ctx)
 	_ = notify.Stopping()
+	if routing != nil {
+		// Graceful restart: peers keep our routes, the kernel keeps theirs.
+		sctx, cancel := context.WithTimeout(context.WithoutCancel(ctx), 5*time.Second)
+		if err := routing.Stop(sctx); err != nil {
+			log.Warn("stopping BGP", "err", err)
+		}
+		cancel()
+	}
 	if err != nil {
 		fmt.Fprintf(stderr, "fabric-agent: %v\n", err)
 		return exitError
