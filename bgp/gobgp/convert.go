@@ -167,9 +167,9 @@ func nativeType5(p bgp.Path, pfx netip.Prefix, origin pkt.PathAttributeInterface
 	if p.RD == "" {
 		return nil, nil, errors.New("EVPN type-5 path without RD")
 	}
-	rd, err := pkt.ParseRouteDistinguisher(p.RD)
+	rd, err := parseRD(p.RD)
 	if err != nil {
-		return nil, nil, fmt.Errorf("RD %q: %w", p.RD, err)
+		return nil, nil, err
 	}
 	if !p.NextHop.IsValid() {
 		return nil, nil, errors.New("EVPN type-5 path without VTEP next hop")
@@ -196,6 +196,33 @@ func nativeType5(p bgp.Path, pfx netip.Prefix, origin pkt.PathAttributeInterface
 		pkt.NewPathAttributeExtendedCommunities(ecs),
 	}
 	return nlri, attrs, nil
+}
+
+// parseRD parses a route distinguisher, refusing values GoBGP would
+// silently truncate: an IPv4 or four-octet AS administrator leaves 16 bits
+// for the assigned number, a two-octet AS 32 bits.
+func parseRD(s string) (pkt.RouteDistinguisherInterface, error) {
+	i := strings.LastIndexByte(s, ':')
+	if i <= 0 || i == len(s)-1 {
+		return nil, fmt.Errorf("RD %q: want <admin>:<number>", s)
+	}
+	admin, num := s[:i], s[i+1:]
+	n, err := strconv.ParseUint(num, 10, 32)
+	if err != nil {
+		return nil, fmt.Errorf("RD %q: assigned number: %w", s, err)
+	}
+	if _, err := netip.ParseAddr(admin); err == nil || strings.Contains(admin, ".") {
+		if n > 0xffff {
+			return nil, fmt.Errorf("RD %q: an IPv4 administrator leaves 16 bits for the assigned number", s)
+		}
+	} else if as, err := strconv.ParseUint(admin, 10, 32); err == nil && as > 0xffff && n > 0xffff {
+		return nil, fmt.Errorf("RD %q: a four-octet AS administrator leaves 16 bits for the assigned number", s)
+	}
+	rd, err := pkt.ParseRouteDistinguisher(s)
+	if err != nil {
+		return nil, fmt.Errorf("RD %q: %w", s, err)
+	}
+	return rd, nil
 }
 
 // apiPath converts a path we originate to GoBGP's API path.

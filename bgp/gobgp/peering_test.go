@@ -146,4 +146,86 @@ func splitFields(s string) []string {
 	return out
 }
 
-var _ = net.ParseMAC
+// TestAllowance: b may only send prefixes inside 10.2.0.0/24 (equal or
+// longer) and 2001:db8:2::/48. A default route, a prefix outside the
+// allowance and a more specific of another prefix are rejected and counted;
+// widening the allowance with UpdatePeer accepts them without a reset.
+func TestAllowance(t *testing.T) {
+	a, b, nsA, nsB := twoSpeakers(t, true)
+	nsRun(t, nsA, "ip", "addr", "add", "10.0.0.0/31", "dev", "eth-a")
+	nsRun(t, nsB, "ip", "addr", "add", "10.0.0.1/31", "dev", "eth-b")
+	peer := bgp.Peer{Address: addr("10.0.0.1"), ASN: 65002, Allowed: []netip.Prefix{pfx("10.2.0.0/24"), pfx("2001:db8:2::/48")}, MaxPrefixes: 100}
+	a.must(helperReq{Op: "addpeer", Peer: peer})
+	b.must(helperReq{Op: "addpeer", Peer: bgp.Peer{Address: addr("10.0.0.0"), ASN: 65001}})
+	var sent []bgp.Path
+	for _, p := range []string{"10.2.0.0/24", "10.2.0.7/32", "0.0.0.0/0", "10.3.0.0/24", "10.9.9.0/25", "10.2.0.0/23"} {
+		sent = append(sent, bgp.Path{Family: bgp.IPv4Unicast, Prefix: pfx(p)})
+	}
+	b.must(helperReq{Op: "advertise", Paths: sent})
+	k := bgp.PeerKey{Name: "10.0.0.1"}
+	a.waitEstablished(k, 20*time.Second)
+	got := func(p string) bgp.Path {
+		return bgp.Path{Family: bgp.IPv4Unicast, Prefix: pfx(p), NextHop: addr("10.0.0.1"), ASPath: []uint32{65002}, Peer: k}
+	}
+	waitFor(t, 15*time.Second, "allowed routes only", diffTable(withUpdates(
+		upd(bgp.IPv4Unicast, "10.2.0.0/24", got("10.2.0.0/24")),
+		upd(bgp.IPv4Unicast, "10.2.0.7/32", got("10.2.0.7/32")),
+	), a))
+	wantFam := []bgp.FamilyState{{Family: bgp.IPv4Unicast, Received: 6, Accepted: 2, Rejected: 4}}
+	waitFor(t, 10*time.Second, "counters", func() (bool, string) {
+		st, _ := a.peer(k)
+		d := cmp.Diff(wantFam, st.Families)
+		return d == "", "(-want +got)\n" + d
+	})
+
+	// Widen the allowance: no session reset, the rejected paths come in.
+	before, _ := a.peer(k)
+	peer.Allowed = append(peer.Allowed, pfx("10.0.0.0/8"))
+	a.must(helperReq{Op: "updatepeer", Peer: peer})
+	waitFor(t, 15*time.Second, "widened allowance", diffTable(withUpdates(
+		upd(bgp.IPv4Unicast, "10.2.0.0/24", got("10.2.0.0/24")),
+		upd(bgp.IPv4Unicast, "10.2.0.7/32", got("10.2.0.7/32")),
+		upd(bgp.IPv4Unicast, "10.3.0.0/24", got("10.3.0.0/24")),
+		upd(bgp.IPv4Unicast, "10.9.9.0/25", got("10.9.9.0/25")),
+		upd(bgp.IPv4Unicast, "10.2.0.0/23", got("10.2.0.0/23")),
+	), a))
+	after, _ := a.peer(k)
+	if after.State != bgp.StateEstablished || after.Uptime < before.Uptime {
+		t.Errorf("session was reset by UpdatePeer: before %+v after %+v", before, after)
+	}
+	if d := cmp.Diff([]bgp.FamilyState{{Family: bgp.IPv4Unicast, Received: 6, Accepted: 5, Rejected: 1}}, after.Families); d != "" {
+		t.Errorf("counters after widening (-want +got):\n%s", d)
+	}
+}
+
+// TestEVPNType5TwoSpeakers: a originates a type-5 route; b receives it with
+// RD, route target, router MAC, VNI and the VTEP as next hop. The session
+// is unnumbered with l2vpn-evpn next to ipv4-unicast.
+func TestEVPNType5TwoSpeakers(t *testing.T) {
+	a, b, _, _ := twoSpeakers(t, true)
+	fams := []bgp.Family{bgp.IPv4Unicast, bgp.EVPN}
+	a.must(helperReq{Op: "addpeer", Peer: bgp.Peer{Interface: "eth-a", Families: fams}})
+	b.must(helperReq{Op: "addpeer", Peer: bgp.Peer{Interface: "eth-b", Families: fams}})
+	mac, _ := net.ParseMAC("02:aa:bb:cc:dd:01")
+	t5 := bgp.Path{
+		Family:       bgp.EVPN,
+		Prefix:       pfx("192.168.10.0/24"),
+		NextHop:      addr("10.255.0.1"),
+		// bgp.RD(router ID, 100010) would not fit a type-1 RD (16-bit
+		// assigned number): see TestParseRD.
+		RD:           "10.255.0.1:10",
+		RouteTargets: []string{bgp.RT(4200000001, 100010)},
+		RouterMAC:    mac,
+		VNI:          100010,
+	}
+	a.must(helperReq{Op: "advertise", Paths: []bgp.Path{t5}})
+	b.waitEstablished(bgp.PeerKey{Name: "eth-b"}, 20*time.Second)
+	want := t5
+	want.ASPath = []uint32{65001}
+	want.Peer = bgp.PeerKey{Name: "eth-b"}
+	waitFor(t, 15*time.Second, "type-5 on b", diffTable(withUpdates(
+		bgp.Update{Family: bgp.EVPN, RD: t5.RD, Prefix: t5.Prefix, Paths: []bgp.Path{want}},
+	), b))
+	a.must(helperReq{Op: "withdraw", Paths: []bgp.Path{t5}})
+	waitFor(t, 15*time.Second, "type-5 withdrawn on b", diffTable(withUpdates(), b))
+}

@@ -252,9 +252,9 @@ func (s *Speaker) AddVRF(ctx context.Context, v bgp.VRF) error {
 // apiVRF converts a VRF; rd is the canonical RD string (as decoded paths
 // carry it).
 func apiVRF(v bgp.VRF) (*api.Vrf, string, error) {
-	rd, err := pkt.ParseRouteDistinguisher(v.RD)
+	rd, err := parseRD(v.RD)
 	if err != nil {
-		return nil, "", fmt.Errorf("RD %q: %w", v.RD, err)
+		return nil, "", err
 	}
 	ard, err := apiutil.MarshalRD(rd)
 	if err != nil {
@@ -718,9 +718,9 @@ func (s *Speaker) advEntry(p bgp.Path) (advKey, advEntry, error) {
 		if p.VRF != "" {
 			return k, advEntry{}, errors.New("EVPN paths live in the global RIB: leave VRF empty")
 		}
-		rd, err := pkt.ParseRouteDistinguisher(p.RD)
+		rd, err := parseRD(p.RD)
 		if err != nil {
-			return k, advEntry{}, fmt.Errorf("RD %q: %w", p.RD, err)
+			return k, advEntry{}, err
 		}
 		k.RD = rd.String()
 	}
@@ -749,7 +749,7 @@ func (s *Speaker) Withdraw(ctx context.Context, paths []bgp.Path) error {
 	for _, p := range paths {
 		k := advKey{Family: p.Family, VRF: p.VRF, Prefix: p.Prefix.Masked()}
 		if p.Family == bgp.EVPN {
-			if rd, err := pkt.ParseRouteDistinguisher(p.RD); err == nil {
+			if rd, err := parseRD(p.RD); err == nil {
 				k.RD = rd.String()
 			}
 		}
