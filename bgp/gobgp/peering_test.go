@@ -208,9 +208,9 @@ func TestEVPNType5TwoSpeakers(t *testing.T) {
 	b.must(helperReq{Op: "addpeer", Peer: bgp.Peer{Interface: "eth-b", Families: fams}})
 	mac, _ := net.ParseMAC("02:aa:bb:cc:dd:01")
 	t5 := bgp.Path{
-		Family:       bgp.EVPN,
-		Prefix:       pfx("192.168.10.0/24"),
-		NextHop:      addr("10.255.0.1"),
+		Family:  bgp.EVPN,
+		Prefix:  pfx("192.168.10.0/24"),
+		NextHop: addr("10.255.0.1"),
 		// bgp.RD(router ID, 100010) would not fit a type-1 RD (16-bit
 		// assigned number): see TestParseRD.
 		RD:           "10.255.0.1:10",
