@@ -33,6 +33,7 @@ type Programmer struct {
 	stale   []kRoute             // ours but not in a form we install (other metric or type): Sync withdraws them
 	remotes map[remoteKey]Remote // the remotes wanted as of the last Sync/Apply
 	facts   facts                // neighbour/FDB entries of ours, as installed
+	hops    hopInterner          // shared next-hop slices of single-path routes
 }
 
 // New opens the kernel sockets of a programmer in the namespace given by
@@ -55,7 +56,7 @@ func New(opts ...Option) (*Programmer, error) {
 		c.close()
 		return nil, fmt.Errorf("opening a netlink handle: %w", err)
 	}
-	return &Programmer{o: o, c: c, h: h, routes: map[routeKey]Route{}, remotes: map[remoteKey]Remote{}, facts: newFacts()}, nil
+	return &Programmer{o: o, c: c, h: h, routes: map[routeKey]Route{}, remotes: map[remoteKey]Remote{}, facts: newFacts(), hops: hopInterner{}}, nil
 }
 
 // Close releases the sockets. Installed routes stay in the kernel.
@@ -77,6 +78,7 @@ func (p *Programmer) Installed() []Route {
 	defer p.mu.Unlock()
 	out := make([]Route, 0, len(p.routes))
 	for _, r := range p.routes {
+		r.NextHops = slices.Clone(r.NextHops) // ours are shared and never modified
 		out = append(out, r)
 	}
 	sortRoutes(out)
@@ -108,7 +110,7 @@ func (p *Programmer) Sync(ctx context.Context, routes []Route, remotes []Remote)
 	for _, r := range remotes {
 		want[r.key()] = r
 	}
-	return p.apply(ctx, l, diffRoutes(routes, p.routes), want, true)
+	return p.apply(ctx, l, diffRoutes(routes, p.routes, p.hops), want, true)
 }
 
 // Apply makes an incremental change: b.Set routes are installed or
@@ -138,7 +140,7 @@ func (p *Programmer) Apply(ctx context.Context, b Batch) (Result, error) {
 	for _, r := range b.SetRemotes {
 		want[r.key()] = r
 	}
-	return p.apply(ctx, l, diffBatch(b.Set, b.Delete, p.routes), want, false)
+	return p.apply(ctx, l, diffBatch(b.Set, b.Delete, p.routes, p.hops), want, false)
 }
 
 func (p *Programmer) apply(ctx context.Context, l *links, plan routePlan, want map[remoteKey]Remote, withdrawStale bool) (Result, error) {
@@ -231,12 +233,12 @@ func (p *Programmer) kernelRoute(r Route, l *links) (kRoute, error) {
 }
 
 // routeOf turns a dumped route into ours (normalised).
-func routeOf(k kRoute, l *links) Route {
+func routeOf(k kRoute, l *links, in hopInterner) Route {
 	r := Route{Table: k.Table, Prefix: k.Prefix}
 	for _, h := range k.Hops {
 		r.NextHops = append(r.NextHops, NextHop{Addr: h.Gateway, Interface: l.name(h.Ifindex), OnLink: h.Flags&rtnhFOnlink != 0})
 	}
-	return r.normalize()
+	return r.normalize(in)
 }
 
 // load reads our routes and our neighbour/FDB entries from the kernel.
@@ -272,7 +274,7 @@ func (p *Programmer) load(ctx context.Context, l *links) error {
 			stale = append(stale, k)
 			continue
 		}
-		r := routeOf(k, l)
+		r := routeOf(k, l, p.hops)
 		if _, dup := routes[r.key()]; dup {
 			stale = append(stale, k)
 			continue

@@ -175,10 +175,25 @@ func (r Route) key() routeKey { return routeKey{r.table(), r.Prefix.Masked()} }
 
 // normalize returns the canonical form of r: table 0 -> main, the prefix
 // masked, next hops without zones, sorted and deduplicated, IPv4-mapped
-// IPv6 next hops unmapped.
-func (r Route) normalize() Route {
+// IPv6 next hops unmapped. The next hops never alias r's; single next hops
+// are shared through in (may be nil), as most routes of a table have one of
+// a few next hops. Normalised routes are never modified.
+func (r Route) normalize(in hopInterner) Route {
 	n := Route{Table: r.table(), Prefix: r.Prefix.Masked()}
-	if len(r.NextHops) > 0 {
+	switch len(r.NextHops) {
+	case 0:
+	case 1:
+		nh := r.NextHops[0]
+		nh.Addr = nh.Addr.WithZone("").Unmap()
+		if s, ok := in[nh]; ok {
+			n.NextHops = s
+		} else {
+			n.NextHops = []NextHop{nh}
+			if in != nil {
+				in[nh] = n.NextHops
+			}
+		}
+	default:
 		n.NextHops = make([]NextHop, len(r.NextHops))
 		for i, nh := range r.NextHops {
 			nh.Addr = nh.Addr.WithZone("").Unmap()
@@ -189,6 +204,9 @@ func (r Route) normalize() Route {
 	}
 	return n
 }
+
+// hopInterner shares the next-hop slices of single-path routes.
+type hopInterner map[NextHop][]NextHop
 
 func compareNextHop(a, b NextHop) int {
 	if c := a.Addr.Compare(b.Addr); c != 0 {
