@@ -28,14 +28,18 @@ import (
 //     allocated machine contributes to the device's config.
 //
 // A store written before the indexes existed has no keyIndexes in the meta
-// bucket; the first mutation builds them (ensureIndexes).
+// bucket, one written with an older layout an older indexVersion; the first
+// mutation (re)builds them (ensureIndexes).
+//
+// Index versions: 1 the first layout; 2 attachments carry the machine's
+// allowance (model.Attachment.Allowed), which version 1 entries lack.
 const (
 	bucketIPs         = "ips"
 	bucketIPHints     = "iphints"
 	bucketChildren    = "children"
 	bucketAttachments = "attachments"
 	keyIndexes        = "indexes"
-	indexVersion      = 1
+	indexVersion      = 2
 )
 
 func ipKey(network string, ip netip.Addr) string { return network + "/" + ip.String() }
