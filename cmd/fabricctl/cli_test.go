@@ -7,12 +7,14 @@ import (
 	"path/filepath"
 	"strings"
 	"testing"
+	"time"
 
 	"github.com/google/go-cmp/cmp"
 	"google.golang.org/grpc"
 	"google.golang.org/grpc/codes"
 	"google.golang.org/grpc/credentials/insecure"
 	"google.golang.org/grpc/status"
+	"google.golang.org/protobuf/types/known/durationpb"
 	"google.golang.org/protobuf/types/known/timestamppb"
 
 	apiv1 "github.com/metalfabric/fabric/controlplane/api/v1"
@@ -192,5 +194,76 @@ func TestCLILLDP(t *testing.T) {
 	}
 	if got := out("completion", "bash"); !strings.Contains(got, "fabricctl") {
 		t.Errorf("completion bash printed %d bytes", len(got))
+	}
+}
+
+// TestCLIAnnounceAndRouting: machine allocate --announce against the real
+// controller (a bad CIDR is InvalidArgument and allocates nothing), and
+// device show with the agent's BGP sessions.
+func TestCLIAnnounceAndRouting(t *testing.T) {
+	addr := startController(t)
+	conn, err := grpc.NewClient(addr, grpc.WithTransportCredentials(insecure.NewCredentials()))
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer conn.Close()
+	dev := apiv1.NewDeviceServiceClient(conn)
+	ctx := context.Background()
+	reg, err := dev.Register(ctx, &apiv1.RegisterRequest{Hostname: "leaf01", Role: apiv1.Role_ROLE_LEAF,
+		Ports: []*apiv1.Port{{Name: "swp1", OperUp: true}}})
+	if err != nil {
+		t.Fatal(err)
+	}
+	if _, err := dev.ReportNeighbors(ctx, &apiv1.ReportNeighborsRequest{Hostname: "leaf01", Neighbors: []*apiv1.Neighbor{
+		{Port: "swp1", ChassisId: "aa:bb:cc:dd:ee:01", SystemName: "exit01", LastSeen: timestamppb.Now()},
+	}}); err != nil {
+		t.Fatal(err)
+	}
+	if _, err := run(t, addr, "network", "create", "tenant-a", "--prefix", "10.0.1.0/24"); err != nil {
+		t.Fatal(err)
+	}
+	for _, bad := range []struct {
+		announce string
+		code     codes.Code
+		msg      string
+	}{
+		{"banana", codes.InvalidArgument, "banana"},
+		{"192.168.1.1/16", codes.InvalidArgument, "did you mean 192.168.0.0/16?"},
+	} {
+		_, err := run(t, addr, "machine", "allocate", "exit01", "--network", "tenant-a", "--announce", "0.0.0.0/0", "--announce", bad.announce)
+		if status.Code(err) != bad.code || !strings.Contains(status.Convert(err).Message(), bad.msg) {
+			t.Errorf("--announce %s: got %v, want %s mentioning %q", bad.announce, err, bad.code, bad.msg)
+		}
+	}
+	if got, _ := run(t, addr, "network", "show", "tenant-a"); !strings.Contains(got, "0/254") {
+		t.Errorf("network show after rejected allocations = %q, want usage 0/254", got)
+	}
+	got, err := run(t, addr, "-o", "yaml", "machine", "allocate", "exit01", "--network", "tenant-a", "--announce", "192.168.0.0/16", "--announce", "0.0.0.0/0")
+	if err != nil {
+		t.Fatal(err)
+	}
+	if !strings.Contains(got, "    announce:\n        - 0.0.0.0/0\n        - 192.168.0.0/16\n") {
+		t.Errorf("machine allocate --announce -o yaml = %s, want both prefixes, sorted", got)
+	}
+
+	if _, err := dev.ReportStatus(ctx, &apiv1.ReportStatusRequest{Hostname: "leaf01", AppliedVersion: reg.GetDesiredVersion(), Routing: &apiv1.Routing{
+		Sessions: []*apiv1.BgpSession{{Peer: "swp1", Vrf: "vrf10000", Description: "exit01", Asn: 4259999999, State: "established",
+			Uptime: durationpb.New(42 * time.Second), Received: 2, Accepted: 2, Installed: 2}},
+		RoutesInstalled: 7,
+	}}); err != nil {
+		t.Fatal(err)
+	}
+	got, err = run(t, addr, "device", "show", "leaf01")
+	if err != nil {
+		t.Fatal(err)
+	}
+	for _, want := range []string{
+		"BGP PEER  VRF       NEIGHBOUR  ASN         STATE        UPTIME  RECEIVED  ACCEPTED  REJECTED  INSTALLED\n",
+		"swp1      vrf10000  exit01     4259999999  established  42s     2         2         0         2\n",
+		"routes installed      7\n",
+	} {
+		if !strings.Contains(got, want) {
+			t.Errorf("device show = %s\nwant it to contain %q", got, want)
+		}
 	}
 }

@@ -2,6 +2,7 @@ package compile_test
 
 import (
 	"net/netip"
+	"strings"
 	"testing"
 
 	"github.com/google/go-cmp/cmp"
@@ -23,6 +24,27 @@ var (
 
 func alloc(network string) *model.Allocation {
 	return &model.Allocation{Network: network, IP: netip.MustParseAddr("10.0.0.1"), Revision: 1}
+}
+
+// peer is a machine session with the default max-prefix guard.
+func peer(port, machine string, allowed ...string) model.MachinePeer {
+	p := model.MachinePeer{Port: port, Machine: machine, MaxPrefixes: compile.DefaultMachineMaxPrefixes}
+	for _, a := range allowed {
+		p.Allowed = append(p.Allowed, netip.MustParsePrefix(a))
+	}
+	return p
+}
+
+func prefixes(ss ...string) []netip.Prefix {
+	var out []netip.Prefix
+	for _, s := range ss {
+		out = append(out, netip.MustParsePrefix(s))
+	}
+	return out
+}
+
+func nbr(port, name string) model.Neighbor {
+	return model.Neighbor{Port: port, ChassisID: "chassis-" + name, SystemName: name}
 }
 
 func conns(pairs ...string) []model.Connection {
@@ -72,7 +94,8 @@ func TestCompile(t *testing.T) {
 			},
 			want: []model.DeviceConfig{
 				{Hostname: "leaf1", Role: model.RoleLeaf, VRFs: []model.VRF{
-					{Name: "vrf10001", VNI: 10001, Table: 10001, Network: "tenant-a", Ports: []string{"swp1"}},
+					{Name: "vrf10001", VNI: 10001, Table: 10001, Network: "tenant-a", Ports: []string{"swp1"},
+						MachinePeers: []model.MachinePeer{peer("swp1", "m1", "10.0.0.1/32")}},
 				}, Ports: []model.PortConfig{{Name: "swp1", Description: "m1", AdminUp: true}}},
 				{Hostname: "leaf2", Role: model.RoleLeaf},
 			},
@@ -86,10 +109,12 @@ func TestCompile(t *testing.T) {
 			},
 			want: []model.DeviceConfig{
 				{Hostname: "leaf1", Role: model.RoleLeaf, VRFs: []model.VRF{
-					{Name: "vrf10001", VNI: 10001, Table: 10001, Network: "tenant-a", Ports: []string{"swp2"}},
+					{Name: "vrf10001", VNI: 10001, Table: 10001, Network: "tenant-a", Ports: []string{"swp2"},
+						MachinePeers: []model.MachinePeer{peer("swp2", "m1", "10.0.0.1/32")}},
 				}, Ports: []model.PortConfig{{Name: "swp2", Description: "m1", AdminUp: true}}},
 				{Hostname: "leaf2", Role: model.RoleLeaf, VRFs: []model.VRF{
-					{Name: "vrf10001", VNI: 10001, Table: 10001, Network: "tenant-a", Ports: []string{"swp2"}},
+					{Name: "vrf10001", VNI: 10001, Table: 10001, Network: "tenant-a", Ports: []string{"swp2"},
+						MachinePeers: []model.MachinePeer{peer("swp2", "m1", "10.0.0.1/32")}},
 				}, Ports: []model.PortConfig{{Name: "swp2", Description: "m1", AdminUp: true}}},
 			},
 		},
@@ -106,8 +131,10 @@ func TestCompile(t *testing.T) {
 			},
 			want: []model.DeviceConfig{
 				{Hostname: "leaf1", Role: model.RoleLeaf, VRFs: []model.VRF{
-					{Name: "vrf10000", VNI: 10000, Table: 10000, Network: "tenant-b", Ports: []string{"swp1"}},
-					{Name: "vrf10001", VNI: 10001, Table: 10001, Network: "tenant-a", Ports: []string{"swp10", "swp2"}},
+					{Name: "vrf10000", VNI: 10000, Table: 10000, Network: "tenant-b", Ports: []string{"swp1"},
+						MachinePeers: []model.MachinePeer{peer("swp1", "m2", "10.0.0.1/32")}},
+					{Name: "vrf10001", VNI: 10001, Table: 10001, Network: "tenant-a", Ports: []string{"swp10", "swp2"},
+						MachinePeers: []model.MachinePeer{peer("swp10", "m1", "10.0.0.1/32"), peer("swp2", "m3", "10.0.0.1/32")}},
 				}, Ports: []model.PortConfig{{Name: "swp1", Description: "m2", AdminUp: true}, {Name: "swp10", Description: "m1", AdminUp: true}, {Name: "swp2", Description: "m3", AdminUp: true}}},
 			},
 		},
@@ -144,7 +171,8 @@ func TestCompile(t *testing.T) {
 			},
 			want: []model.DeviceConfig{
 				{Hostname: "leaf1", Role: model.RoleLeaf, VRFs: []model.VRF{
-					{Name: "vrf10001", VNI: 10001, Table: 10001, Network: "tenant-a", Ports: []string{"swp1"}},
+					{Name: "vrf10001", VNI: 10001, Table: 10001, Network: "tenant-a", Ports: []string{"swp1"},
+						MachinePeers: []model.MachinePeer{peer("swp1", "m1", "10.0.0.1/32")}},
 				}, Ports: []model.PortConfig{{Name: "swp1", Description: "m1", AdminUp: true}}},
 			},
 		},
@@ -163,11 +191,77 @@ func TestCompile(t *testing.T) {
 					Hostname: "leaf1", Role: model.RoleLeaf,
 					Loopback: netip.MustParsePrefix("10.255.0.1/32"), VTEP: netip.MustParseAddr("10.255.0.1"), RouterMAC: "aa:bb:cc:00:00:01",
 					VRFs: []model.VRF{
-						{Name: "vrf10001", VNI: 10001, Table: 10001, Network: "tenant-a", Ports: []string{"swp1"}, L3VNI: true},
+						{Name: "vrf10001", VNI: 10001, Table: 10001, Network: "tenant-a", Ports: []string{"swp1"}, L3VNI: true,
+							MachinePeers: []model.MachinePeer{peer("swp1", "m1", "10.0.0.1/32")}},
 					},
 					Ports: []model.PortConfig{{Name: "swp1", Description: "m1", AdminUp: true}},
 				},
 				{Hostname: "spine1", Role: model.RoleSpine, Loopback: netip.MustParsePrefix("10.255.0.9/32")},
+			},
+		},
+		{
+			name: "machine peers: one per VRF port, allowed the machine's /32 then its announce prefixes",
+			in: compile.Input{
+				Devices:  []model.Device{leaf1, leaf2},
+				Networks: []model.Network{netA, netB},
+				Machines: []model.Machine{
+					{Name: "exit1", Connections: conns("leaf1", "swp2", "leaf2", "swp1"), Allocation: &model.Allocation{
+						Network: "tenant-a", IP: netip.MustParseAddr("10.0.0.7"), Revision: 2,
+						Announce: prefixes("0.0.0.0/0", "192.168.0.0/16"),
+					}},
+					{Name: "svc1", Connections: conns("leaf1", "swp1"), Allocation: &model.Allocation{
+						Network: "tenant-b", IP: netip.MustParseAddr("10.1.0.3"), Revision: 3,
+						Announce: prefixes("2001:db8::/48"),
+					}},
+					{Name: "web1", Connections: conns("leaf1", "swp10"), Allocation: &model.Allocation{
+						Network: "tenant-a", IP: netip.MustParseAddr("10.0.0.8"), Revision: 4,
+					}},
+				},
+			},
+			want: []model.DeviceConfig{
+				{Hostname: "leaf1", Role: model.RoleLeaf, VRFs: []model.VRF{
+					{Name: "vrf10000", VNI: 10000, Table: 10000, Network: "tenant-b", Ports: []string{"swp1"},
+						MachinePeers: []model.MachinePeer{peer("swp1", "svc1", "10.1.0.3/32", "2001:db8::/48")}},
+					{Name: "vrf10001", VNI: 10001, Table: 10001, Network: "tenant-a", Ports: []string{"swp10", "swp2"},
+						MachinePeers: []model.MachinePeer{
+							peer("swp10", "web1", "10.0.0.8/32"),
+							peer("swp2", "exit1", "10.0.0.7/32", "0.0.0.0/0", "192.168.0.0/16"),
+						}},
+				}, Ports: []model.PortConfig{
+					{Name: "swp1", Description: "svc1", AdminUp: true},
+					{Name: "swp10", Description: "web1", AdminUp: true},
+					{Name: "swp2", Description: "exit1", AdminUp: true},
+				}},
+				{Hostname: "leaf2", Role: model.RoleLeaf, VRFs: []model.VRF{
+					{Name: "vrf10001", VNI: 10001, Table: 10001, Network: "tenant-a", Ports: []string{"swp1"},
+						MachinePeers: []model.MachinePeer{peer("swp1", "exit1", "10.0.0.7/32", "0.0.0.0/0", "192.168.0.0/16")}},
+				}, Ports: []model.PortConfig{{Name: "swp1", Description: "exit1", AdminUp: true}}},
+			},
+		},
+		{
+			name: "underlay sessions from the neighbour tables, with the peer's ASN; tables of unknown devices ignored",
+			in: compile.Input{
+				Devices: []model.Device{
+					{Hostname: "leaf1", Role: model.RoleLeaf, ASN: 4210000001},
+					{Hostname: "leaf2", Role: model.RoleLeaf, ASN: 4210000002},
+					{Hostname: "spine1", Role: model.RoleSpine, ASN: 4210000009},
+				},
+				Neighbors: map[string][]model.Neighbor{
+					"leaf1":  {nbr("swp1", "m1"), nbr("swp51", "spine1")},
+					"leaf2":  {nbr("swp52", "SPINE1")},
+					"spine1": {nbr("swp1", "leaf1"), nbr("swp2", "leaf2"), nbr("swp3", "leaf3")},
+					"leaf9":  {nbr("swp1", "spine1")},
+				},
+			},
+			want: []model.DeviceConfig{
+				{Hostname: "leaf1", Role: model.RoleLeaf, ASN: 4210000001,
+					Underlay: []model.UnderlayPeer{{Port: "swp51", Peer: "spine1", PeerASN: 4210000009}}},
+				{Hostname: "leaf2", Role: model.RoleLeaf, ASN: 4210000002,
+					Underlay: []model.UnderlayPeer{{Port: "swp52", Peer: "spine1", PeerASN: 4210000009}}},
+				{Hostname: "spine1", Role: model.RoleSpine, ASN: 4210000009, Underlay: []model.UnderlayPeer{
+					{Port: "swp1", Peer: "leaf1", PeerASN: 4210000001},
+					{Port: "swp2", Peer: "leaf2", PeerASN: 4210000002},
+				}},
 			},
 		},
 	}
@@ -182,6 +276,91 @@ func TestCompile(t *testing.T) {
 				t.Errorf("Compile not deterministic (-first +second):\n%s", diff)
 			}
 		})
+	}
+}
+
+func TestUnderlay(t *testing.T) {
+	devices := map[string]model.Device{}
+	for _, d := range []model.Device{
+		{Hostname: "leaf1", Role: model.RoleLeaf, ASN: 65001},
+		{Hostname: "Spine1", Role: model.RoleSpine, ASN: 65101},
+		{Hostname: "spine2", Role: model.RoleSpine, ASN: 65102},
+	} {
+		devices[strings.ToLower(d.Hostname)] = d
+	}
+	tests := []struct {
+		name string
+		nbrs []model.Neighbor
+		want []model.UnderlayPeer
+	}{
+		{name: "no neighbours", nbrs: nil, want: nil},
+		{
+			name: "fabric link",
+			nbrs: []model.Neighbor{nbr("swp51", "spine2")},
+			want: []model.UnderlayPeer{{Port: "swp51", Peer: "spine2", PeerASN: 65102}},
+		},
+		{
+			name: "machine neighbour ignored",
+			nbrs: []model.Neighbor{nbr("swp1", "m1"), nbr("swp51", "spine2")},
+			want: []model.UnderlayPeer{{Port: "swp51", Peer: "spine2", PeerASN: 65102}},
+		},
+		{
+			name: "unknown device ignored",
+			nbrs: []model.Neighbor{nbr("swp52", "spine3")},
+			want: nil,
+		},
+		{
+			name: "a port seeing two devices gets none",
+			nbrs: []model.Neighbor{nbr("swp51", "spine1"), nbr("swp51", "spine2"), nbr("swp52", "spine2")},
+			want: []model.UnderlayPeer{{Port: "swp52", Peer: "spine2", PeerASN: 65102}},
+		},
+		{
+			name: "a device and a machine on one port: the device's session",
+			nbrs: []model.Neighbor{nbr("swp51", "m1"), nbr("swp51", "spine2")},
+			want: []model.UnderlayPeer{{Port: "swp51", Peer: "spine2", PeerASN: 65102}},
+		},
+		{
+			name: "one device seen twice on a port (two port ids) is one session",
+			nbrs: []model.Neighbor{
+				{Port: "swp51", ChassisID: "c-spine2", PortID: "swp1", SystemName: "spine2"},
+				{Port: "swp51", ChassisID: "c-spine2", PortID: "swp2", SystemName: "spine2"},
+			},
+			want: []model.UnderlayPeer{{Port: "swp51", Peer: "spine2", PeerASN: 65102}},
+		},
+		{
+			name: "hostnames match case-insensitively; the peer is the registered hostname",
+			nbrs: []model.Neighbor{nbr("swp51", "SPINE1"), nbr("swp52", "Spine2"), nbr("swp53", "spine1")},
+			want: []model.UnderlayPeer{
+				{Port: "swp51", Peer: "Spine1", PeerASN: 65101},
+				{Port: "swp52", Peer: "spine2", PeerASN: 65102},
+				{Port: "swp53", Peer: "Spine1", PeerASN: 65101},
+			},
+		},
+		{
+			name: "identity is the chassis id without a system name",
+			nbrs: []model.Neighbor{{Port: "swp51", ChassisID: "spine2"}},
+			want: []model.UnderlayPeer{{Port: "swp51", Peer: "spine2", PeerASN: 65102}},
+		},
+		{
+			name: "sorted by port",
+			nbrs: []model.Neighbor{nbr("swp52", "spine2"), nbr("swp10", "leaf1"), nbr("swp1", "spine1"), nbr("swp2", "m2")},
+			want: []model.UnderlayPeer{
+				{Port: "swp1", Peer: "Spine1", PeerASN: 65101},
+				{Port: "swp10", Peer: "leaf1", PeerASN: 65001},
+				{Port: "swp52", Peer: "spine2", PeerASN: 65102},
+			},
+		},
+	}
+	for _, tc := range tests {
+		t.Run(tc.name, func(t *testing.T) {
+			got := compile.Underlay(tc.nbrs, devices)
+			if diff := cmp.Diff(tc.want, got); diff != "" {
+				t.Errorf("Underlay (-want +got):\n%s", diff)
+			}
+		})
+	}
+	if got := compile.Underlay([]model.Neighbor{nbr("swp51", "spine2")}, nil); got != nil {
+		t.Errorf("Underlay without registered devices = %v, want none", got)
 	}
 }
 
@@ -207,6 +386,14 @@ func TestEqual(t *testing.T) {
 		{"port added", mod(func(c *model.DeviceConfig) { c.VRFs[0].Ports = append(c.VRFs[0].Ports, "swp2") }), false},
 		{"vrf removed", mod(func(c *model.DeviceConfig) { c.VRFs = nil }), false},
 		{"network renamed", mod(func(c *model.DeviceConfig) { c.VRFs[0].Network = "b" }), false},
+		{"empty underlay is none", mod(func(c *model.DeviceConfig) { c.Underlay = []model.UnderlayPeer{} }), true},
+		{"underlay session added", mod(func(c *model.DeviceConfig) {
+			c.Underlay = []model.UnderlayPeer{{Port: "swp51", Peer: "spine1", PeerASN: 65101}}
+		}), false},
+		{"empty machine peers are none", mod(func(c *model.DeviceConfig) { c.VRFs[0].MachinePeers = []model.MachinePeer{} }), true},
+		{"machine peer added", mod(func(c *model.DeviceConfig) {
+			c.VRFs[0].MachinePeers = []model.MachinePeer{peer("swp1", "m1", "10.0.0.1/32")}
+		}), false},
 	}
 	for _, tc := range tests {
 		if got := compile.Equal(base, tc.b); got != tc.want {

@@ -4,7 +4,9 @@ import (
 	"context"
 	"fmt"
 	"math/rand/v2"
+	"net/netip"
 	"path/filepath"
+	"strings"
 	"testing"
 
 	"github.com/google/go-cmp/cmp"
@@ -17,14 +19,18 @@ import (
 	"github.com/metalfabric/fabric/controlplane/store/bolt"
 )
 
-// fullCompile compiles every device from all stored records, the way
-// compile.Compile sees them.
+// fullCompile compiles every device from all stored records (devices,
+// networks, machines and LLDP neighbour tables), the way compile.Compile
+// sees them.
 func fullCompile(t *testing.T, inv *inventory.Inventory) map[string]model.DeviceConfig {
 	t.Helper()
 	ctx := context.Background()
-	var in compile.Input
+	in := compile.Input{Neighbors: map[string][]model.Neighbor{}}
 	for _, d := range must(inv.ListDevices(ctx))(t) {
 		in.Devices = append(in.Devices, d.Device)
+		if len(d.Neighbors) > 0 {
+			in.Neighbors[d.Hostname] = d.Neighbors
+		}
 	}
 	for _, n := range must(inv.ListNetworks(ctx))(t) {
 		in.Networks = append(in.Networks, n.Network)
@@ -91,7 +97,7 @@ func TestIncrementalCompileMatchesFull(t *testing.T) {
 			for p := range nports {
 				ports = append(ports, fmt.Sprintf("swp%d", p))
 			}
-			applied, rejected := 0, 0
+			applied, rejected, underlay := 0, 0, 0
 			for step := range 400 {
 				var err error
 				var what string
@@ -110,8 +116,16 @@ func TestIncrementalCompileMatchesFull(t *testing.T) {
 					for range r.IntN(5) {
 						nbrs = append(nbrs, nb(port(), mach()))
 					}
-					if r.IntN(8) == 0 {
-						nbrs = append(nbrs, nb(port(), fmt.Sprintf("leaf%d", r.IntN(leaves))))
+					// Fabric links (underlay sessions), now and then in
+					// upper case or two switches on one port.
+					if r.IntN(3) == 0 {
+						for range 1 + r.IntN(2) {
+							name := fmt.Sprintf("leaf%d", r.IntN(leaves))
+							if r.IntN(4) == 0 {
+								name = strings.ToUpper(name)
+							}
+							nbrs = append(nbrs, nb(port(), name))
+						}
 					}
 					what = fmt.Sprintf("neighbours of %s: %d", h, len(nbrs))
 					_, err = inv.ReportNeighbors(ctx, h, nbrs)
@@ -137,8 +151,14 @@ func TestIncrementalCompileMatchesFull(t *testing.T) {
 					err = inv.DeleteNetwork(ctx, n)
 				case 7, 8, 9:
 					m, n := mach(), netw()
-					what = fmt.Sprintf("allocate %s in %s", m, n)
-					_, err = inv.AllocateMachine(ctx, m, n, "")
+					// Announceable prefixes (machine peers' allowances),
+					// now and then one with host bits set (rejected).
+					var announce []netip.Prefix
+					for range r.IntN(3) {
+						announce = append(announce, netip.MustParsePrefix([]string{"0.0.0.0/0", "192.168.0.0/16", "10.96.0.0/12", "2001:db8::/48", "192.168.1.1/16"}[r.IntN(5)]))
+					}
+					what = fmt.Sprintf("allocate %s in %s announcing %v", m, n, announce)
+					_, err = inv.AllocateMachine(ctx, m, n, "", announce...)
 				case 10:
 					m := mach()
 					what = "free " + m
@@ -152,11 +172,18 @@ func TestIncrementalCompileMatchesFull(t *testing.T) {
 				} else {
 					applied++
 				}
-				if diff := cmp.Diff(fullCompile(t, inv), storedConfigs(t, inv), configOpts); diff != "" {
+				stored := storedConfigs(t, inv)
+				if diff := cmp.Diff(fullCompile(t, inv), stored, configOpts); diff != "" {
 					t.Fatalf("step %d (%s, err %v): stored configs differ from a full compile (-full +stored):\n%s", step, what, err, diff)
 				}
+				for _, c := range stored {
+					underlay += len(c.Underlay)
+				}
 			}
-			t.Logf("%d operations applied, %d rejected", applied, rejected)
+			t.Logf("%d operations applied, %d rejected, %d underlay sessions over all steps", applied, rejected, underlay)
+			if underlay == 0 {
+				t.Errorf("no underlay session in any step: the run does not cover fabric links")
+			}
 		})
 	}
 }

@@ -12,6 +12,7 @@ import (
 	"github.com/google/go-cmp/cmp"
 	"github.com/google/go-cmp/cmp/cmpopts"
 
+	"github.com/metalfabric/fabric/controlplane/compile"
 	"github.com/metalfabric/fabric/controlplane/inventory"
 	"github.com/metalfabric/fabric/controlplane/model"
 	"github.com/metalfabric/fabric/controlplane/store/bolt"
@@ -112,7 +113,9 @@ func TestVersioning(t *testing.T) {
 		t.Errorf("allocation revision = %d, machine revision = %d; want 5", m.Allocation.Revision, rev)
 	}
 	want = []model.DeviceConfig{{Hostname: "leaf1", Version: rev, Role: model.RoleLeaf, VRFs: []model.VRF{
-		{Name: fmt.Sprintf("vrf%d", n.VNI), VNI: n.VNI, Table: n.VNI, Network: "tenant-a", Ports: []string{"swp1"}, L3VNI: true},
+		{Name: fmt.Sprintf("vrf%d", n.VNI), VNI: n.VNI, Table: n.VNI, Network: "tenant-a", Ports: []string{"swp1"}, L3VNI: true,
+			MachinePeers: []model.MachinePeer{{Port: "swp1", Machine: "m1", Allowed: []netip.Prefix{netip.MustParsePrefix("10.0.0.1/32")},
+				MaxPrefixes: compile.DefaultMachineMaxPrefixes}}},
 	}, Loopback: netip.PrefixFrom(lo1, 32), VTEP: lo1, ASN: 4210000001, Ports: []model.PortConfig{{Name: "swp1", Description: "m1", AdminUp: true}}}}
 	if diff := cmp.Diff(want, rec.take(), netipEqual); diff != "" {
 		t.Errorf("published on allocate: only leaf1 (-want +got):\n%s", diff)

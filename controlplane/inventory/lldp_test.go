@@ -62,8 +62,21 @@ func TestLearnedWiring(t *testing.T) {
 	if diff := cmp.Diff(want, machineMap(t, inv), cmpopts.EquateEmpty()); diff != "" {
 		t.Errorf("machines after first report (-want +got):\n%s", diff)
 	}
-	if got := rec.take(); len(got) != 0 {
-		t.Errorf("free machines changed configs: %v", got)
+	// Free machines change no config; the fabric link to spine1 gives
+	// leaf1 (only) an underlay session.
+	spineASN := must(inv.Device(ctx, "spine1"))(t).ASN
+	var changed []string
+	for _, c := range rec.take() {
+		changed = append(changed, c.Hostname)
+		if diff := cmp.Diff([]model.UnderlayPeer{{Port: "swp3", Peer: "spine1", PeerASN: spineASN}}, c.Underlay); diff != "" {
+			t.Errorf("%s underlay after first report (-want +got):\n%s", c.Hostname, diff)
+		}
+		if len(c.VRFs) != 0 || len(c.Ports) != 0 {
+			t.Errorf("free machines changed %s's config: %+v", c.Hostname, c)
+		}
+	}
+	if diff := cmp.Diff([]string{"leaf1"}, changed); diff != "" {
+		t.Errorf("published after first report (-want +got):\n%s", diff)
 	}
 
 	// Same table, newer frames: last seen moves, the revision does not.

@@ -21,6 +21,7 @@ import (
 	"google.golang.org/protobuf/testing/protocmp"
 
 	apiv1 "github.com/metalfabric/fabric/controlplane/api/v1"
+	"github.com/metalfabric/fabric/controlplane/compile"
 	"github.com/metalfabric/fabric/controlplane/ipam"
 	"github.com/metalfabric/fabric/controlplane/server"
 	"github.com/metalfabric/fabric/controlplane/store/bolt"
@@ -275,6 +276,18 @@ func vrf(vni uint32, network string, ports ...string) *apiv1.Vrf {
 	return &apiv1.Vrf{Name: "vrf" + itoa(vni), Vni: vni, Table: vni, Network: network, Ports: ports, L3Vni: true}
 }
 
+// machinePeer is the BGP session with a machine on a port, allowed the
+// given prefixes, with the default max-prefix guard.
+func machinePeer(port, machine string, allowed ...string) *apiv1.MachinePeer {
+	return &apiv1.MachinePeer{Port: port, Machine: machine, Allowed: allowed, MaxPrefixes: compile.DefaultMachineMaxPrefixes}
+}
+
+// withPeers sets a VRF's machine peers.
+func withPeers(v *apiv1.Vrf, peers ...*apiv1.MachinePeer) *apiv1.Vrf {
+	v.MachinePeers = peers
+	return v
+}
+
 // leafConfig is a leaf's config with the loopback the pool hands out in
 // registration order (VTEP too), the ASN of the same order (10.255.0.N gets
 // 4210000000+N) and the test's chassis MAC as router MAC.
@@ -402,6 +415,26 @@ func TestBadRequestsChangeNothing(t *testing.T) {
 			_, err := e.op.AllocateMachine(c, &apiv1.AllocateMachineRequest{Machine: "", Network: "tenant-b"})
 			return err
 		}, codes.InvalidArgument, "machine name is empty"},
+		{"announce not a CIDR", func() error {
+			_, err := e.op.AllocateMachine(c, &apiv1.AllocateMachineRequest{Machine: "m5", Network: "tenant-b", Announce: []string{"0.0.0.0/0", "banana"}})
+			return err
+		}, codes.InvalidArgument, `announceable prefix "banana"`},
+		{"announce empty string", func() error {
+			_, err := e.op.AllocateMachine(c, &apiv1.AllocateMachineRequest{Machine: "m5", Network: "tenant-b", Announce: []string{""}})
+			return err
+		}, codes.InvalidArgument, `allocating machine m5: announceable prefix ""`},
+		{"announce address without length", func() error {
+			_, err := e.op.AllocateMachine(c, &apiv1.AllocateMachineRequest{Machine: "m5", Network: "tenant-b", Announce: []string{"192.168.0.1"}})
+			return err
+		}, codes.InvalidArgument, "192.168.0.1"},
+		{"announce with host bits set", func() error {
+			_, err := e.op.AllocateMachine(c, &apiv1.AllocateMachineRequest{Machine: "m5", Network: "tenant-b", Announce: []string{"10.96.0.1/12"}})
+			return err
+		}, codes.InvalidArgument, "did you mean 10.96.0.0/12?"},
+		{"announce listed twice", func() error {
+			_, err := e.op.AllocateMachine(c, &apiv1.AllocateMachineRequest{Machine: "m5", Network: "tenant-b", Announce: []string{"0.0.0.0/0", "0.0.0.0/0"}})
+			return err
+		}, codes.InvalidArgument, "0.0.0.0/0 is listed twice"},
 		{"free unallocated machine", func() error {
 			_, err := e.op.FreeMachine(c, &apiv1.FreeMachineRequest{Machine: "m5"})
 			return err
@@ -589,7 +622,7 @@ func TestAllocateFreeWatch(t *testing.T) {
 	e.cable("m1", conns("leaf1", "swp2")...)
 	rev := e.allocate("m1", "tenant-a").GetAllocation().GetRevision()
 	want = leafConfig("leaf1", rev, "10.255.0.1")
-	want.Vrfs = []*apiv1.Vrf{vrf(n.GetVni(), "tenant-a", "swp2")}
+	want.Vrfs = []*apiv1.Vrf{withPeers(vrf(n.GetVni(), "tenant-a", "swp2"), machinePeer("swp2", "m1", "10.0.0.1/32"))}
 	want.Ports = []*apiv1.PortConfig{{Name: "swp2", Description: "m1", AdminUp: true}}
 	if diff := cmp.Diff(want, w1.next(), protocmp.Transform()); diff != "" {
 		t.Errorf("leaf1 after allocate (-want +got):\n%s", diff)
@@ -620,7 +653,7 @@ func TestAllocateFreeWatch(t *testing.T) {
 	e.cable("m2", conns("leaf2", "swp1")...)
 	rev2 := e.allocate("m2", "tenant-a").GetAllocation().GetRevision()
 	want = leafConfig("leaf2", rev2, "10.255.0.2")
-	want.Vrfs = []*apiv1.Vrf{vrf(n.GetVni(), "tenant-a", "swp1")}
+	want.Vrfs = []*apiv1.Vrf{withPeers(vrf(n.GetVni(), "tenant-a", "swp1"), machinePeer("swp1", "m2", "10.0.0.1/32"))}
 	want.Ports = []*apiv1.PortConfig{{Name: "swp1", Description: "m2", AdminUp: true}}
 	if diff := cmp.Diff(want, w2.next(), protocmp.Transform()); diff != "" {
 		t.Errorf("leaf2 next snapshot (-want +got):\n%s", diff)
@@ -797,7 +830,10 @@ func TestRestartKeepsState(t *testing.T) {
 	}
 	got := e.watch("leaf1").next()
 	want := leafConfig("leaf1", rev, "10.255.0.1")
-	want.Vrfs = []*apiv1.Vrf{vrf(10000, "tenant-a", "swp1"), vrf(10001, "tenant-b", "swp2")}
+	want.Vrfs = []*apiv1.Vrf{
+		withPeers(vrf(10000, "tenant-a", "swp1"), machinePeer("swp1", "m1", "10.0.0.1/32")),
+		withPeers(vrf(10001, "tenant-b", "swp2"), machinePeer("swp2", "m2", "10.1.0.1/32")),
+	}
 	want.Ports = []*apiv1.PortConfig{{Name: "swp1", Description: "m1", AdminUp: true}, {Name: "swp2", Description: "m2", AdminUp: true}}
 	if diff := cmp.Diff(want, got, protocmp.Transform()); diff != "" {
 		t.Errorf("leaf1 snapshot after restart (-want +got):\n%s", diff)
