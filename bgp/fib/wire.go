@@ -401,7 +401,7 @@ func parseRouteMsg(b []byte) (kRoute, error) {
 		return r, fmt.Errorf("prefix length %d", dstLen)
 	}
 	r.Prefix = netip.PrefixFrom(dst, dstLen).Masked()
-	if haveSingle && len(r.Hops) == 0 {
+	if haveSingle && len(r.Hops) == 0 && (single.Ifindex != 0 || single.Gateway.IsValid()) {
 		r.Hops = []kHop{single}
 	}
 	return r, nil
