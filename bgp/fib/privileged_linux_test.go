@@ -489,3 +489,79 @@ func TestPrivilegedStaleMetric(t *testing.T) {
 		t.Errorf("table 10 (-want +got):\n%s", diff)
 	}
 }
+
+// TestPrivilegedWindowsMapErrors sends small windows so that the failures
+// fall into different sendmsg calls, and checks that each error comes back
+// to its own route by sequence number.
+func TestPrivilegedWindowsMapErrors(t *testing.T) {
+	ns := newNetns(t)
+	twoLinks(t, ns)
+	p := newProgrammer(t, ns, WithWindow(7))
+	var routes []Route
+	wantFail := map[netip.Prefix]bool{}
+	for i := range 60 {
+		gw := "10.255.0.1"
+		if i%9 == 4 {
+			gw = "10.99.0.1" // unreachable
+		}
+		r := Route{Table: 40, Prefix: netip.PrefixFrom(netip.AddrFrom4([4]byte{10, 3, 0, byte(i)}), 32), NextHops: []NextHop{via(gw, "veth0")}}
+		routes = append(routes, r)
+		wantFail[r.Prefix] = gw != "10.255.0.1"
+	}
+	res, err := p.Sync(t.Context(), routes, nil)
+	if !errors.Is(err, ErrSomeFailed) {
+		t.Fatalf("Sync: %v, want ErrSomeFailed", err)
+	}
+	got := map[netip.Prefix]bool{}
+	for _, f := range res.Failures {
+		if !errors.Is(f.Err, unix.ENETUNREACH) {
+			t.Errorf("%v: %v, want ENETUNREACH", f.Route, f.Err)
+		}
+		got[f.Route.Prefix] = true
+	}
+	for pf, fail := range wantFail {
+		if got[pf] != fail {
+			t.Errorf("%s: failed %v, want %v", pf, got[pf], fail)
+		}
+	}
+	if n := len(ipRoutes(t, ns, "route", "show", "table", "40")); n != res.Installed || n != 60-len(res.Failures) {
+		t.Errorf("kernel has %d routes, Installed %d, failures %d", n, res.Installed, len(res.Failures))
+	}
+}
+
+// TestPrivilegedLostAnswers makes the receive buffer too small for the
+// answers of a window (which the programmer never does by itself): the
+// answers that arrive are reported, the others as ErrAckLost, none as
+// success, and the next Apply re-reads the kernel.
+func TestPrivilegedLostAnswers(t *testing.T) {
+	ns := newNetns(t)
+	twoLinks(t, ns)
+	p := newProgrammer(t, ns)
+	if err := unix.SetsockoptInt(p.c.fd, unix.SOL_SOCKET, unix.SO_RCVBUF, 1); err != nil {
+		t.Fatal(err)
+	}
+	p.c.window = 500
+	var routes []Route
+	for i := range 500 {
+		routes = append(routes, Route{Table: 40, Prefix: netip.PrefixFrom(netip.AddrFrom4([4]byte{10, 4, byte(i >> 8), byte(i)}), 32), NextHops: []NextHop{via("10.99.0.1", "veth0")}})
+	}
+	res, _ := p.Apply(t.Context(), Batch{Set: routes})
+	lost, reported := 0, 0
+	for _, f := range res.Failures {
+		switch {
+		case errors.Is(f.Err, ErrAckLost):
+			lost++
+		case errors.Is(f.Err, unix.ENETUNREACH):
+			reported++
+		default:
+			t.Errorf("%v: %v", f.Route, f.Err)
+		}
+	}
+	t.Logf("%d answers lost, %d reported", lost, reported)
+	if res.Installed != 0 || lost+reported != 500 || lost == 0 {
+		t.Errorf("installed %d, lost %d, reported %d; want 0, >0 lost, 500 in all", res.Installed, lost, reported)
+	}
+	if p.loaded {
+		t.Errorf("the programmer still trusts its record after lost answers")
+	}
+}

@@ -81,7 +81,7 @@ func TestAppendRouteMsgGolden(t *testing.T) {
 		`,
 	}, {
 		name: "delete 2001:db8::/64 table 300", typ: rtmDelRoute, flags: nlmFRequest,
-		r:    kRoute{Table: 300, Prefix: netip.MustParsePrefix("2001:db8::/64"), Protocol: Protocol, Scope: rtScopeNowhere, Metric: 20},
+		r: kRoute{Table: 300, Prefix: netip.MustParsePrefix("2001:db8::/64"), Protocol: Protocol, Scope: rtScopeNowhere, Metric: 20},
 		want: `
 		40000000 1900 0100 05000000 00000000
 		0a 40 00 00 00 c8 ff 00 00000000
