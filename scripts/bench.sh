@@ -24,3 +24,7 @@ run dataplane go test ./fabric/ -run '^TestBenchDataplane$' -count=1 -v -args -f
 # Controller: fan-out to 1000 agents over real gRPC streams, allocation
 # latency and throughput, vs metal-core's 10 s polling.
 run controller go test ./controlplane/server/ -run '^$' -bench . -benchtime 1x -count=1
+# FIB: install then delete 100k /32 routes in a table with bgp/fib's batched
+# netlink programmer vs `ip -batch` (same routes and next hop), fresh
+# namespaces, on the host kernel (needs root).
+run fib go test ./bgp/fib/ -run '^TestBenchFIB$' -count=1 -v -args -fib.bench
