@@ -106,6 +106,7 @@ func (d Desired) Validate() error {
 	}
 	names := make(map[string]bool)
 	vnis := make(map[uint32]string)
+	tables := make(map[uint32]string)
 	for _, v := range d.VRFs {
 		if v.Name == "" || names[v.Name] {
 			return fmt.Errorf("VRF name %q empty or duplicate", v.Name)
@@ -118,6 +119,12 @@ func (d Desired) Validate() error {
 		if v.Table == 0 || v.Table == MainTable {
 			return fmt.Errorf("VRF %s: table %d", v.Name, v.Table)
 		}
+		// Routes are keyed by table: two VRFs in one table would fight
+		// over them.
+		if o, ok := tables[v.Table]; ok {
+			return fmt.Errorf("VRFs %s and %s share table %d", o, v.Name, v.Table)
+		}
+		tables[v.Table] = v.Name
 		if v.evpn() && (len(v.RouterMAC) != 6 || !d.VTEP.IsValid()) {
 			return fmt.Errorf("VRF %s: an L3VNI needs a router MAC and a VTEP", v.Name)
 		}

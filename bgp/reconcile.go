@@ -68,6 +68,9 @@ type Reconciler struct {
 	injects   map[vrfPrefix]Path
 	failed    map[RouteKey]error
 	swept     bool
+	// lastChange is when the last best-path batch arrived (the sweep
+	// waits for quiet).
+	lastChange time.Time
 
 	cancelWatch context.CancelFunc
 	watchDone   chan struct{}
@@ -146,6 +149,9 @@ func (r *Reconciler) Apply(ctx context.Context, d Desired) error {
 		r.started, r.global = true, g
 		r.startWatch()
 	}
+	// A new VTEP changes every export (its next hop) and which imports
+	// are our own: all VRFs count as changed.
+	vtepChanged := r.desired.VTEP != d.VTEP
 	r.desired = d
 	oldVRFs := r.vrfs
 	r.vrfs = make(map[string]TenantVRF, len(d.VRFs))
@@ -223,9 +229,13 @@ func (r *Reconciler) Apply(ctx context.Context, d Desired) error {
 	changed := make(map[string]bool)
 	removed := make(map[string]TenantVRF)
 	for name, v := range r.vrfs {
-		if o, ok := oldVRFs[name]; !ok || !sameTenantVRF(o, v) {
+		if o, ok := oldVRFs[name]; !ok || !sameTenantVRF(o, v) || vtepChanged {
 			touched = append(touched, r.vrfScope(o)...)
 			changed[name] = true
+			if ok && o.Table != v.Table {
+				// Its routes leave the old table, as a removed VRF's.
+				removed[name] = o
+			}
 		}
 	}
 	for name, o := range oldVRFs {
@@ -345,6 +355,7 @@ func (r *Reconciler) startWatch() {
 func (r *Reconciler) onUpdates(ctx context.Context, us []Update) {
 	r.mu.Lock()
 	defer r.mu.Unlock()
+	r.lastChange = time.Now()
 	s := newScope()
 	for _, u := range us {
 		r.rib.apply(u, s)
@@ -372,6 +383,10 @@ func (r *Reconciler) recompute(ctx context.Context, s scope, removed map[string]
 		switch {
 		case rt == nil && ok:
 			delR[k] = cur
+		case rt == nil && r.failed[k] != nil:
+			// A failed install: forget the failure, and remove what an
+			// earlier version may have left in the kernel.
+			delR[k] = fib.Route{Table: k.Table, Prefix: k.Prefix}
 		case rt != nil && (!ok || !sameRoute(cur, *rt) || r.failed[k] != nil):
 			setR[k] = *rt
 		}
@@ -387,7 +402,10 @@ func (r *Reconciler) recompute(ctx context.Context, s scope, removed map[string]
 		case p == nil && ok:
 			wd = append(wd, cur)
 		case p != nil && (!ok || !samePath(cur, *p)):
-			if ok {
+			// The speaker replaces a path with the same NLRI on Advertise
+			// and withdraws by NLRI: withdrawing the old version after
+			// advertising the new one would withdraw the new one.
+			if ok && !sameNLRI(cur, *p) {
 				wd = append(wd, cur)
 			}
 			adv = append(adv, *p)
@@ -402,23 +420,31 @@ func (r *Reconciler) recompute(ctx context.Context, s scope, removed map[string]
 	for p := range s.global {
 		route(RouteKey{Table: MainTable, Prefix: p}, r.rib.globalRoute(p), nil)
 	}
+	// Each VRF destination once, though s.vrf and s.evpn may both name it
+	// (else its export or import would be advertised twice).
+	dests := make(map[vrfPrefix]TenantVRF)
 	for k := range s.vrf {
 		if o, gone := removed[k.VRF]; gone {
 			if !r.tableInUse(o.Table) {
 				route(RouteKey{Table: o.Table, Prefix: k.Prefix}, nil, nil)
 			}
-			orig(r.exports, k, nil)
-			orig(r.injects, k, nil)
-			continue
+			if _, moved := r.vrfs[k.VRF]; !moved {
+				orig(r.exports, k, nil)
+				orig(r.injects, k, nil)
+				continue
+			}
 		}
 		if v, ok := r.vrfs[k.VRF]; ok {
-			vrfDest(v, k)
+			dests[k] = v
 		}
 	}
 	for p := range s.evpn {
 		for _, v := range r.vrfs {
-			vrfDest(v, vrfPrefix{VRF: v.Name, Prefix: p})
+			dests[vrfPrefix{VRF: v.Name, Prefix: p}] = v
 		}
+	}
+	for k, v := range dests {
+		vrfDest(v, k)
 	}
 
 	var errs []error
@@ -596,7 +622,14 @@ func (r *Reconciler) sweepWhenSettled(ctx context.Context) {
 			if settledSince.IsZero() {
 				settledSince = time.Now()
 			}
-			ready = time.Since(settledSince) >= r.sweepQuiet
+			// Quiet: every session up and no best path changed since.
+			quietSince := settledSince
+			r.mu.Lock()
+			if r.lastChange.After(quietSince) {
+				quietSince = r.lastChange
+			}
+			r.mu.Unlock()
+			ready = time.Since(quietSince) >= r.sweepQuiet
 		}
 		if ready {
 			if err := r.Resync(ctx); err != nil {
@@ -614,6 +647,15 @@ func (r *Reconciler) sweepWhenSettled(ctx context.Context) {
 func (r *Reconciler) Resync(ctx context.Context) error {
 	r.mu.Lock()
 	defer r.mu.Unlock()
+	// Stopped (or the sweeper's context cancelled by Stop while it waited
+	// for the lock): the reconciler holds nothing, and a Sync would remove
+	// the routes graceful restart keeps forwarding.
+	if !r.started {
+		return errors.New("resyncing the FIB: the BGP speaker is not running")
+	}
+	if err := ctx.Err(); err != nil {
+		return fmt.Errorf("resyncing the FIB: %w", err)
+	}
 	routes := slices.Collect(maps.Values(r.installed))
 	for k := range r.failed { // retried
 		if rt, ok := r.wantedRoute(k); ok {

@@ -29,11 +29,14 @@ type RouteKey struct {
 	Prefix netip.Prefix
 }
 
-// remoteKey identifies an EVPN remote VTEP entry.
+// remoteKey identifies an EVPN remote VTEP entry (all of fib.Remote: an
+// entry whose SVI or VLAN changed is another entry).
 type remoteKey struct {
 	VXLAN string
 	VTEP  netip.Addr
 	MAC   string
+	SVI   string
+	VLAN  uint16
 }
 
 // rib holds the received best paths (paths we originated are left out).
@@ -213,11 +216,17 @@ func (r *rib) globalRoute(prefix netip.Prefix) *fib.Route {
 }
 
 func (k remoteKey) of(rm fib.Remote) remoteKey {
-	return remoteKey{VXLAN: rm.VXLAN, VTEP: rm.VTEP, MAC: rm.RouterMAC.String()}
+	return remoteKey{VXLAN: rm.VXLAN, VTEP: rm.VTEP, MAC: rm.RouterMAC.String(), SVI: rm.SVI, VLAN: rm.VLAN}
 }
 
 func sameRoute(a, b fib.Route) bool {
 	return a.Table == b.Table && a.Prefix == b.Prefix && slices.Equal(a.NextHops, b.NextHops)
+}
+
+// sameNLRI reports whether two originated paths are the same destination
+// to the speaker (which matches by family, VRF, RD and prefix).
+func sameNLRI(a, b Path) bool {
+	return a.Family == b.Family && a.VRF == b.VRF && a.RD == b.RD && a.Prefix == b.Prefix
 }
 
 func samePath(a, b Path) bool {
