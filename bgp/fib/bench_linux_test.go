@@ -15,6 +15,7 @@ import (
 	"time"
 
 	"github.com/vishvananda/netns"
+	"golang.org/x/sys/unix"
 )
 
 var benchFlag = flag.Bool("fib.bench", false, "run TestBenchFIB (make bench)")
@@ -61,6 +62,18 @@ func benchRouteSet() []Route {
 	return rs
 }
 
+// lastCPU is the CPU time of the last project or peer run.
+var lastCPU time.Duration
+
+// selfCPU is this process's user+system time.
+func selfCPU(t *testing.T) time.Duration {
+	var ru unix.Rusage
+	if err := unix.Getrusage(unix.RUSAGE_SELF, &ru); err != nil {
+		t.Fatal(err)
+	}
+	return time.Duration(ru.Utime.Nano() + ru.Stime.Nano())
+}
+
 func countRoutes(t *testing.T, ns netns.NsHandle) int {
 	t.Helper()
 	out := sh(t, ns, "ip", "route", "show", "table", "100", "proto", "200", "metric", "20")
@@ -92,6 +105,9 @@ func TestBenchFIB(t *testing.T) {
 		}
 	}
 
+	// CPU time (user+system) is logged next to the wall time: on a busy
+	// machine it shows the cost without the waiting for a core.
+	var projCPU, ipCPU time.Duration
 	project := func() (time.Duration, time.Duration) {
 		ns := benchNetns(t)
 		p, err := New(WithNetns(ns))
@@ -99,6 +115,7 @@ func TestBenchFIB(t *testing.T) {
 			t.Fatal(err)
 		}
 		defer p.Close()
+		cpu0 := selfCPU(t)
 		start := time.Now()
 		res, err := p.Apply(t.Context(), Batch{Set: routes})
 		in := time.Since(start)
@@ -108,9 +125,11 @@ func TestBenchFIB(t *testing.T) {
 		if n := countRoutes(t, ns); n != benchRoutes {
 			t.Fatalf("kernel has %d routes after the install, want %d", n, benchRoutes)
 		}
+		cpu1 := selfCPU(t)
 		start = time.Now()
 		res, err = p.Apply(t.Context(), Batch{Delete: routes})
 		out := time.Since(start)
+		lastCPU = cpu1 - cpu0 + selfCPU(t) - cpu1
 		if err != nil || res.Deleted != benchRoutes {
 			t.Fatalf("deleting: %v (%d deleted)", err, res.Deleted)
 		}
@@ -121,13 +140,17 @@ func TestBenchFIB(t *testing.T) {
 	}
 	ipBatch := func(ns netns.NsHandle, file string) time.Duration {
 		var out []byte
+		cmd := exec.Command("ip", "-batch", file)
 		start := time.Now()
 		err := inNetns(ns, func() error {
 			var err error
-			out, err = exec.Command("ip", "-batch", file).CombinedOutput()
+			out, err = cmd.CombinedOutput()
 			return err
 		})
 		d := time.Since(start)
+		if cmd.ProcessState != nil {
+			lastCPU += cmd.ProcessState.UserTime() + cmd.ProcessState.SystemTime()
+		}
 		if err != nil {
 			t.Fatalf("ip -batch %s: %v\n%s", file, err, out)
 		}
@@ -135,6 +158,7 @@ func TestBenchFIB(t *testing.T) {
 	}
 	peer := func() (time.Duration, time.Duration) {
 		ns := benchNetns(t)
+		lastCPU = 0
 		in := ipBatch(ns, addFile)
 		if n := countRoutes(t, ns); n != benchRoutes {
 			t.Fatalf("kernel has %d routes after ip -batch, want %d", n, benchRoutes)
@@ -149,20 +173,27 @@ func TestBenchFIB(t *testing.T) {
 	const rounds = 3
 	var proj, ip time.Duration
 	for round := 0; round <= rounds; round++ {
-		var pIn, pOut, iIn, iOut time.Duration
+		var pIn, pOut, iIn, iOut, pCPU, iCPU time.Duration
 		if round%2 == 0 {
 			pIn, pOut = project()
+			pCPU = lastCPU
 			iIn, iOut = peer()
+			iCPU = lastCPU
 		} else {
 			iIn, iOut = peer()
+			iCPU = lastCPU
 			pIn, pOut = project()
+			pCPU = lastCPU
 		}
-		t.Logf("round %d: programmer install %v delete %v; ip -batch install %v delete %v", round, pIn, pOut, iIn, iOut)
+		t.Logf("round %d: programmer install %v delete %v (cpu %v); ip -batch install %v delete %v (cpu %v)", round, pIn.Round(time.Millisecond), pOut.Round(time.Millisecond), pCPU.Round(time.Millisecond), iIn.Round(time.Millisecond), iOut.Round(time.Millisecond), iCPU.Round(time.Millisecond))
 		if round > 0 {
 			proj += pIn + pOut
 			ip += iIn + iOut
+			projCPU += pCPU
+			ipCPU += iCPU
 		}
 	}
 	proj, ip = proj/rounds, ip/rounds
+	t.Logf("mean cpu per round: programmer %v, ip -batch %v (ratio %.2f)", (projCPU / rounds).Round(time.Millisecond), (ipCPU / rounds).Round(time.Millisecond), float64(projCPU)/float64(ipCPU))
 	fmt.Printf("bench: fib_install_delete_100k project=%s peer=%s ratio=%.2f\n", proj.Round(time.Microsecond), ip.Round(time.Microsecond), float64(proj)/float64(ip))
 }

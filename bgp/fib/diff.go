@@ -18,7 +18,7 @@ type routePlan struct {
 
 // wanted validates and normalises routes, and drops all but the last of
 // those that name the same table and prefix (keeping the first's place).
-func wanted(routes []Route, in hopInterner) (norm []Route, keys []routeKey, index map[routeKey]int, invalid []RouteFailure) {
+func wanted(routes []Route, in *hopInterner) (norm []Route, keys []routeKey, index map[routeKey]int, invalid []RouteFailure) {
 	norm = make([]Route, 0, len(routes))
 	keys = make([]routeKey, 0, len(routes))
 	index = make(map[routeKey]int, len(routes))
@@ -42,7 +42,7 @@ func wanted(routes []Route, in hopInterner) (norm []Route, keys []routeKey, inde
 // diffRoutes compares the wanted routes with the installed ones (normalised,
 // keyed by table and prefix): a full resync. When routes names one table
 // and prefix more than once, the last one wins.
-func diffRoutes(routes []Route, installed map[routeKey]Route, in hopInterner) routePlan {
+func diffRoutes(routes []Route, installed map[routeKey]Route, in *hopInterner) routePlan {
 	var p routePlan
 	norm, keys, index, invalid := wanted(routes, in)
 	p.invalid = invalid
@@ -66,7 +66,7 @@ func diffRoutes(routes []Route, installed map[routeKey]Route, in hopInterner) ro
 // diffBatch is the plan of an incremental change: the routes of set that
 // differ from what is installed, and the installed routes named by del
 // (unless set names them too: set wins; within set the last one wins).
-func diffBatch(set, del []Route, installed map[routeKey]Route, in hopInterner) routePlan {
+func diffBatch(set, del []Route, installed map[routeKey]Route, in *hopInterner) routePlan {
 	var p routePlan
 	norm, keys, index, invalid := wanted(set, in)
 	p.invalid = invalid

@@ -33,7 +33,7 @@ func TestNormalize(t *testing.T) {
 	if diff := cmp.Diff(want, got, netipCmp); diff != "" {
 		t.Errorf("normalize (-want +got):\n%s", diff)
 	}
-	in := hopInterner{}
+	in := newHopInterner()
 	a, b := r4(1, "10.0.0.1/32", nh("10.9.0.1", "x")).normalize(in), r4(1, "10.0.0.2/32", nh("10.9.0.1", "x")).normalize(in)
 	if &a.NextHops[0] != &b.NextHops[0] {
 		t.Errorf("single next hops are not shared")

@@ -33,7 +33,7 @@ type Programmer struct {
 	stale   []kRoute             // ours but not in a form we install (other metric or type): Sync withdraws them
 	remotes map[remoteKey]Remote // the remotes wanted as of the last Sync/Apply
 	facts   facts                // neighbour/FDB entries of ours, as installed
-	hops    hopInterner          // shared next-hop slices of single-path routes
+	hops    *hopInterner         // shared next-hop slices of single-path routes
 }
 
 // New opens the kernel sockets of a programmer in the namespace given by
@@ -56,7 +56,7 @@ func New(opts ...Option) (*Programmer, error) {
 		c.close()
 		return nil, fmt.Errorf("opening a netlink handle: %w", err)
 	}
-	return &Programmer{o: o, c: c, h: h, routes: map[routeKey]Route{}, remotes: map[remoteKey]Remote{}, facts: newFacts(), hops: hopInterner{}}, nil
+	return &Programmer{o: o, c: c, h: h, routes: map[routeKey]Route{}, remotes: map[remoteKey]Remote{}, facts: newFacts(), hops: newHopInterner()}, nil
 }
 
 // Close releases the sockets. Installed routes stay in the kernel.
@@ -233,7 +233,7 @@ func (p *Programmer) kernelRoute(r Route, l *links) (kRoute, error) {
 }
 
 // routeOf turns a dumped route into ours (normalised).
-func routeOf(k kRoute, l *links, in hopInterner) Route {
+func routeOf(k kRoute, l *links, in *hopInterner) Route {
 	r := Route{Table: k.Table, Prefix: k.Prefix}
 	for _, h := range k.Hops {
 		r.NextHops = append(r.NextHops, NextHop{Addr: h.Gateway, Interface: l.name(h.Ifindex), OnLink: h.Flags&rtnhFOnlink != 0})

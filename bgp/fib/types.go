@@ -165,34 +165,33 @@ func (r Remote) String() string {
 }
 
 // routeKey is a route's identity in our tables (the kernel adds tos and
-// metric; both are fixed for our routes).
+// metric; both are fixed for our routes). It holds no pointer, so that maps
+// of 100k keys hash fast and cost the garbage collector nothing.
 type routeKey struct {
-	table  uint32
-	prefix netip.Prefix
+	table uint32
+	bits  uint8
+	v6    bool
+	addr  [16]byte
 }
 
-func (r Route) key() routeKey { return routeKey{r.table(), r.Prefix.Masked()} }
+func (r Route) key() routeKey {
+	p := r.Prefix.Masked()
+	return routeKey{table: r.table(), bits: uint8(p.Bits()), v6: p.Addr().Is6(), addr: p.Addr().As16()}
+}
 
 // normalize returns the canonical form of r: table 0 -> main, the prefix
 // masked, next hops without zones, sorted and deduplicated, IPv4-mapped
 // IPv6 next hops unmapped. The next hops never alias r's; single next hops
 // are shared through in (may be nil), as most routes of a table have one of
 // a few next hops. Normalised routes are never modified.
-func (r Route) normalize(in hopInterner) Route {
+func (r Route) normalize(in *hopInterner) Route {
 	n := Route{Table: r.table(), Prefix: r.Prefix.Masked()}
 	switch len(r.NextHops) {
 	case 0:
 	case 1:
 		nh := r.NextHops[0]
 		nh.Addr = nh.Addr.WithZone("").Unmap()
-		if s, ok := in[nh]; ok {
-			n.NextHops = s
-		} else {
-			n.NextHops = []NextHop{nh}
-			if in != nil {
-				in[nh] = n.NextHops
-			}
-		}
+		n.NextHops = in.get(nh)
 	default:
 		n.NextHops = make([]NextHop, len(r.NextHops))
 		for i, nh := range r.NextHops {
@@ -205,8 +204,33 @@ func (r Route) normalize(in hopInterner) Route {
 	return n
 }
 
-// hopInterner shares the next-hop slices of single-path routes.
-type hopInterner map[NextHop][]NextHop
+// hopInterner shares the next-hop slices of single-path routes. A nil
+// interner shares nothing.
+type hopInterner struct {
+	m    map[NextHop][]NextHop
+	last []NextHop // consecutive routes mostly have the same next hop
+}
+
+func newHopInterner() *hopInterner { return &hopInterner{m: map[NextHop][]NextHop{}} }
+
+func (in *hopInterner) get(nh NextHop) []NextHop {
+	if in == nil {
+		return []NextHop{nh}
+	}
+	if in.last != nil && in.last[0] == nh {
+		return in.last
+	}
+	s, ok := in.m[nh]
+	if !ok {
+		if len(in.m) >= 1<<16 {
+			clear(in.m) // bounded: next hops come and go
+		}
+		s = []NextHop{nh}
+		in.m[nh] = s
+	}
+	in.last = s
+	return s
+}
 
 func compareNextHop(a, b NextHop) int {
 	if c := a.Addr.Compare(b.Addr); c != 0 {
