@@ -85,9 +85,13 @@ func pingAllNodes(ctx context.Context, ifi *net.Interface, local map[netip.Addr]
 		return nil, fmt.Errorf("setting multicast interface %s: %w", ifi.Name, err)
 	}
 	_ = p.SetMulticastLoopback(false)
-	_ = p.SetMulticastHopLimit(255)
 	if err := p.SetControlMessage(ipv6.FlagInterface, true); err != nil {
 		return nil, fmt.Errorf("enabling control messages: %w", err)
+	}
+	// Announce ourselves first: FRR learns an unnumbered neighbour's
+	// link-local address only from its router advertisements.
+	if err := sendRA(p, ifi); err != nil {
+		return nil, err
 	}
 	id := rand.IntN(0xffff)
 	msg := icmp.Message{Type: ipv6.ICMPTypeEchoRequest, Body: &icmp.Echo{ID: id, Seq: 1, Data: []byte("fabric-bgp-unnumbered")}}
@@ -145,6 +149,54 @@ func pingAllNodes(ctx context.Context, ifi *net.Interface, local map[netip.Addr]
 			}
 		}
 	}
+}
+
+// announce sends one router advertisement on ifname (see sendRA).
+func announce(ifname string) error {
+	ifi, err := net.InterfaceByName(ifname)
+	if err != nil {
+		return err
+	}
+	c, err := icmp.ListenPacket("ip6:ipv6-icmp", "::")
+	if err != nil {
+		return fmt.Errorf("opening ICMPv6 socket: %w", err)
+	}
+	defer c.Close()
+	p := c.IPv6PacketConn()
+	if err := p.SetMulticastInterface(ifi); err != nil {
+		return fmt.Errorf("setting multicast interface %s: %w", ifi.Name, err)
+	}
+	_ = p.SetMulticastLoopback(false)
+	return sendRA(p, ifi)
+}
+
+// sendRA sends a router advertisement with router lifetime 0 (nobody uses
+// us as a default router) and our link-layer address to ff02::1 on ifi.
+// FRR's "neighbor IF interface" learns the peer's link-local address from
+// the router advertisements it receives (zebra rtadv), the way FRR peers
+// announce themselves to each other; without it FRR neither connects nor
+// accepts our connection.
+func sendRA(p *ipv6.PacketConn, ifi *net.Interface) error {
+	if err := p.SetMulticastHopLimit(255); err != nil {
+		return fmt.Errorf("setting hop limit: %w", err)
+	}
+	// RFC 4861 4.2: cur hop limit, flags, router lifetime, reachable
+	// time, retrans timer, then the source link-layer address option.
+	body := make([]byte, 12, 12+8)
+	if len(ifi.HardwareAddr) == 6 {
+		body = append(body, 1, 1)
+		body = append(body, ifi.HardwareAddr...)
+	}
+	msg := icmp.Message{Type: ipv6.ICMPTypeRouterAdvertisement, Body: &icmp.RawBody{Data: body}}
+	b, err := msg.Marshal(nil)
+	if err != nil {
+		return err
+	}
+	dst := &net.IPAddr{IP: net.IP(allNodes.AsSlice()), Zone: ifi.Name}
+	if _, err := p.WriteTo(b, nil, dst); err != nil {
+		return fmt.Errorf("sending router advertisement on %s: %w", ifi.Name, err)
+	}
+	return nil
 }
 
 // neighLinkLocals reads the kernel's neighbour table like GoBGP's own

@@ -424,6 +424,15 @@ func (s *Speaker) apiPeer(p bgp.Peer, gaddr string) *api.Peer {
 		// (default 30 s): data-centre sessions come back at once.
 		IdleHoldTimeAfterReset: connectRetry,
 	}}
+	if p.Interface != "" {
+		// GoBGP would default the local address of a link-local
+		// neighbour to our zoned link-local ("fe80::1%swp1"), which
+		// net.ParseIP then fails to parse when the session comes up:
+		// the next hop of our IPv4 paths would go out as "::" (FRR
+		// rejects it as martian). With "::" GoBGP takes the local
+		// address from the established connection instead.
+		ap.Transport.LocalAddress = "::"
+	}
 	if p.VRF != "" {
 		// Bind the session to the VRF-enslaved link (unnumbered) or to
 		// the VRF device, assumed to carry the VRF's name (numbered).
@@ -640,6 +649,8 @@ func (s *Speaker) runUnnumbered(ctx context.Context, k bgp.PeerKey, e *peerEntry
 		case <-t.C:
 			if s.established(ctx, e) {
 				downSince = time.Now()
+			} else if err := announce(k.Name); err != nil {
+				log.Debug("sending router advertisement", "err", err)
 			}
 		}
 	}
