@@ -181,6 +181,28 @@ func (c *Cluster) Client() *clientv3.Client {
 	return cli
 }
 
+// Leader returns the index of the member that is the raft leader now.
+func (c *Cluster) Leader() int {
+	c.tb.Helper()
+	cli := c.Client()
+	for i, ep := range c.Endpoints {
+		if c.members[i].stopped {
+			continue
+		}
+		ctx, cancel := context.WithTimeout(context.Background(), 5*time.Second)
+		st, err := cli.Status(ctx, ep)
+		cancel()
+		if err != nil {
+			continue
+		}
+		if st.Leader == st.Header.MemberId {
+			return i
+		}
+	}
+	c.tb.Fatal("no etcd member is the leader")
+	return -1
+}
+
 // Kill kills member i (SIGKILL) and waits for it to exit.
 func (c *Cluster) Kill(i int) {
 	c.tb.Helper()
