@@ -265,20 +265,32 @@ func (s *Store) newTx(ctx context.Context, writable bool) *tx {
 	}
 }
 
-// get reads at the snapshot revision, fixing it on the first read.
+// get reads at the snapshot revision, fixing it on the first read. The
+// first read is linearizable (it goes through the raft leader, so the
+// snapshot includes every commit before the transaction started); later
+// reads at that fixed revision are served by whichever member the client
+// talks to without a raft round trip (serializable): a revision's data is
+// the same on every member that has applied it. A member that has not
+// applied it yet answers ErrFutureRev, and the read goes through the leader.
 func (t *tx) get(key string, opts ...clientv3.OpOption) (*clientv3.GetResponse, error) {
-	if t.rev != 0 {
-		opts = append(opts, clientv3.WithRev(t.rev))
+	if t.rev == 0 {
+		resp, err := t.s.cli.Get(t.ctx, key, opts...)
+		if err != nil {
+			return nil, err
+		}
+		t.rev = resp.Header.Revision
+		return resp, nil
 	}
-	resp, err := t.s.cli.Get(t.ctx, key, opts...)
+	opts = append(opts, clientv3.WithRev(t.rev))
+	resp, err := t.s.cli.Get(t.ctx, key, append(opts, clientv3.WithSerializable())...)
+	if errors.Is(err, rpctypes.ErrFutureRev) {
+		resp, err = t.s.cli.Get(t.ctx, key, opts...)
+	}
 	if errors.Is(err, rpctypes.ErrCompacted) {
 		return nil, errStale
 	}
 	if err != nil {
 		return nil, err
-	}
-	if t.rev == 0 {
-		t.rev = resp.Header.Revision
 	}
 	return resp, nil
 }

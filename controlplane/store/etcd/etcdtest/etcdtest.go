@@ -27,8 +27,8 @@ import (
 // Binary is the etcd server executable looked up in PATH.
 const Binary = "etcd"
 
-// MaxTxnOps is the --max-txn-ops the members run with (etcd's default is
-// 128), see docs/etcd.md.
+// MaxTxnOps is the --max-txn-ops the members run with unless Options say
+// otherwise (etcd's default is 128), see docs/etcd.md.
 const MaxTxnOps = 1024
 
 // Cluster is a running etcd cluster.
@@ -56,6 +56,8 @@ type Options struct {
 	// DataDir is where the members' data directories go (default: a
 	// directory of the test's TempDir, on disk).
 	DataDir string
+	// MaxTxnOps is the members' --max-txn-ops (default MaxTxnOps).
+	MaxTxnOps int
 }
 
 // Start starts a cluster and waits until it serves; it stops it in
@@ -67,6 +69,9 @@ func Start(tb testing.TB, o Options) *Cluster {
 	}
 	if o.Members <= 0 {
 		o.Members = 1
+	}
+	if o.MaxTxnOps <= 0 {
+		o.MaxTxnOps = MaxTxnOps
 	}
 	if o.DataDir == "" {
 		o.DataDir = tb.TempDir()
@@ -115,7 +120,7 @@ func start(tb testing.TB, o Options) (*Cluster, error) {
 			"--initial-cluster", strings.Join(initial, ","),
 			"--initial-cluster-state", "new",
 			"--initial-cluster-token", token,
-			"--max-txn-ops", fmt.Sprint(MaxTxnOps),
+			"--max-txn-ops", fmt.Sprint(o.MaxTxnOps),
 			"--logger", "zap",
 			"--log-level", "error",
 		)
