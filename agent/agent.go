@@ -7,6 +7,8 @@ import (
 	"io"
 	"log/slog"
 	"os"
+	"slices"
+	"strings"
 	"sync"
 	"time"
 
@@ -44,6 +46,10 @@ func ParseRole(s string) (Role, error) {
 type Config struct {
 	// Controller is the controller's gRPC address, HOST:PORT.
 	Controller string
+	// Controllers are the addresses of several controller replicas (on one
+	// etcd store), tried in turn: when the session with one ends, the agent
+	// goes on with the next. Controller, when set too, comes first.
+	Controllers []string
 	// Hostname identifies the device; os.Hostname() when empty.
 	Hostname string
 	Role     Role
@@ -67,6 +73,7 @@ const (
 // Agent is the daemon runtime of one device.
 type Agent struct {
 	cfg        Config
+	addrs      []string // Controller and Controllers, without duplicates
 	log        *slog.Logger
 	kernel     fabric.Kernel
 	fabric     *fabric.Reconciler
@@ -151,7 +158,8 @@ func WithRPCTimeout(d time.Duration) Option { return func(a *Agent) { a.rpcTimeo
 
 // New returns an agent. It does not connect yet.
 func New(cfg Config, opts ...Option) (*Agent, error) {
-	if cfg.Controller == "" {
+	addrs := controllerAddrs(cfg)
+	if len(addrs) == 0 {
 		return nil, errors.New("no controller address")
 	}
 	if _, err := ParseRole(string(cfg.Role)); err != nil {
@@ -166,6 +174,7 @@ func New(cfg Config, opts ...Option) (*Agent, error) {
 	}
 	a := &Agent{
 		cfg:        cfg,
+		addrs:      addrs,
 		log:        slog.Default(),
 		minBackoff: DefaultMinBackoff,
 		maxBackoff: DefaultMaxBackoff,
@@ -199,7 +208,19 @@ func New(cfg Config, opts ...Option) (*Agent, error) {
 	return a, nil
 }
 
-func (a *Agent) dial() (*grpc.ClientConn, error) {
+// controllerAddrs returns Controller and then Controllers, skipping empty
+// and repeated addresses.
+func controllerAddrs(cfg Config) []string {
+	var out []string
+	for _, c := range append([]string{cfg.Controller}, cfg.Controllers...) {
+		if c != "" && !slices.Contains(out, c) {
+			out = append(out, c)
+		}
+	}
+	return out
+}
+
+func (a *Agent) dial(addr string) (*grpc.ClientConn, error) {
 	opts := []grpc.DialOption{
 		grpc.WithTransportCredentials(insecure.NewCredentials()),
 		grpc.WithKeepaliveParams(keepalive.ClientParameters{
@@ -217,9 +238,9 @@ func (a *Agent) dial() (*grpc.ClientConn, error) {
 			MinConnectTimeout: 5 * time.Second,
 		}),
 	}
-	conn, err := grpc.NewClient(a.cfg.Controller, append(opts, a.dialOpts...)...)
+	conn, err := grpc.NewClient(addr, append(opts, a.dialOpts...)...)
 	if err != nil {
-		return nil, fmt.Errorf("dialing controller %s: %w", a.cfg.Controller, err)
+		return nil, fmt.Errorf("dialing controller %s: %w", addr, err)
 	}
 	return conn, nil
 }
@@ -229,14 +250,20 @@ func (a *Agent) dial() (*grpc.ClientConn, error) {
 // is left as it is, except that drift handling (drift.go), when it has an event
 // source, goes on repairing managed objects to the last applied config. Run
 // returns nil when ctx is done, and an error only when it cannot start at all.
+// With several controller replicas, each session that ends moves the agent
+// to the next replica; it keeps the version it applied, and a replica that
+// sends that same version again causes no apply.
 func (a *Agent) Run(ctx context.Context) error {
-	conn, err := a.dial()
-	if err != nil {
-		return err
+	clients := make([]apiv1.DeviceServiceClient, len(a.addrs))
+	for i, addr := range a.addrs {
+		conn, err := a.dial(addr)
+		if err != nil {
+			return err
+		}
+		defer conn.Close()
+		clients[i] = apiv1.NewDeviceServiceClient(conn)
 	}
-	defer conn.Close()
-	client := apiv1.NewDeviceServiceClient(conn)
-	a.log.Info("agent starting", "role", string(a.cfg.Role), "controller", a.cfg.Controller, "drift_repair", a.events != nil, "lldp", a.nbr != nil)
+	a.log.Info("agent starting", "role", string(a.cfg.Role), "controllers", strings.Join(a.addrs, ","), "drift_repair", a.events != nil, "lldp", a.nbr != nil)
 
 	// Drift handling runs beside the sessions, so it goes on while the
 	// controller is unreachable; it ends before Run returns.
@@ -254,9 +281,9 @@ func (a *Agent) Run(ctx context.Context) error {
 	bo := newBackoff(a.minBackoff, a.maxBackoff)
 	timer := time.NewTimer(0)
 	<-timer.C
-	for {
+	for cur := 0; ; cur = (cur + 1) % len(clients) {
 		a.beatNow()
-		delivered, err := a.session(ctx, client)
+		delivered, err := a.session(ctx, clients[cur])
 		if a.onSessionEnd != nil {
 			a.onSessionEnd(err)
 		}
@@ -271,7 +298,8 @@ func (a *Agent) Run(ctx context.Context) error {
 			a.applyCache(ctx)
 		}
 		delay := bo.next()
-		a.log.Warn("controller session ended, kernel left as it is", "err", err, "retry_in", delay)
+		a.log.Warn("controller session ended, kernel left as it is", "controller", a.addrs[cur], "err", err,
+			"retry_in", delay, "next_controller", a.addrs[(cur+1)%len(clients)])
 		if !a.waitRetry(ctx, timer, delay) {
 			a.log.Info("agent stopping; kernel left as it is")
 			return nil
@@ -398,8 +426,16 @@ func (a *Agent) session(ctx context.Context, client apiv1.DeviceServiceClient) (
 // apply hands one snapshot to the reconcilers and reports the outcome. An
 // apply that has started is finished even when ctx is done, so shutdown does
 // not stop between two steps.
+//
+// A snapshot of the version last applied without errors (the first one a
+// session sends after a reconnect or a failover to another replica) is not
+// applied again, only reported.
 func (a *Agent) apply(ctx context.Context, client apiv1.DeviceServiceClient, cfg *apiv1.DeviceConfig) {
-	a.applyLocal(ctx, cfg)
+	if v := cfg.GetVersion(); v != 0 && v == a.applied {
+		a.log.Info("snapshot already applied", "version", v)
+	} else {
+		a.applyLocal(ctx, cfg)
+	}
 	a.report(ctx, client)
 }
 
@@ -489,21 +525,17 @@ func (a *Agent) beatNow() {
 // Plan connects, takes one snapshot of the device's desired config and returns
 // its version and the kernel changes applying it would make. It changes
 // nothing and does not register the device.
+// With several controller replicas it asks each in turn until one answers.
 func (a *Agent) Plan(ctx context.Context) (version uint64, changes []fabric.Change, err error) {
-	conn, err := a.dial()
+	var cfg *apiv1.DeviceConfig
+	for _, addr := range a.addrs {
+		if cfg, err = a.snapshot(ctx, addr); err == nil {
+			break
+		}
+		a.log.Warn("no snapshot from controller", "controller", addr, "err", err)
+	}
 	if err != nil {
 		return 0, nil, err
-	}
-	defer conn.Close()
-	wctx, cancel := context.WithCancel(ctx)
-	defer cancel()
-	stream, err := apiv1.NewDeviceServiceClient(conn).WatchConfig(wctx, &apiv1.WatchConfigRequest{Hostname: a.cfg.Hostname})
-	if err != nil {
-		return 0, nil, fmt.Errorf("watching config: %w", err)
-	}
-	cfg, err := stream.Recv()
-	if err != nil {
-		return 0, nil, fmt.Errorf("receiving a snapshot: %w", err)
 	}
 	desired, err := desiredFromProto(cfg, a.cfg.VLANRange)
 	if err != nil {
@@ -514,6 +546,26 @@ func (a *Agent) Plan(ctx context.Context) (version uint64, changes []fabric.Chan
 		return cfg.GetVersion(), nil, fmt.Errorf("planning version %d: %w", cfg.GetVersion(), err)
 	}
 	return cfg.GetVersion(), changes, nil
+}
+
+// snapshot takes one snapshot of the device's desired config from addr.
+func (a *Agent) snapshot(ctx context.Context, addr string) (*apiv1.DeviceConfig, error) {
+	conn, err := a.dial(addr)
+	if err != nil {
+		return nil, err
+	}
+	defer conn.Close()
+	wctx, cancel := context.WithCancel(ctx)
+	defer cancel()
+	stream, err := apiv1.NewDeviceServiceClient(conn).WatchConfig(wctx, &apiv1.WatchConfigRequest{Hostname: a.cfg.Hostname})
+	if err != nil {
+		return nil, fmt.Errorf("watching config on %s: %w", addr, err)
+	}
+	cfg, err := stream.Recv()
+	if err != nil {
+		return nil, fmt.Errorf("receiving a snapshot from %s: %w", addr, err)
+	}
+	return cfg, nil
 }
 
 func (a *Agent) chassisMAC(ports []fabric.Link) string {

@@ -23,7 +23,10 @@ run() { # name, then the command
 run dataplane go test ./fabric/ -run '^TestBenchDataplane$' -count=1 -v -args -fabric.bench
 # Controller: fan-out to 1000 agents over real gRPC streams, allocation
 # latency and throughput, vs metal-core's 10 s polling.
-run controller go test ./controlplane/server/ -run '^$' -bench . -benchtime 1x -count=1
+run controller go test ./controlplane/server/ -run '^$' -bench '^Benchmark(ControllerFanout|AllocationThroughput)$' -benchtime 1x -count=1
+# Store backends: the controller on a 3-member etcd cluster (3 replicas)
+# vs on bbolt: allocation rate and p99, fan-out p99 to 1000 agents.
+run etcd go test ./controlplane/server/ -run '^$' -bench '^BenchmarkEtcdVsBolt$' -benchtime 1x -count=1 -timeout 30m
 # FIB: install then delete 100k /32 routes in a table with bgp/fib's batched
 # netlink programmer vs `ip -batch` (same routes and next hop), fresh
 # namespaces, on the host kernel (needs root).

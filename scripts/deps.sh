@@ -22,6 +22,9 @@ declare -A need=(
   [systemd-analyze]=systemd
   # make deb's test inspects the packages.
   [dpkg-deb]=dpkg
+  # The etcd store backend's tests, the replica tests and LAB_STORE=etcd
+  # start throw-away etcd servers (3.4; the client is v3.5, same v3 API).
+  [etcd]=etcd-server
 )
 missing=()
 for cmd in "${!need[@]}"; do

@@ -2,12 +2,14 @@
 // it registers with the controller, watches the device's desired config and
 // reconciles the kernel to it.
 //
-//	fabric-agent --role leaf|spine|firewall --controller HOST:PORT [--hostname NAME] [--log-level info]
+//	fabric-agent --role leaf|spine|firewall --controller HOST:PORT[,HOST:PORT...] [--hostname NAME] [--log-level info]
 //	    [--lldp=true] [--lldp-interval 30s] [--mgmt-interface eth0] [--lldp-mgmt-addr IP,...]
 //	fabric-agent plan --controller HOST:PORT [--hostname NAME] [--role ROLE] [--timeout 30s] [--log-level warn]
 //
 // plan takes one snapshot and prints the kernel changes applying it would
-// make, one per line, without changing anything. The daemon runs LLDP on every
+// make, one per line, without changing anything. --controller takes several
+// controller replicas (comma-separated or repeated); the daemon moves to the
+// next one when its session ends. The daemon runs LLDP on every
 // port but the management interface and reports the neighbours to the
 // controller when they change, and (--bgp, on by default) runs the embedded
 // BGP speaker: underlay and machine sessions, EVPN type-5, received routes
@@ -24,6 +26,7 @@ import (
 	"fmt"
 	"io"
 	"log/slog"
+	"net"
 	"net/netip"
 	"os"
 	"os/signal"
@@ -58,7 +61,7 @@ func main() {
 
 func usage(w io.Writer) {
 	fmt.Fprint(w, `usage:
-  fabric-agent --role leaf|spine|firewall --controller HOST:PORT [--hostname NAME] [--vlan-range MIN-MAX] [--log-level LEVEL]
+  fabric-agent --role leaf|spine|firewall --controller HOST:PORT[,HOST:PORT...] [--hostname NAME] [--vlan-range MIN-MAX] [--log-level LEVEL]
                [--lldp=BOOL] [--lldp-interval D] [--mgmt-interface NAME] [--lldp-mgmt-addr IP,...]
   fabric-agent plan --controller HOST:PORT [--hostname NAME] [--role ROLE] [--timeout D] [--log-level LEVEL]
 `)
@@ -67,7 +70,7 @@ func usage(w io.Writer) {
 // common holds the flags of both modes.
 type common struct {
 	role       string
-	controller string
+	controller addrList
 	hostname   string
 	logLevel   string
 	vlanRange  string
@@ -75,7 +78,7 @@ type common struct {
 
 func (c *common) register(fs *flag.FlagSet, defaultLevel string) {
 	fs.StringVar(&c.role, "role", "", "device role: leaf, spine or firewall")
-	fs.StringVar(&c.controller, "controller", "", "controller gRPC address, HOST:PORT")
+	fs.Var(&c.controller, "controller", "controller gRPC address, HOST:PORT; several replicas comma-separated or with the flag repeated")
 	fs.StringVar(&c.hostname, "hostname", "", "device hostname (default: the OS hostname)")
 	fs.StringVar(&c.logLevel, "log-level", defaultLevel, "log level: debug, info, warn, error")
 	def := fabric.DefaultVLANRange
@@ -94,7 +97,7 @@ func parseVLANRange(s string) (fabric.VLANRange, error) {
 
 // config checks the flags; roleRequired is false for plan.
 func (c *common) config(roleRequired bool) (agent.Config, *slog.Logger, error) {
-	if c.controller == "" {
+	if len(c.controller) == 0 {
 		return agent.Config{}, nil, errors.New("--controller HOST:PORT is required")
 	}
 	role := agent.RoleLeaf
@@ -114,7 +117,27 @@ func (c *common) config(roleRequired bool) (agent.Config, *slog.Logger, error) {
 		return agent.Config{}, nil, fmt.Errorf("--vlan-range: %w", err)
 	}
 	log := slog.New(slog.NewTextHandler(os.Stderr, &slog.HandlerOptions{Level: level}))
-	return agent.Config{Controller: c.controller, Hostname: c.hostname, Role: role, VLANRange: vlans}, log, nil
+	return agent.Config{Controllers: c.controller, Hostname: c.hostname, Role: role, VLANRange: vlans}, log, nil
+}
+
+// addrList is a flag of addresses: comma-separated, and the flag may be
+// repeated (a YAML config gives them comma-separated).
+type addrList []string
+
+func (l *addrList) String() string { return strings.Join(*l, ",") }
+
+func (l *addrList) Set(s string) error {
+	for _, a := range strings.Split(s, ",") {
+		a = strings.TrimSpace(a)
+		if a == "" {
+			continue
+		}
+		if _, _, err := net.SplitHostPort(a); err != nil {
+			return fmt.Errorf("%q is not HOST:PORT: %w", a, err)
+		}
+		*l = append(*l, a)
+	}
+	return nil
 }
 
 // lldpFlags are the daemon's LLDP flags.

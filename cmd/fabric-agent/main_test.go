@@ -2,6 +2,7 @@ package main
 
 import (
 	"bytes"
+	"flag"
 	"strings"
 	"testing"
 )
@@ -22,6 +23,7 @@ func TestUsageErrors(t *testing.T) {
 		{[]string{"plan", "--controller", "c:1", "--lldp-interval", "2s"}, "flag provided but not defined: -lldp-interval"},
 		{[]string{"plan", "--role", "core", "--controller", "c:1"}, `--role: unknown role "core"`},
 		{[]string{"plan"}, "--controller HOST:PORT is required"},
+		{[]string{"--role", "leaf", "--controller", "c:1,nocolon"}, `"nocolon" is not HOST:PORT`},
 	}
 	for _, tt := range tests {
 		var stdout, stderr bytes.Buffer
@@ -32,5 +34,21 @@ func TestUsageErrors(t *testing.T) {
 		if stdout.Len() != 0 {
 			t.Errorf("run(%q) wrote to stdout: %q", tt.args, stdout.String())
 		}
+	}
+}
+
+func TestControllerList(t *testing.T) {
+	var c common
+	fs := flag.NewFlagSet("t", flag.ContinueOnError)
+	c.register(fs, "info")
+	if err := fs.Parse([]string{"--role", "leaf", "--controller", "a:1, b:2", "--controller", "c:3"}); err != nil {
+		t.Fatal(err)
+	}
+	cfg, _, err := c.config(true)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if got, want := strings.Join(cfg.Controllers, " "), "a:1 b:2 c:3"; got != want {
+		t.Errorf("controllers = %q, want %q", got, want)
 	}
 }

@@ -1,6 +1,8 @@
 // Command fabric-controller is the fabric's central controller: it keeps the
-// inventory in a bbolt file under --state-dir and serves the gRPC API on
-// --listen. Flags live here; everything else is in controlplane/server.
+// inventory in a bbolt file under --state-dir (--store bolt, the default) or
+// under --etcd-prefix of the etcd cluster at --etcd-endpoints (--store etcd,
+// for several replicas) and serves the gRPC API on --listen. Flags live
+// here; everything else is in controlplane/server.
 package main
 
 import (
@@ -13,7 +15,9 @@ import (
 	"os"
 	"os/signal"
 	"path/filepath"
+	"strings"
 	"syscall"
+	"time"
 
 	"github.com/metalfabric/fabric/cmd/internal/flagfile"
 	"github.com/metalfabric/fabric/controlplane/inventory"
@@ -21,6 +25,7 @@ import (
 	"github.com/metalfabric/fabric/controlplane/server"
 	"github.com/metalfabric/fabric/controlplane/store"
 	"github.com/metalfabric/fabric/controlplane/store/bolt"
+	"github.com/metalfabric/fabric/controlplane/store/etcd"
 	"github.com/metalfabric/fabric/systemd"
 )
 
@@ -34,7 +39,11 @@ func main() {
 func run() error {
 	var (
 		listen   = flag.String("listen", ":50051", "gRPC listen address")
-		stateDir = flag.String("state-dir", "/var/lib/fabric-controller", "directory of the state file controller.db (created if missing)")
+		backend  = flag.String("store", "bolt", "state store: bolt (a file under --state-dir, one controller) or etcd (--etcd-endpoints, several replicas)")
+		stateDir = flag.String("state-dir", "/var/lib/fabric-controller", "directory of the state file controller.db (created if missing; --store bolt)")
+		etcdEPs  = flag.String("etcd-endpoints", "", "etcd client endpoints, comma-separated HOST:PORT or URLs (--store etcd)")
+		etcdPfx  = flag.String("etcd-prefix", etcd.DefaultPrefix, "key prefix of the controller's state in etcd; replicas of one controller share it (--store etcd)")
+		etcdDial = flag.Duration("etcd-dial-timeout", 5*time.Second, "how long to wait for etcd at startup (--store etcd)")
 		vniRange = flag.String("vni-range", ipam.DefaultVNIRange.String(), "VNI pool for networks, first-last")
 		asnRange = flag.String("asn-range", ipam.DefaultASNRange.String(), "ASN pool for switches (one AS per device, kept for its life), first-last")
 		alive    = flag.Duration("liveness-alive", server.DefaultLivenessAlive, "a machine whose newest LLDP frame is at most this old is alive")
@@ -71,10 +80,10 @@ func run() error {
 	if err != nil {
 		return fmt.Errorf("--loopback-pool: %w", err)
 	}
-	if err := os.MkdirAll(*stateDir, 0o750); err != nil {
-		return fmt.Errorf("creating state dir: %w", err)
-	}
-	st, err := bolt.Open(filepath.Join(*stateDir, "controller.db"))
+	ctx, stop := signal.NotifyContext(context.Background(), syscall.SIGINT, syscall.SIGTERM)
+	defer stop()
+
+	st, where, err := openStore(ctx, *backend, *stateDir, *etcdEPs, *etcdPfx, *etcdDial, log)
 	if err != nil {
 		return err
 	}
@@ -94,9 +103,7 @@ func run() error {
 		return fmt.Errorf("listening: %w", err)
 	}
 
-	ctx, stop := signal.NotifyContext(context.Background(), syscall.SIGINT, syscall.SIGTERM)
-	defer stop()
-	log.Info("starting", "state_dir", *stateDir, "vni_range", vnis.String(), "asn_range", asns.String(), "listen", lis.Addr().String())
+	log.Info("starting", "store", *backend, "state", where, "vni_range", vnis.String(), "asn_range", asns.String(), "listen", lis.Addr().String())
 
 	// systemd: ready once the listener is bound (connections queue until
 	// Run accepts them); the watchdog pings while the store answers.
@@ -115,4 +122,38 @@ func run() error {
 		return err
 	}
 	return nil
+}
+
+// openStore opens the backend --store names; where says what it opened, for
+// the log.
+func openStore(ctx context.Context, backend, stateDir, endpoints, prefix string, dial time.Duration, log *slog.Logger) (store.Store, string, error) {
+	switch backend {
+	case "bolt":
+		if err := os.MkdirAll(stateDir, 0o750); err != nil {
+			return nil, "", fmt.Errorf("creating state dir: %w", err)
+		}
+		path := filepath.Join(stateDir, "controller.db")
+		st, err := bolt.Open(path)
+		if err != nil {
+			return nil, "", err
+		}
+		return st, path, nil
+	case "etcd":
+		var eps []string
+		for _, e := range strings.Split(endpoints, ",") {
+			if e = strings.TrimSpace(e); e != "" {
+				eps = append(eps, e)
+			}
+		}
+		if len(eps) == 0 {
+			return nil, "", errors.New("--store etcd needs --etcd-endpoints")
+		}
+		st, err := etcd.Open(ctx, eps, etcd.WithPrefix(prefix), etcd.WithDialTimeout(dial), etcd.WithLogger(log))
+		if err != nil {
+			return nil, "", err
+		}
+		return st, strings.Join(eps, ",") + " " + st.Prefix(), nil
+	default:
+		return nil, "", fmt.Errorf("--store: unknown store %q: want bolt or etcd", backend)
+	}
 }

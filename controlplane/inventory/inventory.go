@@ -862,6 +862,42 @@ func (inv *Inventory) Convergence(ctx context.Context, machine string) (model.Co
 	return out, nil
 }
 
+// Shared tells whether the store is shared with other controller replicas
+// (it implements store.Watcher), so Follow has something to do.
+func (inv *Inventory) Shared() bool {
+	_, ok := inv.st.(store.Watcher)
+	return ok
+}
+
+// Follow hands every device config committed to a shared store, by this
+// replica or any other, to the Notifier, until ctx is done; it starts with
+// every stored config, and again after a break in the store's change feed.
+// The Notifier sees configs of this replica's own commits twice and must
+// drop versions it already has (watch.Hub does). Follow returns ctx's
+// error, or nil at once when the store is not shared or there is no
+// Notifier.
+func (inv *Inventory) Follow(ctx context.Context) error {
+	w, ok := inv.st.(store.Watcher)
+	if !ok || inv.notify == nil {
+		return nil
+	}
+	err := w.WatchBucket(ctx, bucketConfigs, func(kv store.KV) {
+		if kv.Value == nil {
+			return // a deleted device: its watchers are gone or get NotFound
+		}
+		var cfg model.DeviceConfig
+		if err := json.Unmarshal(kv.Value, &cfg); err != nil {
+			inv.log.Error("undecodable config in the store", "device", kv.Key, "err", err)
+			return
+		}
+		inv.notify.Publish(cfg)
+	})
+	if err != nil {
+		return fmt.Errorf("following configs: %w", err)
+	}
+	return nil
+}
+
 // Revision returns the current global revision.
 func (inv *Inventory) Revision(ctx context.Context) (uint64, error) {
 	var rev uint64

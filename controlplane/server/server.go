@@ -185,9 +185,22 @@ func (s *Server) Run(ctx context.Context, lis net.Listener) error {
 	gs := grpc.NewServer(append(opts, s.grpcOpts...)...)
 	s.RegisterServices(gs)
 
+	// On a shared store, configs other replicas commit reach this
+	// replica's watch streams through the store's change feed.
+	fctx, fcancel := context.WithCancel(s.stopping)
+	defer fcancel()
+	followed := make(chan struct{})
+	go func() {
+		defer close(followed)
+		if err := s.inv.Follow(fctx); err != nil && fctx.Err() == nil {
+			s.log.Error("following other replicas' configs stopped", "err", err)
+		}
+	}()
+	defer func() { fcancel(); <-followed }()
+
 	served := make(chan error, 1)
 	go func() { served <- gs.Serve(lis) }()
-	s.log.Info("controller serving", "addr", lis.Addr().String())
+	s.log.Info("controller serving", "addr", lis.Addr().String(), "shared_store", s.inv.Shared())
 
 	select {
 	case err := <-served:

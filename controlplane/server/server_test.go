@@ -24,6 +24,7 @@ import (
 	"github.com/metalfabric/fabric/controlplane/compile"
 	"github.com/metalfabric/fabric/controlplane/ipam"
 	"github.com/metalfabric/fabric/controlplane/server"
+	"github.com/metalfabric/fabric/controlplane/store"
 	"github.com/metalfabric/fabric/controlplane/store/bolt"
 )
 
@@ -40,7 +41,7 @@ type env struct {
 	cancel context.CancelFunc
 	done   chan error
 	conn   *grpc.ClientConn
-	st     *bolt.Store
+	st     store.Store
 }
 
 func start(t *testing.T, path string, opts ...server.Option) *env {
@@ -49,6 +50,15 @@ func start(t *testing.T, path string, opts ...server.Option) *env {
 	if err != nil {
 		t.Fatalf("opening store: %v", err)
 	}
+	e := serve(t, st, opts...)
+	e.path = path
+	return e
+}
+
+// serve runs a controller over st (closed by stop) on an in-memory
+// listener.
+func serve(t *testing.T, st store.Store, opts ...server.Option) *env {
+	t.Helper()
 	opts = append([]server.Option{server.WithClock(func() time.Time { return fixedNow }), server.WithGracePeriod(2 * time.Second)}, opts...)
 	srv, err := server.New(st, opts...)
 	if err != nil {
@@ -65,7 +75,7 @@ func start(t *testing.T, path string, opts ...server.Option) *env {
 		t.Fatalf("grpc.NewClient: %v", err)
 	}
 	e := &env{
-		t: t, path: path,
+		t:   t,
 		dev: apiv1.NewDeviceServiceClient(conn), op: apiv1.NewOperatorServiceClient(conn),
 		cancel: cancel, done: done, conn: conn, st: st,
 	}

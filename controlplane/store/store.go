@@ -1,7 +1,7 @@
 // Package store defines the controller's persistence contract: a small
 // transactional key/value store of opaque, non-empty values grouped in
 // buckets. It owns only that contract and its sentinel errors; backends live
-// in sub-packages (bolt today, etcd later) and the conformance suite in
+// in sub-packages (bolt, etcd) and the conformance suite in
 // storetest.
 //
 // The interface is deliberately the intersection of what an embedded bbolt
@@ -77,6 +77,18 @@ type Store interface {
 	View(ctx context.Context, fn func(Tx) error) error
 	Update(ctx context.Context, fn func(Tx) error) error
 	Close() error
+}
+
+// Watcher is implemented by backends that several controller processes
+// share (etcd), so each can learn what the others committed.
+type Watcher interface {
+	// WatchBucket calls fn with every key of bucket and its value, then
+	// with every later change committed by any writer (Value nil for a
+	// delete), in commit order, until ctx is done; it returns ctx's error.
+	// After a break in the change feed it starts again with every key, so
+	// fn must tolerate seeing a value again. fn runs on one goroutine and
+	// must not block for long.
+	WatchBucket(ctx context.Context, bucket string, fn func(KV)) error
 }
 
 // CheckKey validates a bucket and key for every backend, so all of them
