@@ -267,12 +267,22 @@ func TestPrivilegedECMPAndRFC5549(t *testing.T) {
 	if res.Unchanged != len(routes) {
 		t.Errorf("fresh programmer: Unchanged = %d, want %d", res.Unchanged, len(routes))
 	}
-	// Shrink the IPv4 multipath to one path (replace) and withdraw the rest.
+	// Shrink both multipaths to one path (replace) and withdraw the rest.
 	res, err = p.Apply(t.Context(), Batch{
-		Set:    []Route{{Table: 20, Prefix: pfx("10.1.0.0/16"), NextHops: []NextHop{via("10.255.1.1", "veth1")}}},
-		Delete: routes[1:],
+		Set: []Route{
+			{Table: 20, Prefix: pfx("10.1.0.0/16"), NextHops: []NextHop{via("10.255.1.1", "veth1")}},
+			{Table: 20, Prefix: pfx("2001:db8:5::/48"), NextHops: []NextHop{via("fe80::2", "veth1")}},
+		},
+		Delete: routes[1:3],
 	})
-	checkResult(t, res, err, 1, 3)
+	checkResult(t, res, err, 2, 2)
+	want = []ipRoute{{Dst: "2001:db8:5::/48", Gateway: "fe80::2", Dev: "veth1", Protocol: "200", Metric: 20, Flags: flags}}
+	if diff := cmp.Diff(want, ipRoutes(t, ns, "-6", "route", "show", "table", "20")); diff != "" {
+		t.Errorf("table 20 IPv6 after the replace (-want +got):\n%s", diff)
+	}
+	if _, err := p.Apply(t.Context(), Batch{Delete: routes[3:]}); err != nil {
+		t.Fatal(err)
+	}
 	// (ip leaves the protocol out when it filters by it.)
 	want = []ipRoute{{Dst: "10.1.0.0/16", Gateway: "10.255.1.1", Dev: "veth1", Metric: 20, Flags: flags}}
 	if diff := cmp.Diff(want, ipRoutes(t, ns, "route", "show", "table", "all", "proto", "200")); diff != "" {
@@ -563,5 +573,40 @@ func TestPrivilegedLostAnswers(t *testing.T) {
 	}
 	if p.loaded {
 		t.Errorf("the programmer still trusts its record after lost answers")
+	}
+}
+
+func TestPrivilegedApplyRemotes(t *testing.T) {
+	ns := newNetns(t)
+	symmetricIRB(t, ns)
+	p := newProgrammer(t, ns)
+	r1 := Remote{VTEP: addr("10.255.0.2"), RouterMAC: mustMAC("02:00:0a:ff:00:02"), SVI: "vlan1000", VXLAN: "vx10000"}
+	r2 := Remote{VTEP: addr("10.255.0.3"), RouterMAC: mustMAC("02:00:0a:ff:00:03"), SVI: "vlan1000", VXLAN: "vx10000"}
+	res, err := p.Apply(t.Context(), Batch{SetRemotes: []Remote{r1, r2}})
+	if err != nil || res.RemotesInstalled != 6 {
+		t.Fatalf("Apply: %v, %+v; want 6 entries", err, res)
+	}
+	res, err = p.Apply(t.Context(), Batch{DeleteRemotes: []Remote{r1}})
+	if err != nil || res.RemotesDeleted != 3 {
+		t.Fatalf("Apply delete: %v, %+v; want 3 entries removed", err, res)
+	}
+	if got := strings.TrimSpace(sh(t, ns, "ip", "neigh", "show", "dev", "vlan1000")); got != "10.255.0.3 lladdr 02:00:0a:ff:00:03 PERMANENT proto 200" {
+		t.Errorf("neighbours: %q", got)
+	}
+	// The host's bridge has no VLAN filtering, so a bridge FDB entry in a
+	// VLAN is refused: reported for that remote, the other entries stay.
+	r3 := Remote{VTEP: addr("10.255.0.4"), RouterMAC: mustMAC("02:00:0a:ff:00:04"), SVI: "vlan1000", VXLAN: "vx10000", VLAN: 1000}
+	res, err = p.Apply(t.Context(), Batch{SetRemotes: []Remote{r3}})
+	if !errors.Is(err, ErrSomeFailed) || len(res.RemoteFailures) != 1 || res.RemoteFailures[0].Remote.VTEP != r3.VTEP || res.RemotesInstalled != 2 {
+		t.Fatalf("Apply with a VLAN: %v, %+v; want one failure for %s and 2 entries installed", err, res, r3.VTEP)
+	}
+	t.Logf("expected failure: %v", res.RemoteFailures[0].Err)
+	// Sync to nothing removes everything of ours, including the partial r3.
+	res, err = p.Sync(t.Context(), nil, nil)
+	if err != nil || res.RemotesDeleted != 5 {
+		t.Fatalf("Sync: %v, %+v; want 5 entries removed", err, res)
+	}
+	if got := strings.TrimSpace(sh(t, ns, "ip", "neigh", "show", "dev", "vlan1000")); got != "" {
+		t.Errorf("neighbours left: %q", got)
 	}
 }
