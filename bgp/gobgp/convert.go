@@ -211,18 +211,26 @@ func parseRD(s string) (pkt.RouteDistinguisherInterface, error) {
 	if err != nil {
 		return nil, fmt.Errorf("RD %q: assigned number: %w", s, err)
 	}
-	if _, err := netip.ParseAddr(admin); err == nil || strings.Contains(admin, ".") {
+	if ip, err := netip.ParseAddr(admin); err == nil {
+		if !ip.Is4() {
+			return nil, fmt.Errorf("RD %q: IPv6 administrator", s)
+		}
 		if n > 0xffff {
 			return nil, fmt.Errorf("RD %q: an IPv4 administrator leaves 16 bits for the assigned number", s)
 		}
-	} else if as, err := strconv.ParseUint(admin, 10, 32); err == nil && as > 0xffff && n > 0xffff {
+		return pkt.NewRouteDistinguisherIPAddressAS(ip.String(), uint16(n)), nil
+	}
+	as, err := strconv.ParseUint(admin, 10, 32)
+	if err != nil {
+		return nil, fmt.Errorf("RD %q: administrator: %w", s, err)
+	}
+	if as <= 0xffff {
+		return pkt.NewRouteDistinguisherTwoOctetAS(uint16(as), uint32(n)), nil
+	}
+	if n > 0xffff {
 		return nil, fmt.Errorf("RD %q: a four-octet AS administrator leaves 16 bits for the assigned number", s)
 	}
-	rd, err := pkt.ParseRouteDistinguisher(s)
-	if err != nil {
-		return nil, fmt.Errorf("RD %q: %w", s, err)
-	}
-	return rd, nil
+	return pkt.NewRouteDistinguisherFourOctetAS(uint32(as), uint16(n)), nil
 }
 
 // apiPath converts a path we originate to GoBGP's API path.
@@ -287,17 +295,17 @@ func decodePath(p *api.Path) (decoded, error) {
 	case *pkt.IPv6AddrPrefix:
 		d.Prefix, err = toPrefix(n.Prefix, n.Length)
 	case *pkt.LabeledVPNIPAddrPrefix:
-		d.RD = n.RD.String()
+		d.RD = formatRD(n.RD)
 		d.Prefix, err = toPrefix(n.Prefix, uint8(int(n.Length)-n.Labels.Len()*8-n.RD.Len()*8))
 	case *pkt.LabeledVPNIPv6AddrPrefix:
-		d.RD = n.RD.String()
+		d.RD = formatRD(n.RD)
 		d.Prefix, err = toPrefix(n.Prefix, uint8(int(n.Length)-n.Labels.Len()*8-n.RD.Len()*8))
 	case *pkt.EVPNNLRI:
 		r, ok := n.RouteTypeData.(*pkt.EVPNIPPrefixRoute)
 		if !ok {
 			return d, errSkip
 		}
-		d.RD = r.RD.String()
+		d.RD = formatRD(r.RD)
 		d.VNI = r.Label
 		d.Prefix, err = toPrefix(r.IPPrefix, r.IPPrefixLength)
 	default:
@@ -363,4 +371,18 @@ func addrOf(ip net.IP) netip.Addr {
 	}
 	a, _ := netip.AddrFromSlice(ip)
 	return a
+}
+
+// formatRD formats a route distinguisher as "<admin>:<number>" with a plain
+// (not asdot) AS, the form parseRD reads and bgp.RD produces.
+func formatRD(rd pkt.RouteDistinguisherInterface) string {
+	switch r := rd.(type) {
+	case *pkt.RouteDistinguisherTwoOctetAS:
+		return fmt.Sprintf("%d:%d", r.Admin, r.Assigned)
+	case *pkt.RouteDistinguisherIPAddressAS:
+		return fmt.Sprintf("%s:%d", r.Admin, r.Assigned)
+	case *pkt.RouteDistinguisherFourOctetAS:
+		return fmt.Sprintf("%d:%d", r.Admin, r.Assigned)
+	}
+	return rd.String()
 }

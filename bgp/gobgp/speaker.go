@@ -282,7 +282,7 @@ func apiVRF(v bgp.VRF) (*api.Vrf, string, error) {
 	if err != nil {
 		return nil, "", err
 	}
-	return &api.Vrf{Name: v.Name, Rd: ard, ImportRt: aim, ExportRt: aex, Id: v.ID}, rd.String(), nil
+	return &api.Vrf{Name: v.Name, Rd: ard, ImportRt: aim, ExportRt: aex, Id: v.ID}, formatRD(rd), nil
 }
 
 // DeleteVRF deletes a VRF RIB (its peers must be deleted first).
@@ -733,7 +733,7 @@ func (s *Speaker) advEntry(p bgp.Path) (advKey, advEntry, error) {
 		if err != nil {
 			return k, advEntry{}, err
 		}
-		k.RD = rd.String()
+		k.RD = formatRD(rd)
 	}
 	ap, err := apiPath(p)
 	if err != nil {
@@ -761,7 +761,7 @@ func (s *Speaker) Withdraw(ctx context.Context, paths []bgp.Path) error {
 		k := advKey{Family: p.Family, VRF: p.VRF, Prefix: p.Prefix.Masked()}
 		if p.Family == bgp.EVPN {
 			if rd, err := parseRD(p.RD); err == nil {
-				k.RD = rd.String()
+				k.RD = formatRD(rd)
 			}
 		}
 		e, ok := s.adv[k]
