@@ -48,5 +48,9 @@
 // window is bounded so that even if every request failed, the error messages
 // fit the (forced) receive buffer; if the kernel still reports ENOBUFS, the
 // routes of the window whose outcome is unknown are reported as failed with
-// [ErrAckLost] and the next Sync re-reads the kernel.
+// [ErrAckLost] and the programmer re-reads the kernel before its next change.
+//
+// Dumps (RTM_GETROUTE filtered by protocol with NETLINK_GET_STRICT_CHK,
+// RTM_GETNEIGH) are restarted when the kernel flags them NLM_F_DUMP_INTR,
+// and only then.
 package fib

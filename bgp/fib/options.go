@@ -26,8 +26,16 @@ func defaultOptions() options {
 type Option func(*options)
 
 // WithMetric sets the priority (metric) of every route the programmer
-// installs; routes of ours with another metric are withdrawn by Sync.
-func WithMetric(m uint32) Option { return func(o *options) { o.metric = m } }
+// installs; routes of ours with another metric are withdrawn by Sync. Zero
+// is ignored: the kernel turns metric 0 of an IPv6 route into 1024, so our
+// routes would never read back as installed.
+func WithMetric(m uint32) Option {
+	return func(o *options) {
+		if m != 0 {
+			o.metric = m
+		}
+	}
+}
 
 // WithWindow sets how many requests go into one sendmsg (default 4096). It
 // is lowered further so that the answers of a window always fit the socket's
