@@ -106,6 +106,7 @@ func (d Desired) Validate() error {
 	}
 	names := make(map[string]bool)
 	vnis := make(map[uint32]string)
+	rds := make(map[string]string)
 	tables := make(map[uint32]string)
 	for _, v := range d.VRFs {
 		if v.Name == "" || names[v.Name] {
@@ -116,6 +117,12 @@ func (d Desired) Validate() error {
 			return fmt.Errorf("VRFs %s and %s share VNI %d", o, v.Name, v.VNI)
 		}
 		vnis[v.VNI] = v.Name
+		if rd := RD(d.RouterID, v.VNI); v.VNI != 0 {
+			if o, ok := rds[rd]; ok {
+				return fmt.Errorf("VRFs %s and %s would share the route distinguisher %s (VNIs equal in their low 16 bits)", o, v.Name, rd)
+			}
+			rds[rd] = v.Name
+		}
 		if v.Table == 0 || v.Table == MainTable {
 			return fmt.Errorf("VRF %s: table %d", v.Name, v.Table)
 		}

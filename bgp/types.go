@@ -230,9 +230,12 @@ type Speaker interface {
 	Peers(ctx context.Context) ([]PeerState, error)
 }
 
-// RD returns the route distinguisher of a tenant VRF: "<router-id>:<VNI>".
+// RD returns the route distinguisher of a tenant VRF: "<router-id>:<VNI>",
+// a type-1 RD. Its assigned number has 16 bits, so a VNI above 65535
+// contributes its low 16 bits; Desired.Validate refuses two VRFs of one
+// device whose RDs collide that way.
 func RD(routerID netip.Addr, vni uint32) string {
-	return fmt.Sprintf("%s:%d", routerID, vni)
+	return fmt.Sprintf("%s:%d", routerID, vni&0xffff)
 }
 
 // RT returns the auto-derived route target of a tenant VRF, "<ASN>:<VNI>"

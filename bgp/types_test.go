@@ -16,7 +16,7 @@ func TestRDRT(t *testing.T) {
 		want string
 	}{
 		{"RD", RD(netip.MustParseAddr("10.255.0.1"), 10), "10.255.0.1:10"},
-		{"RD large VNI", RD(netip.MustParseAddr("192.0.2.7"), 16777215), "192.0.2.7:16777215"},
+		{"RD large VNI", RD(netip.MustParseAddr("192.0.2.7"), 16777215), "192.0.2.7:65535"},
 		{"RT 2-byte ASN", RT(65000, 10), "65000:10"},
 		{"RT 4-byte ASN keeps low 16 bits", RT(4200000001, 10), "59905:10"},
 		{"RT 4-byte ASN 65536+65000", RT(65536+65000, 100), "65000:100"},

@@ -125,6 +125,17 @@ func formatRT(ec pkt.ExtendedCommunityInterface) (string, bool) {
 // The next hop's zero value means "self": GoBGP replaces an unspecified next
 // hop with the session's local address when it sends the path.
 func nativePath(p bgp.Path) (pkt.AddrPrefixInterface, []pkt.PathAttributeInterface, error) {
+	nlri, attrs, err := nativePathAttrs(p)
+	if err == nil && p.LocalPref != 0 {
+		// Only best-path selection on this speaker looks at it (eBGP
+		// drops LOCAL_PREF): an originated path that must lose against a
+		// received one.
+		attrs = append(attrs, pkt.NewPathAttributeLocalPref(p.LocalPref))
+	}
+	return nlri, attrs, err
+}
+
+func nativePathAttrs(p bgp.Path) (pkt.AddrPrefixInterface, []pkt.PathAttributeInterface, error) {
 	if !p.Prefix.IsValid() {
 		return nil, nil, errors.New("invalid prefix")
 	}

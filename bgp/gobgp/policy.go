@@ -84,3 +84,27 @@ func importPolicy(as []allowance) ([]*api.DefinedSet, *api.Policy) {
 	}
 	return sets, pol
 }
+
+// evpnNextHopPolicyName is the global export policy that keeps the next hop
+// of EVPN routes.
+const evpnNextHopPolicyName = "fabric-evpn-nexthop-unchanged"
+
+// evpnNextHopPolicy keeps the BGP next hop of l2vpn-evpn routes unchanged on
+// export. GoBGP sets itself as next hop towards eBGP peers; for EVPN the
+// next hop is the VTEP the traffic is tunnelled to, so a spine passing a
+// leaf's type-5 route on must keep it (as FRR does for EVPN).
+func evpnNextHopPolicy() *api.Policy {
+	return &api.Policy{
+		Name: evpnNextHopPolicyName,
+		Statements: []*api.Statement{{
+			Name: evpnNextHopPolicyName,
+			Conditions: &api.Conditions{
+				AfiSafiIn: []*api.Family{{Afi: api.Family_AFI_L2VPN, Safi: api.Family_SAFI_EVPN}},
+			},
+			Actions: &api.Actions{
+				RouteAction: api.RouteAction_NONE,
+				Nexthop:     &api.NexthopAction{Unchanged: true},
+			},
+		}},
+	}
+}

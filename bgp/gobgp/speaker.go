@@ -167,6 +167,19 @@ func (s *Speaker) Start(ctx context.Context, g bgp.Global) error {
 	}}); err != nil {
 		return fmt.Errorf("starting speaker: assigning import policy: %w", err)
 	}
+	// EVPN routes keep their next hop (the originating VTEP) when passed
+	// on over eBGP: a spine must not make itself the tunnel endpoint.
+	if err := s.srv.AddPolicy(ctx, &api.AddPolicyRequest{Policy: evpnNextHopPolicy()}); err != nil {
+		return fmt.Errorf("starting speaker: adding the EVPN next-hop policy: %w", err)
+	}
+	if err := s.srv.SetPolicyAssignment(ctx, &api.SetPolicyAssignmentRequest{Assignment: &api.PolicyAssignment{
+		Name:          "global",
+		Direction:     api.PolicyDirection_EXPORT,
+		Policies:      []*api.Policy{{Name: evpnNextHopPolicyName}},
+		DefaultAction: api.RouteAction_ACCEPT,
+	}}); err != nil {
+		return fmt.Errorf("starting speaker: assigning export policy: %w", err)
+	}
 	s.log.Info("bgp speaker started", "asn", g.ASN, "router_id", g.RouterID, "port", port)
 	return nil
 }
