@@ -4,6 +4,7 @@ import (
 	"context"
 	"fmt"
 	"log/slog"
+	"net/netip"
 	"os"
 	"path/filepath"
 	"slices"
@@ -108,6 +109,93 @@ func TestMiniLab(t *testing.T) {
 			if err := m.CheckL3VNI(ctx, leaf, vni, vrf); err != nil {
 				t.Error(err)
 			}
+		}
+	})
+
+	// Routing: FRR machines peer with the leaves, same-tenant pings cross
+	// the fabric over VXLAN, other tenants are unreachable (RoutingDemo
+	// checks all of it with real pings).
+	routingOK := t.Run("routing: ping across leaves, tenants isolated", func(t *testing.T) {
+		if err := m.RoutingDemo(ctx); err != nil {
+			t.Fatal(err)
+		}
+	})
+
+	t.Run("agent restart under a continuous ping loses no packets", func(t *testing.T) {
+		if !routingOK {
+			t.Skip("routing is not up")
+		}
+		ip1, ip2 := machineIP(t, ctx, m, "machine01"), machineIP(t, ctx, m, "machine02")
+		// One leg each: every packet crosses leaf01 and VXLAN.
+		if err := m.CutMachineLegs(ctx, false); err != nil {
+			t.Fatal(err)
+		}
+		defer m.CutMachineLegs(ctx, true)
+		if err := m.WaitAcrossLeaves(ctx, vni, ip1, ip2); err != nil {
+			t.Fatal(err)
+		}
+		stop := make(chan struct{})
+		res := make(chan scenario.PingStats, 1)
+		go func() {
+			st, err := m.PingLoop(ctx, "machine01", ip1, ip2, 50*time.Millisecond, 20000, stop)
+			if err != nil {
+				t.Error(err)
+			}
+			res <- st
+		}()
+		time.Sleep(time.Second) // a baseline before the restart
+		if err := m.Lab.StopNode(ctx, "leaf01"); err != nil {
+			t.Fatal(err)
+		}
+		if err := m.Lab.StartNode(ctx, "leaf01"); err != nil {
+			t.Fatal(err)
+		}
+		if err := m.WaitInSync(ctx, 2*time.Minute, "leaf01"); err != nil {
+			t.Fatalf("leaf01 did not re-converge: %v", err)
+		}
+		// Past the stale-route sweep of the restarted agent (all sessions
+		// up, then a quiet period).
+		if err := m.WaitSessions(ctx, "leaf01"); err != nil {
+			t.Fatal(err)
+		}
+		time.Sleep(8 * time.Second)
+		close(stop)
+		st := <-res
+		t.Logf("agent restart under ping: %d sent, %d received, %d lost", st.Sent, st.Received, st.Lost())
+		if st.Lost() != 0 {
+			t.Errorf("%d of %d pings lost across an agent restart; want 0", st.Lost(), st.Sent)
+		}
+	})
+
+	t.Run("a cut machine link reroutes", func(t *testing.T) {
+		if !routingOK {
+			t.Skip("routing is not up")
+		}
+		ip1, ip2 := machineIP(t, ctx, m, "machine01"), machineIP(t, ctx, m, "machine02")
+		stop := make(chan struct{})
+		res := make(chan scenario.PingStats, 1)
+		go func() {
+			st, err := m.PingLoop(ctx, "machine02", ip2, ip1, 20*time.Millisecond, 20000, stop)
+			if err != nil {
+				t.Error(err)
+			}
+			res <- st
+		}()
+		time.Sleep(time.Second)
+		// machine01 loses its link to leaf01: leaf01's swp1 loses carrier,
+		// its session is reset at once and traffic to machine01 moves to
+		// leaf02 (directly, or from leaf01 over VXLAN).
+		if err := m.SetLink(ctx, "machine01", "lan0", false); err != nil {
+			t.Fatal(err)
+		}
+		defer m.SetLink(ctx, "machine01", "lan0", true)
+		time.Sleep(5 * time.Second)
+		close(stop)
+		st := <-res
+		t.Logf("cut machine01's link to leaf01 under ping every 20ms: %d sent, %d lost (about %s without forwarding)",
+			st.Sent, st.Lost(), time.Duration(st.Lost())*st.Interval)
+		if st.Received == 0 || st.Lost() > st.Sent/2 {
+			t.Errorf("traffic did not reroute: %d of %d pings answered", st.Received, st.Sent)
 		}
 	})
 
@@ -479,4 +567,13 @@ type testWriter struct{ t *testing.T }
 func (w testWriter) Write(p []byte) (int, error) {
 	w.t.Log(strings.TrimRight(string(p), "\n"))
 	return len(p), nil
+}
+
+func machineIP(t *testing.T, ctx context.Context, m *scenario.MiniLab, name string) netip.Addr {
+	t.Helper()
+	ip, err := m.MachineIP(ctx, name)
+	if err != nil {
+		t.Fatal(err)
+	}
+	return ip
 }

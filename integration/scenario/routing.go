@@ -30,25 +30,20 @@ var MoreCabling = map[string][]*apiv1.Connection{
 const routingTimeout = 3 * time.Minute
 
 // ConfigureFRR gives a lab machine its address on lo and an FRR BGP config:
-// unnumbered eBGP on ifaces, announcing its /32 and the extra prefixes
-// (a default route is announced from a blackhole static, as an exit router
-// without a real upstream does).
+// unnumbered eBGP on ifaces, announcing its /32 and the extra prefixes.
 func (m *MiniLab) ConfigureFRR(ctx context.Context, node string, asn uint32, ip netip.Addr, ifaces []string, extra ...netip.Prefix) error {
 	if out, err := m.Lab.Exec(ctx, node, "ip", "addr", "replace", ip.String()+"/32", "dev", "lo"); err != nil {
 		return fmt.Errorf("%s: adding %s to lo: %v: %s", node, ip, err, out)
 	}
-	cmds := []string{"configure terminal"}
-	for _, p := range extra {
-		if p.Bits() == 0 {
-			cmds = append(cmds, "ip route 0.0.0.0/0 blackhole")
-		}
-	}
-	cmds = append(cmds,
+	cmds := []string{"configure terminal",
 		fmt.Sprintf("router bgp %d", asn),
-		"bgp router-id "+ip.String(),
+		"bgp router-id " + ip.String(),
 		"no bgp ebgp-requires-policy",
 		"bgp bestpath as-path multipath-relax",
-	)
+		// The extra prefixes (an exit router's default) have no route
+		// behind them in the lab: announce them anyway.
+		"no bgp network import-check",
+	}
 	for _, i := range ifaces {
 		cmds = append(cmds, fmt.Sprintf("neighbor %s interface remote-as external", i), fmt.Sprintf("neighbor %s timers connect 2", i))
 	}
@@ -326,9 +321,17 @@ func (m *MiniLab) RoutingDemo(ctx context.Context) error {
 	fmt.Fprintf(m.Out, "leaf01 table %d (internet): %s\n", vniInet, r)
 	fmt.Fprintf(m.Out, "BGP routes in the kernel %s after FRR was configured\n", time.Since(start).Round(time.Millisecond))
 
+	// The machines learn each other's /32 from the leaves.
+	for _, w := range [][2]string{{"machine01", "machine02"}, {"machine02", "machine01"}} {
+		r, err := m.WaitRoute(ctx, w[0], 254, ips[w[1]].String()+"/32", "learned over BGP", func(r kernelRoute) bool { return len(r.gateways()) > 0 })
+		if err != nil {
+			return m.routingDebug(ctx, err)
+		}
+		fmt.Fprintf(m.Out, "%s: %s\n", w[0], r)
+	}
 	// Same tenant, both machines on both leaves.
 	if n, out := m.Ping(ctx, "machine01", ips["machine01"], ips["machine02"], 5); n == 0 {
-		return fmt.Errorf("machine01 cannot reach machine02 in tenant-a:\n%s", out)
+		return m.routingDebug(ctx, fmt.Errorf("machine01 cannot reach machine02 in tenant-a:\n%s", out))
 	}
 	fmt.Fprintf(m.Out, "ok: machine01 -> machine02 (tenant-a) answered\n")
 	// Different tenants.
@@ -375,7 +378,7 @@ func (m *MiniLab) RoutingDemo(ctx context.Context) error {
 		return err
 	}
 	if n == 0 {
-		return fmt.Errorf("machine01 cannot reach machine02 across the leaves:\n%s", out)
+		return m.routingDebug(ctx, fmt.Errorf("machine01 cannot reach machine02 across the leaves:\n%s", out))
 	}
 	if after-before < uint64(n) {
 		return fmt.Errorf("leaf01's %s sent %d packets for %d answered pings: the traffic did not cross VXLAN", vx, after-before, n)
@@ -411,4 +414,125 @@ func (m *MiniLab) RoutingDemo(ctx context.Context) error {
 		return err
 	}
 	return m.SetLink(ctx, "machine02", "lan0", true)
+}
+
+// routingDebug prints what helps to understand a routing failure and
+// returns err.
+func (m *MiniLab) routingDebug(ctx context.Context, err error) error {
+	fmt.Fprintf(m.Out, "\n--- routing state after the failure ---\n")
+	for _, node := range []string{"machine01", "machine02"} {
+		out, _ := m.Lab.Exec(ctx, node, "vtysh", "-N", node, "-c", "show bgp ipv4 unicast", "-c", "show ip route")
+		fmt.Fprintf(m.Out, "\n%s:\n%s", node, out)
+	}
+	for _, leaf := range []string{"leaf01", "leaf02"} {
+		for _, args := range [][]string{
+			{"ip", "-n", m.Lab.NetNS(leaf), "route", "show", "table", "all", "proto", "200"},
+			{"ip", "-n", m.Lab.NetNS(leaf), "neigh", "show"},
+			{"ip", "-n", m.Lab.NetNS(leaf), "-d", "link", "show", "type", "vrf"},
+			{"sysctl", "-n", "net.ipv4.ip_forward"},
+		} {
+			out, _ := execOut(ctx, args[0], args[1:]...)
+			fmt.Fprintf(m.Out, "\n%s $ %s\n%s", leaf, strings.Join(args, " "), out)
+		}
+		_ = m.Fabricctl(ctx, "device", "show", leaf)
+	}
+	return err
+}
+
+// PingStats is the outcome of a ping run.
+type PingStats struct {
+	Sent, Received int
+	Interval       time.Duration
+}
+
+// Lost returns the number of unanswered pings.
+func (p PingStats) Lost() int { return p.Sent - p.Received }
+
+// PingLoop pings dst from a node every interval until stop is closed (at
+// most max pings) and returns the counts. It runs ping in the node's
+// namespace; the result comes from ping's own summary.
+func (m *MiniLab) PingLoop(ctx context.Context, node string, src, dst netip.Addr, interval time.Duration, max int, stop <-chan struct{}) (PingStats, error) {
+	pctx, cancel := context.WithCancel(ctx)
+	defer cancel()
+	c, err := m.Lab.Command(pctx, node, "ping", "-n", "-q", "-i", fmt.Sprintf("%.3f", interval.Seconds()), "-W", "1",
+		"-c", fmt.Sprint(max), "-I", src.String(), dst.String())
+	if err != nil {
+		return PingStats{}, err
+	}
+	var out strings.Builder
+	c.Stdout, c.Stderr = &out, &out
+	if err := c.Start(); err != nil {
+		return PingStats{}, fmt.Errorf("starting ping in %s: %w", node, err)
+	}
+	done := make(chan error, 1)
+	go func() { done <- c.Wait() }()
+	select {
+	case <-stop:
+		// SIGINT makes ping print its summary and exit.
+		_ = c.Process.Signal(interruptSignal)
+		<-done
+	case <-done:
+	}
+	st := PingStats{Interval: interval}
+	for _, line := range strings.Split(out.String(), "\n") {
+		if strings.Contains(line, "packets transmitted") {
+			fmt.Sscanf(line, "%d packets transmitted, %d received", &st.Sent, &st.Received)
+		}
+	}
+	if st.Sent == 0 {
+		return st, fmt.Errorf("ping in %s sent nothing: %s", node, out.String())
+	}
+	return st, nil
+}
+
+// CutMachineLegs leaves machine01 only on leaf01 and machine02 only on
+// leaf02 (up=false), or restores both legs (up=true): with one leg each,
+// their traffic crosses the fabric over VXLAN.
+func (m *MiniLab) CutMachineLegs(ctx context.Context, up bool) error {
+	if err := m.SetLink(ctx, "machine01", "lan1", up); err != nil {
+		return err
+	}
+	return m.SetLink(ctx, "machine02", "lan0", up)
+}
+
+// WaitAcrossLeaves waits until leaf01 routes machine02's address via
+// leaf02's VTEP and leaf02 routes machine01's via leaf01's.
+func (m *MiniLab) WaitAcrossLeaves(ctx context.Context, table uint32, ip1, ip2 netip.Addr) error {
+	for _, w := range []struct {
+		leaf, peer string
+		ip         netip.Addr
+	}{{"leaf01", "leaf02", ip2}, {"leaf02", "leaf01", ip1}} {
+		vtep, err := m.Loopback(ctx, w.peer)
+		if err != nil {
+			return err
+		}
+		if _, err := m.WaitRoute(ctx, w.leaf, table, w.ip.String()+"/32", "via "+w.peer+"'s VTEP", func(r kernelRoute) bool {
+			g := r.gateways()
+			return len(g) == 1 && g[0] == vtep.String()
+		}); err != nil {
+			return err
+		}
+	}
+	return nil
+}
+
+// WaitSessions waits until every BGP session a switch reports is
+// established.
+func (m *MiniLab) WaitSessions(ctx context.Context, name string) error {
+	return poll(ctx, routingTimeout, func(ctx context.Context) (bool, string, error) {
+		d, err := m.API.GetDevice(ctx, &apiv1.GetDeviceRequest{Hostname: name})
+		if err != nil {
+			return false, "", err
+		}
+		ss := d.GetRouting().GetSessions()
+		if len(ss) == 0 {
+			return false, name + " reports no BGP sessions", nil
+		}
+		for _, s := range ss {
+			if s.GetState() != "established" {
+				return false, fmt.Sprintf("%s: session %s %s is %s", name, s.GetVrf(), s.GetPeer(), s.GetState()), nil
+			}
+		}
+		return true, "", nil
+	})
 }

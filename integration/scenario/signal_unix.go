@@ -1,0 +1,6 @@
+package scenario
+
+import "syscall"
+
+// interruptSignal makes ping print its summary and exit.
+var interruptSignal = syscall.SIGINT
