@@ -18,6 +18,9 @@ declare -A need=(
   [nft]=nftables
   # The mini-lab machines run lldpd (lldpcli comes with it).
   [lldpd]=lldpd
+  # The mini-lab machines and the exit router run FRR (zebra + bgpd), and
+  # the BGP tests and benchmarks use it as the peer.
+  [vtysh]=frr
   # The unit files are checked with systemd-analyze verify.
   [systemd-analyze]=systemd
   # make deb's test inspects the packages.

@@ -121,6 +121,56 @@ func TestMiniLab(t *testing.T) {
 		}
 	})
 
+	t.Run("machine session rejects prefixes outside its allowance", func(t *testing.T) {
+		if !routingOK {
+			t.Skip("routing is not up")
+		}
+		ip3 := machineIP(t, ctx, m, "machine03")
+		bad := []netip.Prefix{
+			netip.PrefixFrom(ip3, 32),                 // another tenant's /32
+			netip.MustParsePrefix("203.0.113.128/25"), // a more specific of the internet network exit01 is in
+			netip.MustParsePrefix("0.0.0.0/0"),        // a default route
+		}
+		vrf := fmt.Sprintf("vrf%d", vni)
+		before, err := m.Session(ctx, "leaf01", vrf, "swp1")
+		if err != nil {
+			t.Fatal(err)
+		}
+		if err := m.FRRNetworks(ctx, "machine01", scenario.MachineASN(1), false, bad...); err != nil {
+			t.Fatal(err)
+		}
+		defer m.FRRNetworks(ctx, "machine01", scenario.MachineASN(1), true, bad...)
+		deadline := time.Now().Add(2 * time.Minute)
+		for {
+			s, err := m.Session(ctx, "leaf01", vrf, "swp1")
+			if err != nil {
+				t.Fatal(err)
+			}
+			if s.GetRejected() >= before.GetRejected()+uint64(len(bad)) {
+				t.Logf("leaf01 swp1 (machine01): received %d, accepted %d, rejected %d (was %d)", s.GetReceived(), s.GetAccepted(), s.GetRejected(), before.GetRejected())
+				if s.GetAccepted() != before.GetAccepted() {
+					t.Errorf("accepted prefixes changed from %d to %d", before.GetAccepted(), s.GetAccepted())
+				}
+				break
+			}
+			if time.Now().After(deadline) {
+				t.Fatalf("leaf01 swp1 rejected %d prefixes, want at least %d", s.GetRejected(), before.GetRejected()+uint64(len(bad)))
+			}
+			time.Sleep(500 * time.Millisecond)
+		}
+		for _, p := range bad {
+			for _, leaf := range []string{"leaf01", "leaf02"} {
+				key := p.String()
+				if p.Bits() == 0 {
+					key = "default"
+				}
+				if r, found, err := m.Route(ctx, leaf, vni, key); err != nil || found {
+					t.Errorf("%s table %d has %s (%v, err %v): the allowance did not hold", leaf, vni, p, r, err)
+				}
+			}
+		}
+	})
+
 	t.Run("agent restart under a continuous ping loses no packets", func(t *testing.T) {
 		if !routingOK {
 			t.Skip("routing is not up")

@@ -397,7 +397,7 @@ func (m *MiniLab) RoutingDemo(ctx context.Context) error {
 	for _, args := range [][]string{
 		{"ip", "-n", m.Lab.NetNS("leaf01"), "route", "show", "table", fmt.Sprint(vniA)},
 		{"ip", "-n", m.Lab.NetNS("leaf01"), "route", "show", "proto", "200"},
-		{"ip", "-n", m.Lab.NetNS("leaf01"), "neigh", "show", "nud", "noarp"},
+		{"ip", "-n", m.Lab.NetNS("leaf01"), "neigh", "show", "nud", "permanent"},
 		{"bridge", "-n", m.Lab.NetNS("leaf01"), "fdb", "show", "dev", vx},
 	} {
 		out, err := execOut(ctx, args[0], args[1:]...)
@@ -429,7 +429,7 @@ func (m *MiniLab) routingDebug(ctx context.Context, err error) error {
 			{"ip", "-n", m.Lab.NetNS(leaf), "route", "show", "table", "all", "proto", "200"},
 			{"ip", "-n", m.Lab.NetNS(leaf), "neigh", "show"},
 			{"ip", "-n", m.Lab.NetNS(leaf), "-d", "link", "show", "type", "vrf"},
-			{"sysctl", "-n", "net.ipv4.ip_forward"},
+			{"ip", "netns", "exec", m.Lab.NetNS(leaf), "sysctl", "-n", "net.ipv4.ip_forward"},
 		} {
 			out, _ := execOut(ctx, args[0], args[1:]...)
 			fmt.Fprintf(m.Out, "\n%s $ %s\n%s", leaf, strings.Join(args, " "), out)
@@ -535,4 +535,35 @@ func (m *MiniLab) WaitSessions(ctx context.Context, name string) error {
 		}
 		return true, "", nil
 	})
+}
+
+// FRRNetworks adds (or with no=true removes) network statements on a lab
+// machine's FRR.
+func (m *MiniLab) FRRNetworks(ctx context.Context, node string, asn uint32, no bool, prefixes ...netip.Prefix) error {
+	argv := []string{"vtysh", "-N", node, "-c", "configure terminal", "-c", fmt.Sprintf("router bgp %d", asn), "-c", "address-family ipv4 unicast"}
+	for _, p := range prefixes {
+		cmd := "network " + p.String()
+		if no {
+			cmd = "no " + cmd
+		}
+		argv = append(argv, "-c", cmd)
+	}
+	if out, err := m.Lab.Exec(ctx, node, append(argv, "-c", "end")...); err != nil {
+		return fmt.Errorf("%s: changing FRR networks: %v: %s", node, err, out)
+	}
+	return nil
+}
+
+// Session returns a switch's BGP session on a port as it reported it.
+func (m *MiniLab) Session(ctx context.Context, device, vrf, port string) (*apiv1.BgpSession, error) {
+	d, err := m.API.GetDevice(ctx, &apiv1.GetDeviceRequest{Hostname: device})
+	if err != nil {
+		return nil, err
+	}
+	for _, s := range d.GetRouting().GetSessions() {
+		if s.GetPeer() == port && s.GetVrf() == vrf {
+			return s, nil
+		}
+	}
+	return nil, fmt.Errorf("%s reports no session on %s in %q", device, port, vrf)
 }
