@@ -112,7 +112,6 @@ func (a *Agent) routingEvent(ctx context.Context, e fabric.Event, carrier map[st
 		was, known := carrier[e.Link]
 		carrier[e.Link] = e.Carrier
 		if (!known || was) && !e.Carrier {
-			a.log.Info("port lost carrier: resetting its BGP sessions", "port", e.Link)
 			a.routing.LinkDown(ctx, e.Link)
 		}
 	}

@@ -69,6 +69,9 @@ const (
 	// GracefulRestartTime is how long peers keep our routes while the agent
 	// restarts.
 	GracefulRestartTime = 120 * time.Second
+	// SelectionDeferral bounds how long a restarting agent's speaker holds
+	// its updates back waiting for its peers' End-of-RIB.
+	SelectionDeferral = 30 * time.Second
 	// MainTable is the kernel's main routing table: underlay routes go
 	// there.
 	MainTable = 254
@@ -150,8 +153,9 @@ func (d Desired) Validate() error {
 }
 
 // global is the speaker's global configuration for d.
-func (d Desired) global(listenPort int32) Global {
-	return Global{ASN: d.ASN, RouterID: d.RouterID, ListenPort: listenPort, Multipath: true, GracefulRestart: GracefulRestartTime}
+func (d Desired) global(listenPort int32, restarting bool) Global {
+	return Global{ASN: d.ASN, RouterID: d.RouterID, ListenPort: listenPort, Multipath: true, GracefulRestart: GracefulRestartTime,
+		Restarting: restarting, SelectionDeferral: SelectionDeferral}
 }
 
 // peers returns every session d asks for, sorted by key.

@@ -50,8 +50,11 @@ type Reconciler struct {
 	sweepMax   time.Duration
 	sweepQuiet time.Duration
 
-	mu      sync.Mutex
-	started bool
+	restarting bool
+
+	mu          sync.Mutex
+	started     bool
+	everStarted bool
 	global  Global
 	desired Desired
 	vrfs    map[string]TenantVRF
@@ -84,6 +87,11 @@ func WithLogger(l *slog.Logger) Option { return func(r *Reconciler) { r.log = l 
 
 // WithListenPort sets the speaker's listen port (0: 179, -1: none).
 func WithListenPort(p int32) Option { return func(r *Reconciler) { r.listenPort = p } }
+
+// WithRestarting tells that the kernel holds routes of a previous run
+// (the agent restarted, the machine did not): the first start of the
+// speaker is a graceful restart (Global.Restarting).
+func WithRestarting(b bool) Option { return func(r *Reconciler) { r.restarting = b } }
 
 // WithSweep sets when routes left in the kernel by a previous run that no
 // session re-announced are removed: once every session is established and
@@ -133,7 +141,7 @@ func (r *Reconciler) Apply(ctx context.Context, d Desired) error {
 	r.mu.Lock()
 	defer r.mu.Unlock()
 
-	g := d.global(r.listenPort)
+	g := d.global(r.listenPort, r.restarting && !r.everStarted)
 	if r.started && (r.global.ASN != g.ASN || r.global.RouterID != g.RouterID) {
 		// ASN or router id changed: the only way is a restart of every
 		// session. Kernel routes stay until the new sessions replace them.
@@ -146,7 +154,7 @@ func (r *Reconciler) Apply(ctx context.Context, d Desired) error {
 		if err := r.sp.Start(ctx, g); err != nil {
 			return fmt.Errorf("starting BGP speaker: %w", err)
 		}
-		r.started, r.global = true, g
+		r.started, r.global, r.everStarted = true, g, true
 		r.startWatch()
 	}
 	// A new VTEP changes every export (its next hop) and which imports
@@ -723,7 +731,7 @@ func (r *Reconciler) LinkDown(ctx context.Context, iface string) {
 			r.log.Warn("resetting BGP session after link down", "peer", k.String(), "error", err)
 			continue
 		}
-		r.log.Info("BGP session reset: link down", "peer", k.String())
+		r.log.Info("BGP session reset: its port lost carrier", "peer", k.String())
 	}
 }
 

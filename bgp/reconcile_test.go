@@ -33,7 +33,7 @@ func TestApplyFirstConfig(t *testing.T) {
 	if diff := cmp.Diff(want, sp.takeCalls()); diff != "" {
 		t.Errorf("calls (-want +got):\n%s", diff)
 	}
-	wantGlobal := Global{ASN: testASN, RouterID: routerID, ListenPort: -1, Multipath: true, GracefulRestart: GracefulRestartTime}
+	wantGlobal := Global{ASN: testASN, RouterID: routerID, ListenPort: -1, Multipath: true, GracefulRestart: GracefulRestartTime, SelectionDeferral: SelectionDeferral}
 	if diff := cmp.Diff(wantGlobal, sp.global, cmpOpts); diff != "" {
 		t.Errorf("global (-want +got):\n%s", diff)
 	}
@@ -473,4 +473,28 @@ func TestSweepWaitsForQuiet(t *testing.T) {
 		time.Sleep(20 * time.Millisecond)
 	}
 	waitFor(t, "the sweep once quiet", func() bool { return f.syncCount() >= 1 })
+}
+
+// A reconciler told that the kernel kept a previous run's routes starts the
+// speaker restarting (RFC 4724), once: a later restart of the speaker (an
+// ASN change) is not a graceful restart any more.
+func TestApplyRestarting(t *testing.T) {
+	sp := newFakeSpeaker()
+	r := NewReconciler(sp, newFakeFIB(), WithListenPort(-1), WithRestarting(true))
+	t.Cleanup(func() { _ = r.Stop(context.Background()) })
+	ctx := t.Context()
+	d := leaf()
+	if err := r.Apply(ctx, d); err != nil {
+		t.Fatal(err)
+	}
+	if !sp.global.Restarting || sp.global.SelectionDeferral != SelectionDeferral {
+		t.Errorf("first start: Restarting=%t SelectionDeferral=%v, want true %v", sp.global.Restarting, sp.global.SelectionDeferral, SelectionDeferral)
+	}
+	d.ASN++
+	if err := r.Apply(ctx, d); err != nil {
+		t.Fatal(err)
+	}
+	if sp.global.Restarting {
+		t.Error("the speaker restarted for an ASN change still claims a graceful restart")
+	}
 }

@@ -37,6 +37,14 @@ type Global struct {
 	// GracefulRestart enables graceful restart (RFC 4724) with this restart
 	// time on every peer that sets Peer.GracefulRestart; 0 disables it.
 	GracefulRestart time.Duration
+	// Restarting tells that the kernel still forwards with the routes of a
+	// previous run (the agent restarted, the machine did not): the sessions
+	// configured within SelectionDeferral of the start announce the restart
+	// state (RFC 4724 4.1), and the speaker sends nothing, End-of-RIB
+	// included, until every peer sent its End-of-RIB or SelectionDeferral
+	// passed, so peers keep our stale routes until ours are complete.
+	Restarting        bool
+	SelectionDeferral time.Duration
 }
 
 // Peer is one BGP session's configuration.

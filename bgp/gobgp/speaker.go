@@ -73,6 +73,8 @@ type Speaker struct {
 	adv     map[advKey]advEntry
 	stopped chan struct{} // closed by Stop
 	wg      sync.WaitGroup
+	// restartUntil: peers added before it announce the restart state.
+	restartUntil time.Time
 }
 
 var _ bgp.Speaker = (*Speaker)(nil)
@@ -150,6 +152,10 @@ func (s *Speaker) Start(ctx context.Context, g bgp.Global) error {
 	}
 	s.started = true
 	s.global = g
+	s.restartUntil = time.Time{}
+	if g.Restarting && g.GracefulRestart > 0 {
+		s.restartUntil = time.Now().Add(deferral(g))
+	}
 	s.vrfs = map[string]bgp.VRF{}
 	s.rdToVRF = map[string]string{}
 	s.peers = map[bgp.PeerKey]*peerEntry{}
@@ -459,6 +465,12 @@ func (s *Speaker) apiPeer(p bgp.Peer, gaddr string) *api.Peer {
 		ap.GracefulRestart = &api.GracefulRestart{
 			Enabled:     true,
 			RestartTime: uint32(seconds(s.global.GracefulRestart, s.global.GracefulRestart)),
+		}
+		if time.Now().Before(s.restartUntil) {
+			// RFC 4724 4.1: the restart state bit, and selection deferral
+			// until every peer's End-of-RIB (GoBGP's LocalRestarting).
+			ap.GracefulRestart.LocalRestarting = true
+			ap.GracefulRestart.DeferralTime = uint32(deferral(s.global) / time.Second)
 		}
 	}
 	for _, f := range peerFamilies(p) {
@@ -916,4 +928,12 @@ func sessionState(st api.PeerState_SessionState) bgp.SessionState {
 		return bgp.StateEstablished
 	}
 	return bgp.StateIdle
+}
+
+// deferral is the selection deferral of a restarting speaker (default 30 s).
+func deferral(g bgp.Global) time.Duration {
+	if g.SelectionDeferral > 0 {
+		return g.SelectionDeferral
+	}
+	return 30 * time.Second
 }

@@ -258,8 +258,17 @@ func run(ctx context.Context, args []string, stdout, stderr io.Writer) int {
 			return exitError
 		}
 		defer prog.Close()
+		// Routes of ours still in the kernel: the agent restarted and the
+		// dataplane kept forwarding, so BGP restarts gracefully.
+		restarting := false
+		if _, err := prog.Apply(ctx, fib.Batch{}); err != nil {
+			log.Warn("reading the kernel's routes", "err", err)
+		} else if n := len(prog.Installed()); n > 0 {
+			restarting = true
+			log.Info("routes of a previous run in the kernel: graceful restart", "routes", n)
+		}
 		routing = bgp.NewReconciler(gobgp.New(gobgp.WithLogger(log)), bgp.ProgrammerFIB{P: prog},
-			bgp.WithLogger(log), bgp.WithListenPort(int32(*bgpPort)))
+			bgp.WithLogger(log), bgp.WithListenPort(int32(*bgpPort)), bgp.WithRestarting(restarting))
 		opts = append(opts, agent.WithRouting(routing))
 	}
 	a, err := agent.New(cfg, opts...)
