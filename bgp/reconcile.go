@@ -55,12 +55,12 @@ type Reconciler struct {
 	mu          sync.Mutex
 	started     bool
 	everStarted bool
-	global  Global
-	desired Desired
-	vrfs    map[string]TenantVRF
-	peers   map[PeerKey]Peer
-	svrfs   map[string]VRF
-	origin  map[string]Path // global originations by prefix
+	global      Global
+	desired     Desired
+	vrfs        map[string]TenantVRF
+	peers       map[PeerKey]Peer
+	svrfs       map[string]VRF
+	origin      map[string]Path // global originations by prefix
 
 	rib       *rib
 	installed map[RouteKey]fib.Route

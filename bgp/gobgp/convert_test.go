@@ -49,9 +49,11 @@ func TestParseRD(t *testing.T) {
 		{in: "10.255.0.1:100", out: "10.255.0.1:100"},
 		{in: "65001:100010", out: "65001:100010"},
 		{in: "4200000001:7", out: "4200000001:7"},
-		// bgp.RD(router ID, VNI) with a VNI above 65535 does not fit a
-		// type-1 RD; GoBGP would truncate it silently.
-		{in: bgp.RD(netip.MustParseAddr("10.255.0.1"), 100010), err: true},
+		// bgp.RD keeps a VNI above 65535 to its low 16 bits, so it fits a
+		// type-1 RD; a longer assigned number would be truncated by
+		// GoBGP silently and is refused.
+		{in: bgp.RD(netip.MustParseAddr("10.255.0.1"), 100010), out: "10.255.0.1:34474"},
+		{in: "10.255.0.1:100010", err: true},
 		{in: "4200000001:100010", err: true},
 		{in: "nonsense", err: true},
 	} {
