@@ -510,3 +510,9 @@ func onlink(addr netip.Addr, svi string) fib.NextHop {
 func remote(vtep netip.Addr, mac net.HardwareAddr, vni uint32) fib.Remote {
 	return fib.Remote{VTEP: vtep, RouterMAC: mac, SVI: fmt.Sprintf("l3vni%d", vni), VXLAN: fmt.Sprintf("vx%d", vni), VLAN: uint16(vni)}
 }
+
+func (f *fakeFIB) Kernel(context.Context) ([]fib.Route, error) {
+	f.mu.Lock()
+	defer f.mu.Unlock()
+	return sortedRoutes(slices.Collect(maps.Values(f.routes))), nil
+}

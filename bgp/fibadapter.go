@@ -24,6 +24,15 @@ func (f ProgrammerFIB) Remove(ctx context.Context, routes []fib.Route, remotes [
 	return routeErrors(routes, res, err)
 }
 
+// Kernel implements FIB.
+func (f ProgrammerFIB) Kernel(ctx context.Context) ([]fib.Route, error) {
+	// An empty batch loads the kernel's routes of ours (once).
+	if _, err := f.P.Apply(ctx, fib.Batch{}); err != nil {
+		return nil, err
+	}
+	return f.P.Installed(), nil
+}
+
 // Sync implements FIB.
 func (f ProgrammerFIB) Sync(ctx context.Context, routes []fib.Route, remotes []fib.Remote) ([]RouteError, error) {
 	res, err := f.P.Sync(ctx, routes, remotes)

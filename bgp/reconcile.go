@@ -22,6 +22,9 @@ type FIB interface {
 	Install(ctx context.Context, routes []fib.Route, remotes []fib.Remote) []RouteError
 	Remove(ctx context.Context, routes []fib.Route, remotes []fib.Remote) []RouteError
 	Sync(ctx context.Context, routes []fib.Route, remotes []fib.Remote) ([]RouteError, error)
+	// Kernel returns the routes of ours the kernel holds (read once, at
+	// start: routes a previous run left, still forwarding).
+	Kernel(ctx context.Context) ([]fib.Route, error)
 }
 
 // RouteError is one route that failed to install or to be removed.
@@ -51,6 +54,7 @@ type Reconciler struct {
 	sweepQuiet time.Duration
 
 	restarting bool
+	adopted    bool // adoptLocked ran
 
 	mu          sync.Mutex
 	started     bool
@@ -182,6 +186,14 @@ func (r *Reconciler) Apply(ctx context.Context, d Desired) error {
 			continue
 		}
 		r.svrfs[v.Name] = v
+	}
+	// A restarting agent first re-originates what the kernel shows it
+	// originated before, so that its first updates after the restart
+	// (sent once its peers' End-of-RIB arrived) are complete and no peer
+	// drops a stale route that is still valid.
+	if g.Restarting && !r.adopted {
+		r.adopted = true
+		errs = append(errs, r.adoptLocked(ctx))
 	}
 	// Sessions.
 	wantPeers := make(map[PeerKey]Peer)
@@ -640,6 +652,9 @@ func (r *Reconciler) sweepWhenSettled(ctx context.Context) {
 			ready = time.Since(quietSince) >= r.sweepQuiet
 		}
 		if ready {
+			if err := r.sweepOrigins(ctx); err != nil {
+				r.log.Warn("sweeping stale originations", "error", err)
+			}
 			if err := r.Resync(ctx); err != nil {
 				r.log.Warn("sweeping stale routes", "error", err)
 				continue
@@ -759,4 +774,76 @@ func (r *Reconciler) stopLocked(ctx context.Context) error {
 		return fmt.Errorf("stopping BGP speaker: %w", err)
 	}
 	return nil
+}
+
+// adoptLocked re-originates, from the routes of ours the kernel holds, the
+// EVPN exports (a VRF route via a machine port) and the imports handed to
+// machines (a VRF route via the L3VNI's SVI) of the previous run, and books
+// them like any other origination: the first recompute of a destination
+// keeps, changes or withdraws them, and the sweep withdraws those no best
+// path confirmed.
+func (r *Reconciler) adoptLocked(ctx context.Context) error {
+	routes, err := r.fib.Kernel(ctx)
+	if err != nil {
+		return fmt.Errorf("reading the routes of the previous run: %w", err)
+	}
+	byTable := make(map[uint32]TenantVRF)
+	for _, v := range r.vrfs {
+		byTable[v.Table] = v
+	}
+	d := &r.desired
+	var adv []Path
+	for _, rt := range routes {
+		v, ok := byTable[rt.Table]
+		if !ok || !v.evpn() || len(rt.NextHops) == 0 {
+			continue
+		}
+		k := vrfPrefix{VRF: v.Name, Prefix: rt.Prefix}
+		viaSVI := true
+		for _, nh := range rt.NextHops {
+			viaSVI = viaSVI && nh.Interface == v.SVI
+		}
+		if viaSVI {
+			p := Path{Family: IPv4Unicast, VRF: v.Name, Prefix: rt.Prefix, LocalPref: importLocalPref}
+			if rt.Prefix.Addr().Is6() {
+				p.Family = IPv6Unicast
+			}
+			r.injects[k] = p
+			adv = append(adv, p)
+			continue
+		}
+		p := Path{
+			Family: EVPN, Prefix: rt.Prefix, NextHop: d.VTEP, RD: RD(d.RouterID, v.VNI),
+			RouteTargets: []string{RT(d.ASN, v.VNI)}, RouterMAC: v.RouterMAC, VNI: v.VNI,
+		}
+		r.exports[k] = p
+		adv = append(adv, p)
+	}
+	if len(adv) == 0 {
+		return nil
+	}
+	r.log.Info("graceful restart: re-originating what the kernel still forwards", "paths", len(adv))
+	if err := r.sp.Advertise(ctx, adv); err != nil {
+		return fmt.Errorf("re-originating %d paths of the previous run: %w", len(adv), err)
+	}
+	return nil
+}
+
+// sweepOrigins recomputes every destination the reconciler originates for,
+// so originations adopted from the previous run that no best path
+// confirmed are withdrawn.
+func (r *Reconciler) sweepOrigins(ctx context.Context) error {
+	r.mu.Lock()
+	defer r.mu.Unlock()
+	if !r.started {
+		return nil
+	}
+	s := newScope()
+	for k := range r.exports {
+		s.vrf[k] = struct{}{}
+	}
+	for k := range r.injects {
+		s.vrf[k] = struct{}{}
+	}
+	return r.recompute(ctx, s, nil)
 }

@@ -498,3 +498,59 @@ func TestApplyRestarting(t *testing.T) {
 		t.Error("the speaker restarted for an ASN change still claims a graceful restart")
 	}
 }
+
+// A restarting reconciler re-originates, before any session is added, the
+// exports and imports the kernel shows from the previous run; those no best
+// path confirms are withdrawn by the sweep, those confirmed stay untouched.
+func TestRestartAdoptsOriginations(t *testing.T) {
+	sp, f := newFakeSpeaker(), newFakeFIB()
+	machine := netip.MustParseAddr("fe80::1")
+	remote := netip.MustParseAddr("10.255.0.2")
+	// The previous run's kernel: a machine route in red (via swp1) and an
+	// import in red (via the SVI), plus one more machine route nobody will
+	// announce again.
+	f.routes[RouteKey{Table: 10, Prefix: pfx("192.0.2.1/32")}] = fib.Route{Table: 10, Prefix: pfx("192.0.2.1/32"), NextHops: []fib.NextHop{{Addr: machine, Interface: "swp1"}}}
+	f.routes[RouteKey{Table: 10, Prefix: pfx("192.0.2.9/32")}] = fib.Route{Table: 10, Prefix: pfx("192.0.2.9/32"), NextHops: []fib.NextHop{{Addr: machine, Interface: "swp1"}}}
+	f.routes[RouteKey{Table: 10, Prefix: pfx("203.0.113.5/32")}] = fib.Route{Table: 10, Prefix: pfx("203.0.113.5/32"), NextHops: []fib.NextHop{{Addr: remote, Interface: "l3vni10", OnLink: true}}}
+	r := NewReconciler(sp, f, WithListenPort(-1), WithRestarting(true), WithSweep(10*time.Millisecond, time.Hour))
+	t.Cleanup(func() { _ = r.Stop(context.Background()) })
+	if err := r.Apply(t.Context(), leaf()); err != nil {
+		t.Fatal(err)
+	}
+	calls := sp.takeCalls()
+	firstPeer := slices.IndexFunc(calls, func(c string) bool { return strings.HasPrefix(c, "AddPeer") })
+	adopted := slices.IndexFunc(calls, func(c string) bool { return strings.Contains(c, "l2vpn-evpn") })
+	if adopted < 0 || firstPeer < 0 || adopted > firstPeer {
+		t.Fatalf("calls %q: want the re-originations before the first AddPeer", calls)
+	}
+	want := []Path{
+		{Family: EVPN, Prefix: pfx("192.0.2.1/32"), NextHop: ourVTEP, RD: RD(routerID, 10), RouteTargets: []string{RT(testASN, 10)}, RouterMAC: macRed, VNI: 10},
+		{Family: EVPN, Prefix: pfx("192.0.2.9/32"), NextHop: ourVTEP, RD: RD(routerID, 10), RouteTargets: []string{RT(testASN, 10)}, RouterMAC: macRed, VNI: 10},
+		{Family: IPv4Unicast, Prefix: pfx("10.255.0.1/32")},
+		{Family: IPv4Unicast, VRF: "red", Prefix: pfx("203.0.113.5/32"), LocalPref: importLocalPref},
+	}
+	if diff := cmp.Diff(sortPaths(want), sortPaths(sp.originated()), cmpOpts); diff != "" {
+		t.Errorf("originated after the restart (-want +got):\n%s", diff)
+	}
+	// The machine announces 192.0.2.1 again, the remote VTEP its prefix;
+	// 192.0.2.9 is gone. All sessions up: the sweep withdraws 192.0.2.9.
+	sp.push(t, machineUpdate("red", "192.0.2.1/32", "swp1", machine), type5("203.0.113.5/32", remote, macRed, 10, RT(4200000002, 10)))
+	sp.setStates(PeerState{Key: PeerKey{Name: "swp31"}, State: StateEstablished})
+	deadline := time.Now().Add(10 * time.Second)
+	for slices.ContainsFunc(sp.originated(), func(p Path) bool { return p.Prefix == pfx("192.0.2.9/32") }) {
+		if time.Now().After(deadline) {
+			t.Fatal("the sweep did not withdraw the unconfirmed export 192.0.2.9/32")
+		}
+		time.Sleep(20 * time.Millisecond)
+	}
+	want = slices.DeleteFunc(want, func(p Path) bool { return p.Prefix == pfx("192.0.2.9/32") })
+	if diff := cmp.Diff(sortPaths(want), sortPaths(sp.originated()), cmpOpts); diff != "" {
+		t.Errorf("originated after the sweep (-want +got):\n%s", diff)
+	}
+}
+
+func sortPaths(ps []Path) []Path {
+	return slices.SortedFunc(slices.Values(ps), func(a, b Path) int {
+		return strings.Compare(string(a.Family)+a.VRF+a.Prefix.String(), string(b.Family)+b.VRF+b.Prefix.String())
+	})
+}
