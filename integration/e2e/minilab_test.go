@@ -9,6 +9,7 @@ import (
 	"path/filepath"
 	"slices"
 	"strings"
+	"sync"
 	"testing"
 	"time"
 
@@ -40,7 +41,7 @@ func TestMiniLab(t *testing.T) {
 	}
 	t.Cleanup(func() {
 		if t.Failed() {
-			for _, n := range []string{"controller", "leaf01", "leaf02", "spine01"} {
+			for _, n := range []string{"controller", "leaf01", "leaf02", "spine01", "spine02"} {
 				if b, err := os.ReadFile(m.Lab.NodeLog(n)); err == nil {
 					t.Logf("=== %s console.log (tail) ===\n%s", n, tail(string(b), 40))
 				}
@@ -171,49 +172,170 @@ func TestMiniLab(t *testing.T) {
 		}
 	})
 
-	t.Run("agent restart under a continuous ping loses no packets", func(t *testing.T) {
-		if !routingOK {
-			t.Skip("routing is not up")
-		}
-		ip1, ip2 := machineIP(t, ctx, m, "machine01"), machineIP(t, ctx, m, "machine02")
-		// One leg each: every packet crosses leaf01 and VXLAN.
-		if err := m.CutMachineLegs(ctx, false); err != nil {
-			t.Fatal(err)
-		}
-		defer m.CutMachineLegs(ctx, true)
-		if err := m.WaitAcrossLeaves(ctx, vni, ip1, ip2); err != nil {
-			t.Fatal(err)
-		}
-		stop := make(chan struct{})
-		res := make(chan scenario.PingStats, 1)
-		go func() {
-			st, err := m.PingLoop(ctx, "machine01", ip1, ip2, 50*time.Millisecond, 20000, stop)
-			if err != nil {
-				t.Error(err)
+	// The fault suite: a continuous ping between machine01 and machine02,
+	// each left with one leaf so every packet crosses leaf01, the spines
+	// and VXLAN, while one piece at a time fails.
+	fault := func(name string, want func(t *testing.T, st scenario.PingStats), disrupt func(t *testing.T)) {
+		t.Run("fault: "+name, func(t *testing.T) {
+			if !routingOK {
+				t.Skip("routing is not up")
 			}
-			res <- st
-		}()
-		time.Sleep(time.Second) // a baseline before the restart
+			ip1, ip2 := machineIP(t, ctx, m, "machine01"), machineIP(t, ctx, m, "machine02")
+			if err := m.CutMachineLegs(ctx, false); err != nil {
+				t.Fatal(err)
+			}
+			defer m.CutMachineLegs(ctx, true)
+			if err := m.WaitAcrossLeaves(ctx, vni, ip1, ip2); err != nil {
+				t.Fatal(err)
+			}
+			stop := make(chan struct{})
+			res := make(chan scenario.PingStats, 1)
+			go func() {
+				st, err := m.PingLoop(ctx, "machine01", ip1, ip2, 50*time.Millisecond, 40000, stop)
+				if err != nil {
+					t.Error(err)
+				}
+				res <- st
+			}()
+			time.Sleep(time.Second) // a baseline
+			since := time.Now().UTC().Format("15:04:05")
+			disrupt(t)
+			close(stop)
+			st := <-res
+			t.Logf("fault: %s: ping every %s: %d sent, %d lost (%s without forwarding)",
+				name, st.Interval, st.Sent, st.Lost(), time.Duration(st.Lost())*st.Interval)
+			want(t, st)
+			if t.Failed() {
+				t.Logf("gaps: %v", st.Gaps)
+				for _, n := range []string{"leaf01", "leaf02", "spine01"} {
+					t.Logf("=== %s since %s ===\n%s", n, since, m.RoutingLog(n, since))
+				}
+				for _, n := range []string{"machine01", "machine02"} {
+					out, _ := m.Lab.Exec(ctx, n, "vtysh", "-N", n, "-c", "show bgp ipv4 unicast", "-c", "show bgp neighbors", "-c", "show ip route")
+					t.Logf("=== %s FRR ===\n%s", n, out)
+				}
+			}
+		})
+	}
+	noLoss := func(t *testing.T, st scenario.PingStats) {
+		if st.Lost() != 0 {
+			t.Errorf("%d of %d pings lost; want 0", st.Lost(), st.Sent)
+		}
+	}
+	// settle waits until leaf01 is back in sync with all sessions up, and
+	// past its stale-route sweep (all sessions up plus a quiet period).
+	settle := func(t *testing.T) {
+		if err := m.WaitInSync(ctx, 2*time.Minute, "leaf01"); err != nil {
+			t.Fatalf("leaf01 did not re-converge: %v", err)
+		}
+		if err := m.WaitSessions(ctx, "leaf01", "swp2"); err != nil {
+			t.Fatal(err)
+		}
+		time.Sleep(8 * time.Second)
+	}
+	fault("leaf agent restarted (SIGTERM)", noLoss, func(t *testing.T) {
 		if err := m.Lab.StopNode(ctx, "leaf01"); err != nil {
 			t.Fatal(err)
 		}
 		if err := m.Lab.StartNode(ctx, "leaf01"); err != nil {
 			t.Fatal(err)
 		}
-		if err := m.WaitInSync(ctx, 2*time.Minute, "leaf01"); err != nil {
-			t.Fatalf("leaf01 did not re-converge: %v", err)
-		}
-		// Past the stale-route sweep of the restarted agent (all sessions
-		// up, then a quiet period).
-		if err := m.WaitSessions(ctx, "leaf01"); err != nil {
+		settle(t)
+	})
+	fault("leaf agent killed (SIGKILL) and restarted", noLoss, func(t *testing.T) {
+		if err := m.Lab.KillNode(ctx, "leaf01"); err != nil {
 			t.Fatal(err)
 		}
-		time.Sleep(8 * time.Second)
-		close(stop)
-		st := <-res
-		t.Logf("agent restart under ping: %d sent, %d received, %d lost", st.Sent, st.Received, st.Lost())
-		if st.Lost() != 0 {
-			t.Errorf("%d of %d pings lost across an agent restart; want 0", st.Lost(), st.Sent)
+		if err := m.Lab.StartNode(ctx, "leaf01"); err != nil {
+			t.Fatal(err)
+		}
+		settle(t)
+	})
+	fault("controller stopped for 10s, then restarted", noLoss, func(t *testing.T) {
+		if err := m.Lab.StopNode(ctx, scenario.ControllerNode); err != nil {
+			t.Fatal(err)
+		}
+		time.Sleep(10 * time.Second)
+		if err := m.Lab.StartNode(ctx, scenario.ControllerNode); err != nil {
+			t.Fatal(err)
+		}
+		if err := m.WaitInSync(ctx, 2*time.Minute, m.Switches()...); err != nil {
+			t.Fatal(err)
+		}
+	})
+	fault("controller killed during a burst of writes", noLoss, func(t *testing.T) {
+		// Concurrent network creations; the controller is killed (SIGKILL)
+		// while they run. Each creation either committed whole or not at
+		// all: after the restart every network has its own VNI and the
+		// allocations are unchanged.
+		before, err := api.ListMachines(ctx, &apiv1.ListMachinesRequest{})
+		if err != nil {
+			t.Fatal(err)
+		}
+		var wg sync.WaitGroup
+		for i := range 40 {
+			wg.Go(func() {
+				_, _ = api.CreateNetwork(ctx, &apiv1.CreateNetworkRequest{Name: fmt.Sprintf("burst-%02d", i), Prefix: fmt.Sprintf("10.%d.0.0/24", 100+i)})
+			})
+		}
+		time.Sleep(30 * time.Millisecond)
+		if err := m.Lab.KillNode(ctx, scenario.ControllerNode); err != nil {
+			t.Fatal(err)
+		}
+		wg.Wait()
+		if err := m.Lab.StartNode(ctx, scenario.ControllerNode); err != nil {
+			t.Fatal(err)
+		}
+		if err := m.WaitInSync(ctx, 2*time.Minute, m.Switches()...); err != nil {
+			t.Fatal(err)
+		}
+		nets, err := api.ListNetworks(ctx, &apiv1.ListNetworksRequest{})
+		if err != nil {
+			t.Fatal(err)
+		}
+		vnis := map[uint32]string{}
+		burst := 0
+		for _, n := range nets.GetNetworks() {
+			if o, dup := vnis[n.GetVni()]; dup {
+				t.Errorf("networks %s and %s share VNI %d after the crash", o, n.GetName(), n.GetVni())
+			}
+			vnis[n.GetVni()] = n.GetName()
+			if strings.HasPrefix(n.GetName(), "burst-") {
+				burst++
+			}
+		}
+		t.Logf("%d of 40 burst networks committed before the kill", burst)
+		after, err := api.ListMachines(ctx, &apiv1.ListMachinesRequest{})
+		if err != nil {
+			t.Fatal(err)
+		}
+		if diff := cmp.Diff(allocations(before), allocations(after)); diff != "" {
+			t.Errorf("allocations changed across the crash (-before +after):\n%s", diff)
+		}
+		for _, n := range nets.GetNetworks() {
+			if strings.HasPrefix(n.GetName(), "burst-") {
+				if _, err := api.DeleteNetwork(ctx, &apiv1.DeleteNetworkRequest{Name: n.GetName()}); err != nil {
+					t.Errorf("deleting %s: %v", n.GetName(), err)
+				}
+			}
+		}
+	})
+	fault("uplink cut (leaf01 swp31 down)", func(t *testing.T, st scenario.PingStats) {
+		// Traffic moves to spine02 as soon as the carrier is gone; the goal
+		// is under a second.
+		if st.Received == 0 || time.Duration(st.Lost())*st.Interval > 5*time.Second {
+			t.Errorf("traffic did not reroute over spine02: %d of %d pings lost", st.Lost(), st.Sent)
+		}
+	}, func(t *testing.T) {
+		if err := m.SetLink(ctx, "leaf01", "swp31", false); err != nil {
+			t.Fatal(err)
+		}
+		time.Sleep(4 * time.Second)
+		if err := m.SetLink(ctx, "leaf01", "swp31", true); err != nil {
+			t.Fatal(err)
+		}
+		if err := m.WaitSessions(ctx, "leaf01", "swp2"); err != nil {
+			t.Fatal(err)
 		}
 	})
 
@@ -626,4 +748,15 @@ func machineIP(t *testing.T, ctx context.Context, m *scenario.MiniLab, name stri
 		t.Fatal(err)
 	}
 	return ip
+}
+
+// allocations maps allocated machines to network/IP.
+func allocations(r *apiv1.ListMachinesResponse) map[string]string {
+	out := map[string]string{}
+	for _, mc := range r.GetMachines() {
+		if a := mc.GetAllocation(); a != nil {
+			out[mc.GetName()] = a.GetNetwork() + "/" + a.GetIp()
+		}
+	}
+	return out
 }

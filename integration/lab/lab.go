@@ -599,7 +599,13 @@ func (l *Lab) filePID(node string) (int, bool) {
 // StopNode stops node's cmd: SIGTERM to its process group, SIGKILL after the
 // stop timeout. The namespace, its links and processes started by exec stay.
 // Stopping a node whose cmd is not running is not an error.
-func (l *Lab) StopNode(ctx context.Context, node string) error {
+func (l *Lab) StopNode(ctx context.Context, node string) error { return l.stopNode(ctx, node, false) }
+
+// KillNode kills node's cmd with SIGKILL at once (a crash, for fault
+// tests). The namespace, its links and processes started by exec stay.
+func (l *Lab) KillNode(ctx context.Context, node string) error { return l.stopNode(ctx, node, true) }
+
+func (l *Lab) stopNode(ctx context.Context, node string, kill bool) error {
 	if _, ok := l.topo.Node(node); !ok {
 		return fmt.Errorf("unknown node %q", node)
 	}
@@ -628,10 +634,14 @@ func (l *Lab) StopNode(ctx context.Context, node string) error {
 		}
 		return pids, nil
 	}
-	if err := signalGroup(pgid, false); err != nil {
+	if err := signalGroup(pgid, kill); err != nil {
 		return fmt.Errorf("stopping node %s: %w", node, err)
 	}
-	pids, _ := waitUntil(ctx, l.stopTimeout, left)
+	wait := l.stopTimeout
+	if kill {
+		wait = killWait
+	}
+	pids, _ := waitUntil(ctx, wait, left)
 	if len(pids) > 0 {
 		log.Warn("node cmd ignored SIGTERM, killing", "pids", pids)
 		if err := signalGroup(pgid, true); err != nil {

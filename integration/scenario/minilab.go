@@ -75,7 +75,7 @@ func (m *MiniLab) Close(ctx context.Context) error {
 }
 
 // Switches are the topology's agent nodes.
-func (m *MiniLab) Switches() []string { return []string{"leaf01", "leaf02", "spine01"} }
+func (m *MiniLab) Switches() []string { return []string{"leaf01", "leaf02", "spine01", "spine02"} }
 
 // Fabricctl runs bin/fabricctl in the controller's namespace, printing to Out,
 // exactly as an operator on the management network would.

@@ -5,6 +5,8 @@ import (
 	"encoding/json"
 	"fmt"
 	"net/netip"
+	"os"
+	"slices"
 	"strings"
 	"time"
 
@@ -443,6 +445,18 @@ func (m *MiniLab) routingDebug(ctx context.Context, err error) error {
 type PingStats struct {
 	Sent, Received int
 	Interval       time.Duration
+	// Gaps are the periods without answers, "HH:MM:SS.mmm .. HH:MM:SS.mmm"
+	// (UTC, to compare with the nodes' logs).
+	Gaps []string
+}
+
+// pingTime turns ping -D's "[1700000000.123456] ..." into a UTC time of day.
+func pingTime(line string) string {
+	var sec float64
+	if _, err := fmt.Sscanf(line, "[%f]", &sec); err != nil {
+		return "?"
+	}
+	return time.Unix(0, int64(sec*1e9)).UTC().Format("15:04:05.000")
 }
 
 // Lost returns the number of unanswered pings.
@@ -454,7 +468,7 @@ func (p PingStats) Lost() int { return p.Sent - p.Received }
 func (m *MiniLab) PingLoop(ctx context.Context, node string, src, dst netip.Addr, interval time.Duration, max int, stop <-chan struct{}) (PingStats, error) {
 	pctx, cancel := context.WithCancel(ctx)
 	defer cancel()
-	c, err := m.Lab.Command(pctx, node, "ping", "-n", "-q", "-i", fmt.Sprintf("%.3f", interval.Seconds()), "-W", "1",
+	c, err := m.Lab.Command(pctx, node, "ping", "-n", "-D", "-O", "-i", fmt.Sprintf("%.3f", interval.Seconds()), "-W", "1",
 		"-c", fmt.Sprint(max), "-I", src.String(), dst.String())
 	if err != nil {
 		return PingStats{}, err
@@ -474,10 +488,24 @@ func (m *MiniLab) PingLoop(ctx context.Context, node string, src, dst netip.Addr
 	case <-done:
 	}
 	st := PingStats{Interval: interval}
+	var gapStart string
 	for _, line := range strings.Split(out.String(), "\n") {
-		if strings.Contains(line, "packets transmitted") {
+		switch {
+		case strings.Contains(line, "packets transmitted"):
 			fmt.Sscanf(line, "%d packets transmitted, %d received", &st.Sent, &st.Received)
+		case strings.Contains(line, "no answer yet"):
+			if gapStart == "" {
+				gapStart = pingTime(line)
+			}
+		case strings.Contains(line, "bytes from"):
+			if gapStart != "" {
+				st.Gaps = append(st.Gaps, gapStart+" .. "+pingTime(line))
+				gapStart = ""
+			}
 		}
+	}
+	if gapStart != "" {
+		st.Gaps = append(st.Gaps, gapStart+" .. (end)")
 	}
 	if st.Sent == 0 {
 		return st, fmt.Errorf("ping in %s sent nothing: %s", node, out.String())
@@ -517,8 +545,8 @@ func (m *MiniLab) WaitAcrossLeaves(ctx context.Context, table uint32, ip1, ip2 n
 }
 
 // WaitSessions waits until every BGP session a switch reports is
-// established.
-func (m *MiniLab) WaitSessions(ctx context.Context, name string) error {
+// established, but those on the except ports (links known to be down).
+func (m *MiniLab) WaitSessions(ctx context.Context, name string, except ...string) error {
 	return poll(ctx, routingTimeout, func(ctx context.Context) (bool, string, error) {
 		d, err := m.API.GetDevice(ctx, &apiv1.GetDeviceRequest{Hostname: name})
 		if err != nil {
@@ -529,7 +557,7 @@ func (m *MiniLab) WaitSessions(ctx context.Context, name string) error {
 			return false, name + " reports no BGP sessions", nil
 		}
 		for _, s := range ss {
-			if s.GetState() != "established" {
+			if s.GetState() != "established" && !slices.Contains(except, s.GetPeer()) {
 				return false, fmt.Sprintf("%s: session %s %s is %s", name, s.GetVrf(), s.GetPeer(), s.GetState()), nil
 			}
 		}
@@ -566,4 +594,25 @@ func (m *MiniLab) Session(ctx context.Context, device, vrf, port string) (*apiv1
 		}
 	}
 	return nil, fmt.Errorf("%s reports no session on %s in %q", device, port, vrf)
+}
+
+// RoutingLog returns the routing-related lines of a node's console log at or
+// after since (HH:MM:SS), for diagnosing a fault.
+func (m *MiniLab) RoutingLog(node, since string) string {
+	b, err := os.ReadFile(m.Lab.NodeLog(node))
+	if err != nil {
+		return err.Error()
+	}
+	var out []string
+	for _, line := range strings.Split(string(b), "\n") {
+		i := strings.Index(line, "time=")
+		if i < 0 || len(line) < i+24 || line[i+16:i+24] < since {
+			continue
+		}
+		if strings.Contains(line, "lldp") {
+			continue
+		}
+		out = append(out, line)
+	}
+	return strings.Join(out, "\n")
 }
