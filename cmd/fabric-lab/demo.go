@@ -44,7 +44,7 @@ func cmdDemo(ctx context.Context, log *slog.Logger, args []string, stdout, stder
 		demoErr = m.RoutingDemo(ctx)
 	}
 	if demoErr != nil {
-		for _, n := range []string{scenario.ControllerNode, "leaf01", "leaf02", "spine01"} {
+		for _, n := range []string{scenario.ControllerNode, "leaf01", "leaf02", "spine01", "spine02"} {
 			if b, err := os.ReadFile(m.Lab.NodeLog(n)); err == nil {
 				fmt.Fprintf(stderr, "=== %s: last lines of %s ===\n%s\n", n, m.Lab.NodeLog(n), lastLines(string(b), 20))
 			}
