@@ -10,6 +10,7 @@ import (
 	"slices"
 	"strings"
 	"sync"
+	"sync/atomic"
 	"time"
 
 	"google.golang.org/grpc"
@@ -83,8 +84,13 @@ type Agent struct {
 	rpcTimeout time.Duration
 
 	// applied is the last version applied without errors; only the
-	// goroutine running Run touches it.
-	applied uint64
+	// goroutine running Run touches it. appliedVersion mirrors it for
+	// Stats, desired is the newest version received.
+	applied        uint64
+	appliedVersion atomic.Uint64
+	desired        atomic.Uint64
+	rollbacks      atomic.Uint64
+	observer       Observer
 
 	// Drift handling (drift.go): the event source (nil: off), the debounce
 	// and the state shared with the drift goroutine.
@@ -376,6 +382,7 @@ func (a *Agent) session(ctx context.Context, client apiv1.DeviceServiceClient) (
 			default:
 			}
 			latest <- cfg
+			a.desired.Store(cfg.GetVersion())
 			if a.onSnapshot != nil {
 				a.onSnapshot(cfg.GetVersion())
 			}
@@ -461,6 +468,7 @@ func (a *Agent) applyLocal(ctx context.Context, cfg *apiv1.DeviceConfig) {
 	// A reconciler per snapshot, so its log lines carry the version.
 	rec := fabric.NewReconciler(a.kernel, fabric.WithLogger(log))
 	a.drift.applyMu.Lock() // not beside a drift repair
+	start := time.Now()
 	res, err := rec.Apply(context.WithoutCancel(ctx), desired)
 	// Routing after the dataplane: sessions on machine ports need their
 	// VRF, EVPN routes the L3VNI's SVI and VXLAN device.
@@ -468,14 +476,19 @@ func (a *Agent) applyLocal(ctx context.Context, cfg *apiv1.DeviceConfig) {
 	a.routingCfg = cfg
 	a.drift.recordApply(cfg.GetVersion(), desired, res, err, rerrs)
 	a.drift.applyMu.Unlock()
+	took := time.Since(start)
 	if err == nil && len(rerrs) > 0 {
 		err = fmt.Errorf("routing: %d steps failed, first: %s: %w", len(rerrs), rerrs[0].Step, rerrs[0].Err)
+	}
+	if a.observer != nil {
+		a.observer.Applied(cfg.GetVersion(), took, err)
 	}
 	if err != nil {
 		log.Error("snapshot applied with errors", "applied", len(res.Applied), "skipped", len(res.Skipped), "errors", len(res.Errors), "err", err)
 	} else {
 		log.Info("snapshot applied", "changes", len(res.Applied))
 		a.applied = cfg.GetVersion()
+		a.appliedVersion.Store(a.applied)
 		if err := a.saveCache(cfg); err != nil {
 			log.Warn("keeping the last-known-good config failed", "err", err)
 		}

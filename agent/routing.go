@@ -152,11 +152,11 @@ func routingSummary(r *apiv1.Routing) string {
 // at once), and TCP listeners in the default VRF accepting sessions that
 // arrive on VRF ports (machine sessions).
 var RouterSysctls = map[string]string{
-	"net/ipv4/ip_forward":                              "1",
-	"net/ipv6/conf/all/forwarding":                     "1",
-	"net/ipv4/conf/all/ignore_routes_with_linkdown":    "1",
-	"net/ipv6/conf/all/ignore_routes_with_linkdown":    "1",
-	"net/ipv4/tcp_l3mdev_accept":                       "1",
+	"net/ipv4/ip_forward":                               "1",
+	"net/ipv6/conf/all/forwarding":                      "1",
+	"net/ipv4/conf/all/ignore_routes_with_linkdown":     "1",
+	"net/ipv6/conf/all/ignore_routes_with_linkdown":     "1",
+	"net/ipv4/tcp_l3mdev_accept":                        "1",
 	"net/ipv4/conf/default/ignore_routes_with_linkdown": "1",
 	"net/ipv6/conf/default/ignore_routes_with_linkdown": "1",
 }

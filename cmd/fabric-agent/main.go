@@ -43,6 +43,7 @@ import (
 	"github.com/metalfabric/fabric/cmd/internal/flagfile"
 	"github.com/metalfabric/fabric/fabric"
 	"github.com/metalfabric/fabric/lldp"
+	"github.com/metalfabric/fabric/metrics"
 	"github.com/metalfabric/fabric/systemd"
 )
 
@@ -196,6 +197,7 @@ func run(ctx context.Context, args []string, stdout, stderr io.Writer) int {
 	bgpOn := fs.Bool("bgp", true, "run the embedded BGP speaker and program received routes into the kernel")
 	bgpPort := fs.Int("bgp-listen-port", 179, "TCP port the BGP speaker listens on (-1: none)")
 	stateDir := fs.String("state-dir", "/var/lib/fabric-agent", "where the last-known-good config is kept (\"\" for nowhere)")
+	metricsListen := fs.String("metrics-listen", metrics.DefaultAgentListen, "address of the Prometheus /metrics endpoint (\"\" for none)")
 	config := fs.String("config", "", "YAML file of these settings (keys are the flag names; flags given here win)")
 	if err := fs.Parse(args); err != nil {
 		if errors.Is(err, flag.ErrHelp) {
@@ -239,6 +241,22 @@ func run(ctx context.Context, args []string, stdout, stderr io.Writer) int {
 		_ = notify.Status(fmt.Sprintf("version %d applied", version))
 	}
 	opts := []agent.Option{agent.WithLogger(log), agent.WithLifecycle(applied, wd.Alive, wd.Period()), agent.WithStateDir(*stateDir)}
+	var agentMetrics *metrics.Agent
+	if *metricsListen != "" {
+		reg := metrics.NewRegistry()
+		agentMetrics = metrics.NewAgent(reg)
+		ms, err := metrics.Listen(*metricsListen, reg, log)
+		if err != nil {
+			fmt.Fprintf(stderr, "fabric-agent: --metrics-listen: %v\n", err)
+			return exitError
+		}
+		go func() {
+			if err := ms.Run(ctx); err != nil {
+				log.Error("metrics server stopped", "err", err)
+			}
+		}()
+		opts = append(opts, agent.WithObserver(agentMetrics))
+	}
 	lldpOpt, err := lf.option(cfg.Role)
 	if err != nil {
 		fmt.Fprintf(stderr, "fabric-agent: %v\n", err)
@@ -266,6 +284,9 @@ func run(ctx context.Context, args []string, stdout, stderr io.Writer) int {
 	if err != nil {
 		fmt.Fprintf(stderr, "fabric-agent: %v\n", err)
 		return exitError
+	}
+	if agentMetrics != nil {
+		agentMetrics.SetSource(a)
 	}
 	err = a.Run(ctx)
 	_ = notify.Stopping()

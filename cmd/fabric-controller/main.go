@@ -26,6 +26,7 @@ import (
 	"github.com/metalfabric/fabric/controlplane/store"
 	"github.com/metalfabric/fabric/controlplane/store/bolt"
 	"github.com/metalfabric/fabric/controlplane/store/etcd"
+	"github.com/metalfabric/fabric/metrics"
 	"github.com/metalfabric/fabric/systemd"
 )
 
@@ -50,6 +51,7 @@ func run() error {
 		dead     = flag.Duration("liveness-dead", server.DefaultLivenessDead, "a machine not seen by LLDP for longer than this is dead (unknown in between)")
 		loopPool = flag.String("loopback-pool", inventory.DefaultLoopbackPool.String(), "prefix device loopbacks (router id, VTEP) are allocated from")
 		logLevel = flag.String("log-level", "info", "log level: debug, info, warn, error")
+		metricsL = flag.String("metrics-listen", metrics.DefaultControllerListen, "address of the Prometheus /metrics endpoint (\"\" for none)")
 		config   = flag.String("config", "", "YAML file of these settings (keys are the flag names; flags given here win)")
 	)
 	flag.Parse()
@@ -93,10 +95,29 @@ func run() error {
 		}
 	}()
 
-	srv, err := server.New(st, server.WithVNIRange(vnis), server.WithASNRange(asns), server.WithLoopbackPool(loopbacks),
-		server.WithLiveness(*alive, *dead), server.WithLogger(log))
+	srvOpts := []server.Option{server.WithVNIRange(vnis), server.WithASNRange(asns), server.WithLoopbackPool(loopbacks),
+		server.WithLiveness(*alive, *dead), server.WithLogger(log)}
+	var ctlMetrics *metrics.Controller
+	if *metricsL != "" {
+		reg := metrics.NewRegistry()
+		ctlMetrics = metrics.NewController(reg, log)
+		ms, err := metrics.Listen(*metricsL, reg, log)
+		if err != nil {
+			return fmt.Errorf("--metrics-listen: %w", err)
+		}
+		go func() {
+			if err := ms.Run(ctx); err != nil {
+				log.Error("metrics server stopped", "err", err)
+			}
+		}()
+		srvOpts = append(srvOpts, server.WithGRPCServerOptions(ctlMetrics.ServerOptions()...))
+	}
+	srv, err := server.New(st, srvOpts...)
 	if err != nil {
 		return err
+	}
+	if ctlMetrics != nil {
+		ctlMetrics.SetSource(srv)
 	}
 	lis, err := net.Listen("tcp", *listen)
 	if err != nil {

@@ -527,3 +527,34 @@ func (s *Server) machineToProto(m model.Machine) *apiv1.Machine {
 	}
 	return machineToProto(m, model.LivenessAt(m.LastSeen, now, s.alive, s.dead))
 }
+
+// Counts are the sizes of the inventory, for metrics.
+type Counts struct {
+	Devices, ConnectedDevices, Machines, Allocations int
+}
+
+// Counts reads the inventory's sizes.
+func (s *Server) Counts(ctx context.Context) (Counts, error) {
+	var c Counts
+	devs, err := s.inv.ListDevices(ctx)
+	if err != nil {
+		return Counts{}, fmt.Errorf("listing devices: %w", err)
+	}
+	c.Devices = len(devs)
+	for _, d := range devs {
+		if s.hub.Subscribers(d.Hostname) > 0 {
+			c.ConnectedDevices++
+		}
+	}
+	ms, err := s.inv.ListMachines(ctx)
+	if err != nil {
+		return Counts{}, fmt.Errorf("listing machines: %w", err)
+	}
+	c.Machines = len(ms)
+	for _, m := range ms {
+		if m.Allocation != nil {
+			c.Allocations++
+		}
+	}
+	return c, nil
+}
