@@ -19,6 +19,9 @@ import (
 	"syscall"
 	"time"
 
+	"google.golang.org/grpc"
+	"google.golang.org/grpc/credentials"
+
 	"github.com/metalfabric/fabric/cmd/internal/flagfile"
 	"github.com/metalfabric/fabric/controlplane/inventory"
 	"github.com/metalfabric/fabric/controlplane/ipam"
@@ -27,6 +30,7 @@ import (
 	"github.com/metalfabric/fabric/controlplane/store/bolt"
 	"github.com/metalfabric/fabric/controlplane/store/etcd"
 	"github.com/metalfabric/fabric/metrics"
+	"github.com/metalfabric/fabric/pki"
 	"github.com/metalfabric/fabric/systemd"
 )
 
@@ -52,6 +56,12 @@ func run() error {
 		loopPool = flag.String("loopback-pool", inventory.DefaultLoopbackPool.String(), "prefix device loopbacks (router id, VTEP) are allocated from")
 		logLevel = flag.String("log-level", "info", "log level: debug, info, warn, error")
 		metricsL = flag.String("metrics-listen", metrics.DefaultControllerListen, "address of the Prometheus /metrics endpoint (\"\" for none)")
+		tlsCert  = flag.String("tls-cert", "", "the controller's TLS certificate (PEM); with --tls-key and --tls-client-ca, mutual TLS")
+		tlsKey   = flag.String("tls-key", "", "the TLS certificate's private key (PEM)")
+		clientCA = flag.String("tls-client-ca", "", "CA certificates (PEM) agents' and operators' client certificates are verified against")
+		plain    = flag.Bool("insecure", false, "serve plaintext gRPC without authentication (labs only); required when no --tls-* is given")
+		tokFile  = flag.String("operator-token-file", "", "file of operator API bearer tokens, one per line")
+		opNames  = flag.String("operator-names", "", "client certificate names (CN or DNS SAN) that are operators besides OU=operator, comma-separated")
 		config   = flag.String("config", "", "YAML file of these settings (keys are the flag names; flags given here win)")
 	)
 	flag.Parse()
@@ -97,6 +107,11 @@ func run() error {
 
 	srvOpts := []server.Option{server.WithVNIRange(vnis), server.WithASNRange(asns), server.WithLoopbackPool(loopbacks),
 		server.WithLiveness(*alive, *dead), server.WithLogger(log)}
+	secOpts, err := security(*tlsCert, *tlsKey, *clientCA, *plain, *tokFile, *opNames)
+	if err != nil {
+		return err
+	}
+	srvOpts = append(srvOpts, secOpts...)
 	var ctlMetrics *metrics.Controller
 	if *metricsL != "" {
 		reg := metrics.NewRegistry()
@@ -124,7 +139,7 @@ func run() error {
 		return fmt.Errorf("listening: %w", err)
 	}
 
-	log.Info("starting", "store", *backend, "state", where, "vni_range", vnis.String(), "asn_range", asns.String(), "listen", lis.Addr().String())
+	log.Info("starting", "tls", !*plain, "store", *backend, "state", where, "vni_range", vnis.String(), "asn_range", asns.String(), "listen", lis.Addr().String())
 
 	// systemd: ready once the listener is bound (connections queue until
 	// Run accepts them); the watchdog pings while the store answers.
@@ -143,6 +158,40 @@ func run() error {
 		return err
 	}
 	return nil
+}
+
+// security returns the server options of the TLS and auth flags.
+func security(cert, key, clientCA string, plain bool, tokenFile, operatorNames string) ([]server.Option, error) {
+	auth := server.Auth{}
+	if tokenFile != "" {
+		toks, err := pki.ReadTokens(tokenFile)
+		if err != nil {
+			return nil, fmt.Errorf("--operator-token-file: %w", err)
+		}
+		auth.OperatorTokens = toks
+	}
+	for _, n := range strings.Split(operatorNames, ",") {
+		if n = strings.TrimSpace(n); n != "" {
+			auth.OperatorNames = append(auth.OperatorNames, n)
+		}
+	}
+	anyTLS := cert != "" || key != "" || clientCA != ""
+	switch {
+	case plain && anyTLS:
+		return nil, errors.New("--insecure and --tls-cert/--tls-key/--tls-client-ca exclude each other")
+	case plain:
+		// Plaintext: devices are not authenticated; the operator API
+		// still wants a token when --operator-token-file is given.
+		return []server.Option{server.WithAuth(auth)}, nil
+	case cert == "" || key == "" || clientCA == "":
+		return nil, errors.New("mutual TLS needs --tls-cert, --tls-key and --tls-client-ca (or --insecure for a plaintext lab controller)")
+	}
+	cfg, err := pki.ServerConfig(cert, key, clientCA)
+	if err != nil {
+		return nil, fmt.Errorf("TLS: %w", err)
+	}
+	auth.DeviceCerts = true
+	return []server.Option{server.WithAuth(auth), server.WithGRPCServerOptions(grpc.Creds(credentials.NewTLS(cfg)))}, nil
 }
 
 // openStore opens the backend --store names; where says what it opened, for
