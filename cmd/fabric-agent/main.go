@@ -4,7 +4,9 @@
 //
 //	fabric-agent --role leaf|spine|firewall --controller HOST:PORT[,HOST:PORT...] [--hostname NAME] [--log-level info]
 //	    [--lldp=true] [--lldp-interval 30s] [--mgmt-interface eth0] [--lldp-mgmt-addr IP,...]
-//	fabric-agent plan --controller HOST:PORT [--hostname NAME] [--role ROLE] [--timeout 30s] [--log-level warn]
+//	    [--tls-ca CA.pem --tls-cert CERT.pem --tls-key KEY.pem] [--metrics-listen :9101] [--commit-confirm 0s]
+//	    [--config /etc/fabric/agent.yaml]
+//	fabric-agent plan --controller HOST:PORT [--hostname NAME] [--role ROLE] [--timeout 30s] [--log-level warn] [--tls-*]
 //
 // plan takes one snapshot and prints the kernel changes applying it would
 // make, one per line, without changing anything. --controller takes several
@@ -14,7 +16,11 @@
 // controller when they change, and (--bgp, on by default) runs the embedded
 // BGP speaker: underlay and machine sessions, EVPN type-5, received routes
 // programmed into the kernel. SIGINT and SIGTERM stop the daemon; the kernel
-// is left as it is and BGP peers keep our routes (graceful restart).
+// is left as it is and BGP peers keep our routes (graceful restart). SIGHUP
+// re-reads --config: log level, LLDP interval and commit-confirm change
+// live, other changes are logged as needing a restart, a bad file changes
+// nothing. With --tls-ca the agent talks mutual TLS, identified by its
+// client certificate; Prometheus metrics are on --metrics-listen.
 //
 // This package owns flags and process setup only; package agent does the work.
 package main
@@ -72,7 +78,8 @@ func usage(w io.Writer) {
 	fmt.Fprint(w, `usage:
   fabric-agent --role leaf|spine|firewall --controller HOST:PORT[,HOST:PORT...] [--hostname NAME] [--vlan-range MIN-MAX] [--log-level LEVEL]
                [--lldp=BOOL] [--lldp-interval D] [--mgmt-interface NAME] [--lldp-mgmt-addr IP,...]
-  fabric-agent plan --controller HOST:PORT [--hostname NAME] [--role ROLE] [--timeout D] [--log-level LEVEL]
+               [--tls-ca FILE --tls-cert FILE --tls-key FILE] [--metrics-listen ADDR] [--commit-confirm D] [--config FILE]
+  fabric-agent plan --controller HOST:PORT [--hostname NAME] [--role ROLE] [--timeout D] [--log-level LEVEL] [--tls-ca FILE --tls-cert FILE --tls-key FILE]
 `)
 }
 

@@ -1,8 +1,11 @@
 // Command fabric-controller is the fabric's central controller: it keeps the
 // inventory in a bbolt file under --state-dir (--store bolt, the default) or
 // under --etcd-prefix of the etcd cluster at --etcd-endpoints (--store etcd,
-// for several replicas) and serves the gRPC API on --listen. Flags live
-// here; everything else is in controlplane/server.
+// for several replicas) and serves the gRPC API on --listen: mutual TLS
+// with --tls-cert, --tls-key and --tls-client-ca, plaintext only with an
+// explicit --insecure. Prometheus metrics are on --metrics-listen. Flags
+// live here; everything else is in controlplane/server. Bad flags or
+// config exit with status 2.
 package main
 
 import (
@@ -37,9 +40,17 @@ import (
 func main() {
 	if err := run(); err != nil {
 		fmt.Fprintln(os.Stderr, "fabric-controller:", err)
+		if errors.As(err, new(usageError)) {
+			os.Exit(2) // the unit does not restart on a config error
+		}
 		os.Exit(1)
 	}
 }
+
+// usageError is a bad flag or config value: restarting will not fix it.
+type usageError struct{ error }
+
+func (u usageError) Unwrap() error { return u.error }
 
 func run() error {
 	var (
@@ -66,31 +77,35 @@ func run() error {
 	)
 	flag.Parse()
 	if flag.NArg() > 0 {
-		return fmt.Errorf("unexpected arguments: %v", flag.Args())
+		return usageError{fmt.Errorf("unexpected arguments: %v", flag.Args())}
 	}
 	if *config != "" {
 		if err := flagfile.Load(flag.CommandLine, *config); err != nil {
-			return err
+			return usageError{err}
 		}
 	}
 
 	var level slog.Level
 	if err := level.UnmarshalText([]byte(*logLevel)); err != nil {
-		return fmt.Errorf("--log-level: %w", err)
+		return usageError{fmt.Errorf("--log-level: %w", err)}
 	}
 	log := slog.New(slog.NewTextHandler(os.Stderr, &slog.HandlerOptions{Level: level}))
 
 	vnis, err := ipam.ParseVNIRange(*vniRange)
 	if err != nil {
-		return fmt.Errorf("--vni-range: %w", err)
+		return usageError{fmt.Errorf("--vni-range: %w", err)}
 	}
 	asns, err := ipam.ParseASNRange(*asnRange)
 	if err != nil {
-		return fmt.Errorf("--asn-range: %w", err)
+		return usageError{fmt.Errorf("--asn-range: %w", err)}
 	}
 	loopbacks, err := ipam.ParsePrefix(*loopPool)
 	if err != nil {
-		return fmt.Errorf("--loopback-pool: %w", err)
+		return usageError{fmt.Errorf("--loopback-pool: %w", err)}
+	}
+	secOpts, err := security(*tlsCert, *tlsKey, *clientCA, *plain, *tokFile, *opNames)
+	if err != nil {
+		return usageError{err}
 	}
 	ctx, stop := signal.NotifyContext(context.Background(), syscall.SIGINT, syscall.SIGTERM)
 	defer stop()
@@ -107,10 +122,6 @@ func run() error {
 
 	srvOpts := []server.Option{server.WithVNIRange(vnis), server.WithASNRange(asns), server.WithLoopbackPool(loopbacks),
 		server.WithLiveness(*alive, *dead), server.WithLogger(log)}
-	secOpts, err := security(*tlsCert, *tlsKey, *clientCA, *plain, *tokFile, *opNames)
-	if err != nil {
-		return err
-	}
 	srvOpts = append(srvOpts, secOpts...)
 	var ctlMetrics *metrics.Controller
 	if *metricsL != "" {
