@@ -150,7 +150,7 @@ type Agent struct {
 	interval atomic.Int64
 	ttl      atomic.Int64
 	table    *Table
-	log     *slog.Logger
+	log      *slog.Logger
 
 	events   chan Event
 	emitMu   sync.Mutex // orders table changes with their events
