@@ -106,12 +106,12 @@ func (a *Agent) rollback(ctx context.Context) {
 	a.log.Error("commit-confirm: no controller contact after applying a version; rolling back",
 		"version", v, "rollback_to", to, "window", time.Duration(a.confirmWindow.Load()))
 	a.refused = v
-	a.rollbacks.Add(1)
 	a.applyLocal(ctx, p.prev)
 	a.drift.mu.Lock()
 	a.drift.rollback = &fabric.StepError{Step: "commit-confirm",
 		Err: fmt.Errorf("version %d rolled back to %d: no controller contact within the commit-confirm window after applying it; it is not applied again, a newer version is", v, to)}
 	a.drift.mu.Unlock()
+	a.rollbacks.Add(1) // after the apply: who sees the count sees the rolled-back state
 }
 
 // clearRollback drops the rollback from the status once a version other
