@@ -10,6 +10,7 @@ import (
 	"slices"
 	"strings"
 	"sync"
+	"sync/atomic"
 	"time"
 
 	"google.golang.org/grpc"
@@ -83,8 +84,21 @@ type Agent struct {
 	rpcTimeout time.Duration
 
 	// applied is the last version applied without errors; only the
-	// goroutine running Run touches it.
-	applied uint64
+	// goroutine running Run touches it. appliedVersion mirrors it for
+	// Stats, desired is the newest version received.
+	applied        uint64
+	appliedVersion atomic.Uint64
+	desired        atomic.Uint64
+	rollbacks      atomic.Uint64
+	observer       Observer
+
+	// Commit-confirm (commit.go); all but the window only touched by the
+	// goroutine running Run. lastGood is the last-known-good snapshot.
+	confirmWindow atomic.Int64
+	lastGood      *apiv1.DeviceConfig
+	pending       *pendingConfirm
+	pendingOK     bool
+	refused       uint64
 
 	// Drift handling (drift.go): the event source (nil: off), the debounce
 	// and the state shared with the drift goroutine.
@@ -320,6 +334,8 @@ func (a *Agent) waitRetry(ctx context.Context, timer *time.Timer, delay time.Dur
 			return false
 		case <-beat:
 			a.beatNow()
+		case <-a.confirmDeadline():
+			a.rollback(ctx)
 		case <-timer.C:
 			return true
 		}
@@ -345,6 +361,7 @@ func (a *Agent) session(ctx context.Context, client apiv1.DeviceServiceClient) (
 	if err != nil {
 		return false, fmt.Errorf("registering: %w", err)
 	}
+	a.confirmed()
 	a.log.Info("registered", "desired_version", resp.GetDesiredVersion(), "ports", len(ports))
 
 	var wg sync.WaitGroup
@@ -376,6 +393,7 @@ func (a *Agent) session(ctx context.Context, client apiv1.DeviceServiceClient) (
 			default:
 			}
 			latest <- cfg
+			a.desired.Store(cfg.GetVersion())
 			if a.onSnapshot != nil {
 				a.onSnapshot(cfg.GetVersion())
 			}
@@ -398,8 +416,12 @@ func (a *Agent) session(ctx context.Context, client apiv1.DeviceServiceClient) (
 			a.beatNow()
 		case cfg := <-latest:
 			delivered = true
+			a.confirmed() // the controller reached us
 			a.apply(sctx, client, cfg)
 			a.beatNow()
+		case <-a.confirmDeadline():
+			a.rollback(sctx)
+			a.report(sctx, client)
 		case <-a.drift.kick:
 			a.report(sctx, client) // a drift repair changed the status
 		case <-routingTick:
@@ -412,6 +434,7 @@ func (a *Agent) session(ctx context.Context, client apiv1.DeviceServiceClient) (
 			select {
 			case cfg := <-latest:
 				delivered = true
+				a.confirmed()
 				a.apply(sctx, client, cfg)
 			default:
 			}
@@ -429,20 +452,30 @@ func (a *Agent) session(ctx context.Context, client apiv1.DeviceServiceClient) (
 //
 // A snapshot of the version last applied without errors (the first one a
 // session sends after a reconnect or a failover to another replica) is not
-// applied again, only reported.
+// applied again, only reported; nor is a version commit-confirm rolled
+// back (commit.go).
 func (a *Agent) apply(ctx context.Context, client apiv1.DeviceServiceClient, cfg *apiv1.DeviceConfig) {
-	if v := cfg.GetVersion(); v != 0 && v == a.applied {
+	switch v := cfg.GetVersion(); {
+	case v != 0 && v == a.refused:
+		a.log.Warn("snapshot was rolled back by commit-confirm; not applying it again", "version", v, "applied", a.applied)
+	case v != 0 && v == a.applied:
 		a.log.Info("snapshot already applied", "version", v)
-	} else {
-		a.applyLocal(ctx, cfg)
+	default:
+		if a.refused != 0 {
+			a.refused = 0
+			a.clearRollback()
+		}
+		ok := a.applyLocal(ctx, cfg)
+		a.afterApply(cfg, ok)
 	}
 	a.report(ctx, client)
 }
 
 // applyLocal reconciles the kernel to one snapshot and records the outcome
-// for the next status report and for drift handling; a snapshot applied
-// without errors becomes the last-known-good config.
-func (a *Agent) applyLocal(ctx context.Context, cfg *apiv1.DeviceConfig) {
+// for the next status report and for drift handling. ok tells it was
+// applied without errors; the caller decides whether it becomes the
+// last-known-good config.
+func (a *Agent) applyLocal(ctx context.Context, cfg *apiv1.DeviceConfig) (ok bool) {
 	log := a.log.With("version", cfg.GetVersion())
 	if r := cfg.GetRole(); r != apiv1.Role_ROLE_UNSPECIFIED && r != roleToProto(a.cfg.Role) {
 		log.Warn("snapshot is for another role; applying it anyway", "snapshot_role", r.String(), "role", string(a.cfg.Role))
@@ -455,12 +488,13 @@ func (a *Agent) applyLocal(ctx context.Context, cfg *apiv1.DeviceConfig) {
 		a.drift.mu.Lock()
 		a.drift.status = &status{version: cfg.GetVersion(), errors: []fabric.StepError{{Step: "convert", Err: err}}}
 		a.drift.mu.Unlock()
-		return
+		return false
 	}
 	log.Info("applying snapshot", "vrfs", len(desired.VRFs), "ports", len(desired.Ports))
 	// A reconciler per snapshot, so its log lines carry the version.
 	rec := fabric.NewReconciler(a.kernel, fabric.WithLogger(log))
 	a.drift.applyMu.Lock() // not beside a drift repair
+	start := time.Now()
 	res, err := rec.Apply(context.WithoutCancel(ctx), desired)
 	// Routing after the dataplane: sessions on machine ports need their
 	// VRF, EVPN routes the L3VNI's SVI and VXLAN device.
@@ -468,21 +502,24 @@ func (a *Agent) applyLocal(ctx context.Context, cfg *apiv1.DeviceConfig) {
 	a.routingCfg = cfg
 	a.drift.recordApply(cfg.GetVersion(), desired, res, err, rerrs)
 	a.drift.applyMu.Unlock()
+	took := time.Since(start)
 	if err == nil && len(rerrs) > 0 {
 		err = fmt.Errorf("routing: %d steps failed, first: %s: %w", len(rerrs), rerrs[0].Step, rerrs[0].Err)
+	}
+	if a.observer != nil {
+		a.observer.Applied(cfg.GetVersion(), took, err)
 	}
 	if err != nil {
 		log.Error("snapshot applied with errors", "applied", len(res.Applied), "skipped", len(res.Skipped), "errors", len(res.Errors), "err", err)
 	} else {
 		log.Info("snapshot applied", "changes", len(res.Applied))
 		a.applied = cfg.GetVersion()
-		if err := a.saveCache(cfg); err != nil {
-			log.Warn("keeping the last-known-good config failed", "err", err)
-		}
+		a.appliedVersion.Store(a.applied)
 	}
 	if a.onApplied != nil {
 		a.onApplied(cfg.GetVersion(), err)
 	}
+	return err == nil
 }
 
 // applyCache applies the last-known-good config when the agent has applied
@@ -503,7 +540,9 @@ func (a *Agent) applyCache(ctx context.Context) {
 		return
 	}
 	a.log.Warn("controller unreachable: applying the last-known-good config", "version", cfg.GetVersion(), "cache", a.cachePath)
-	a.applyLocal(ctx, cfg)
+	if a.applyLocal(ctx, cfg) {
+		a.lastGood = cfg
+	}
 }
 
 // beatTicker returns a channel that ticks every heartbeat period, or nil

@@ -102,6 +102,9 @@ type driftState struct {
 	// it again (capacity 1).
 	status *status
 	kick   chan struct{}
+	// rollback is the last commit-confirm rollback, reported with every
+	// status until a newer version is applied (commit.go).
+	rollback *fabric.StepError
 }
 
 // status is one status report in the agent's own types.
@@ -133,9 +136,14 @@ func (d *driftState) recordApply(version uint64, desired fabric.Desired, res fab
 }
 
 // report sends the newest status to the controller.
+// A report the controller accepted is contact for commit-confirm.
 func (a *Agent) report(ctx context.Context, client apiv1.DeviceServiceClient) {
 	a.drift.mu.Lock()
 	st := a.drift.status
+	var agentErrs []fabric.StepError
+	if rb := a.drift.rollback; rb != nil {
+		agentErrs = append(agentErrs, *rb)
+	}
 	a.drift.mu.Unlock()
 	if st == nil {
 		return
@@ -145,14 +153,17 @@ func (a *Agent) report(ctx context.Context, client apiv1.DeviceServiceClient) {
 	_, err := client.ReportStatus(rctx, &apiv1.ReportStatusRequest{
 		Hostname:       a.cfg.Hostname,
 		AppliedVersion: st.version,
-		Errors:         append(stepErrorsToProto("fabric", st.errors), stepErrorsToProto("bgp", st.routingErrors)...),
-		Ports:          portsToProto(st.ports),
-		Drift:          driftToProto(a.DriftStats()),
-		Routing:        a.routingStatus(rctx),
+		Errors: slices.Concat(stepErrorsToProto("fabric", st.errors), stepErrorsToProto("bgp", st.routingErrors),
+			stepErrorsToProto("agent", agentErrs)),
+		Ports:   portsToProto(st.ports),
+		Drift:   driftToProto(a.DriftStats()),
+		Routing: a.routingStatus(rctx),
 	})
 	if err != nil {
 		a.log.Warn("reporting status failed", "version", st.version, "err", err)
+		return
 	}
+	a.confirmed()
 }
 
 // watchDrift runs drift handling until ctx is done.

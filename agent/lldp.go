@@ -117,6 +117,26 @@ type nbrState struct {
 	held map[nbrKey]lldp.Neighbor
 	// ports is the port set LLDP runs on, for logs and tests.
 	ports []string
+	// interval is set by SetLLDPInterval (0: cfg.Interval).
+	interval time.Duration
+}
+
+// SetLLDPInterval changes LLDP's transmit interval while the agent runs
+// (the announced TTL follows); an error when LLDP is off.
+func (a *Agent) SetLLDPInterval(d time.Duration) error {
+	if a.nbr == nil {
+		return errors.New("lldp is off")
+	}
+	if d <= 0 {
+		return fmt.Errorf("lldp interval %v is not positive", d)
+	}
+	a.nbr.mu.Lock()
+	defer a.nbr.mu.Unlock()
+	a.nbr.interval = d
+	if a.nbr.lldp != nil {
+		return a.nbr.lldp.SetInterval(d)
+	}
+	return nil // applied when LLDP starts
 }
 
 func (n *nbrState) request() {
@@ -393,6 +413,9 @@ func (a *Agent) runLLDP(ctx context.Context) {
 	})
 	a.nbr.mu.Lock()
 	a.nbr.lldp = la
+	if a.nbr.interval > 0 {
+		_ = la.SetInterval(a.nbr.interval) // positive: checked by SetLLDPInterval
+	}
 	a.nbr.mu.Unlock()
 	defer func() {
 		c := la.Counters()

@@ -146,9 +146,11 @@ func WithClock(now func() time.Time) Option { return func(c *config) { c.now = n
 type Agent struct {
 	cfg     config
 	chassis ChassisID
-	ttl     time.Duration
-	table   *Table
-	log     *slog.Logger
+	// interval and ttl are time.Durations SetInterval may change.
+	interval atomic.Int64
+	ttl      atomic.Int64
+	table    *Table
+	log      *slog.Logger
 
 	events   chan Event
 	emitMu   sync.Mutex // orders table changes with their events
@@ -207,31 +209,51 @@ func New(chassis net.HardwareAddr, opts ...Option) (*Agent, error) {
 	if cfg.log == nil {
 		cfg.log = slog.Default()
 	}
-	ttl := (cfg.interval * time.Duration(cfg.hold)).Round(time.Second)
-	if ttl < cfg.interval*time.Duration(cfg.hold) {
-		ttl += time.Second
-	}
-	ttl = min(ttl, maxTTL)
+	ttl := ttlOf(cfg.interval, cfg.hold)
 	// Check the frame encodes once, so later failures can only be I/O.
 	probe := Frame{ChassisID: MACChassisID(chassis), PortID: InterfaceNamePortID("x"), TTL: ttl,
 		SystemName: cfg.sysName, SystemDescription: cfg.sysDesc, Capabilities: cfg.caps, MgmtAddrs: cfg.mgmt}
 	if _, err := probe.MarshalBinary(); err != nil {
 		return nil, fmt.Errorf("checking our LLDPDU: %w", err)
 	}
-	return &Agent{
+	a := &Agent{
 		cfg:     cfg,
 		chassis: MACChassisID(chassis),
-		ttl:     ttl,
 		table:   NewTable(cfg.maxPerPort, cfg.maxTotal),
 		log:     cfg.log,
 		events:  make(chan Event, cfg.eventBuffer),
 		want:    make(map[string]Port),
 		workers: make(map[string]*worker),
-	}, nil
+	}
+	a.interval.Store(int64(cfg.interval))
+	a.ttl.Store(int64(ttl))
+	return a, nil
+}
+
+// ttlOf is the hold time announced for interval: interval * hold, rounded
+// up to whole seconds, at most maxTTL.
+func ttlOf(interval time.Duration, hold int) time.Duration {
+	ttl := (interval * time.Duration(hold)).Round(time.Second)
+	if ttl < interval*time.Duration(hold) {
+		ttl += time.Second
+	}
+	return min(ttl, maxTTL)
 }
 
 // TTL is the hold time we announce (interval * hold multiplier).
-func (a *Agent) TTL() time.Duration { return a.ttl }
+func (a *Agent) TTL() time.Duration { return time.Duration(a.ttl.Load()) }
+
+// SetInterval changes the transmit interval (and so the announced TTL)
+// while the agent runs; every port sends a frame with the new TTL at its
+// next transmission, which happens within the old interval.
+func (a *Agent) SetInterval(d time.Duration) error {
+	if d <= 0 {
+		return fmt.Errorf("lldp: interval %v is not positive", d)
+	}
+	a.interval.Store(int64(d))
+	a.ttl.Store(int64(ttlOf(d, a.cfg.hold)))
+	return nil
+}
 
 // Events returns the channel of neighbour changes (added, changed,
 // removed; never plain refreshes). It is closed when Run returns. Sends
@@ -324,7 +346,7 @@ func (a *Agent) Run(ctx context.Context) error {
 	a.startWorkers(ctx)
 	a.setMu.Unlock()
 
-	a.log.Info("lldp started", "chassis", a.chassis.String(), "ttl", a.ttl)
+	a.log.Info("lldp started", "chassis", a.chassis.String(), "ttl", a.TTL())
 
 	tick := time.NewTicker(expiryTick)
 	defer tick.Stop()
@@ -446,7 +468,7 @@ func (a *Agent) runPort(ctx context.Context, p Port) {
 // ends (it then sends a shutdown frame) or reading fails.
 func (a *Agent) servePort(ctx context.Context, p Port, conn Conn, log *slog.Logger) error {
 	hw := slices.Clone(conn.HardwareAddr())
-	frame, err := a.ethernetFrame(p, hw, a.ttl)
+	frame, err := a.ethernetFrame(p, hw, a.TTL())
 	if err == nil {
 		var shutdown []byte
 		shutdown, err = a.ethernetFrame(Port{Name: p.Name}, hw, 0)
@@ -473,6 +495,7 @@ func (a *Agent) serve(ctx context.Context, p Port, conn Conn, hw net.HardwareAdd
 	}
 
 	fastLeft := a.cfg.fastCount
+	frameTTL := time.Duration(-1) // re-encoded at the first send, so a SetInterval racing servePort is caught
 	timer := time.NewTimer(0)
 	defer timer.Stop()
 	for {
@@ -493,12 +516,21 @@ func (a *Agent) serve(ctx context.Context, p Port, conn Conn, hw net.HardwareAdd
 				timer.Reset(0)
 			}
 		case <-timer.C:
+			if ttl := a.TTL(); ttl != frameTTL {
+				// SetInterval changed the TTL we announce.
+				if f, err := a.ethernetFrame(p, hw, ttl); err == nil {
+					frame, frameTTL = f, ttl
+				} else {
+					log.Warn("lldp: encoding a frame with the new TTL", "err", err)
+				}
+			}
 			send(frame)
-			next := a.cfg.interval
+			interval := time.Duration(a.interval.Load())
+			next := interval
 			if fastLeft > 0 {
 				fastLeft--
 				if fastLeft > 0 {
-					next = min(a.cfg.fastInterval, a.cfg.interval)
+					next = min(a.cfg.fastInterval, interval)
 				}
 			}
 			timer.Reset(next)

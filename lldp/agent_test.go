@@ -526,3 +526,34 @@ func FuzzHandleFrame(f *testing.F) {
 		}
 	})
 }
+
+func TestAgentSetInterval(t *testing.T) {
+	fn := newFakeNet()
+	_, tap := fn.link("swp1", "tap")
+	a, err := New(testMAC, WithDialer(fn.dial), WithLogger(testLogger(t)),
+		WithInterval(50*time.Millisecond), WithFastStart(0, 0))
+	if err != nil {
+		t.Fatal(err)
+	}
+	startAgent(t, a, "swp1")
+	if _, f := readFrame(t, tap); f.TTL != time.Second {
+		t.Errorf("TTL before SetInterval = %v, want 1s (4 * 50ms rounded up)", f.TTL)
+	}
+	if err := a.SetInterval(10 * time.Second); err != nil {
+		t.Fatal(err)
+	}
+	if got := a.TTL(); got != 40*time.Second {
+		t.Errorf("TTL() = %v, want 40s", got)
+	}
+	// The frame already due under the old interval carries the new TTL.
+	for {
+		if _, f := readFrame(t, tap); f.TTL == 40*time.Second {
+			break
+		} else if f.TTL != time.Second {
+			t.Fatalf("frame TTL %v, want 1s or 40s", f.TTL)
+		}
+	}
+	if err := a.SetInterval(0); err == nil {
+		t.Error("SetInterval(0): no error")
+	}
+}

@@ -4,7 +4,9 @@
 //
 //	fabric-agent --role leaf|spine|firewall --controller HOST:PORT[,HOST:PORT...] [--hostname NAME] [--log-level info]
 //	    [--lldp=true] [--lldp-interval 30s] [--mgmt-interface eth0] [--lldp-mgmt-addr IP,...]
-//	fabric-agent plan --controller HOST:PORT [--hostname NAME] [--role ROLE] [--timeout 30s] [--log-level warn]
+//	    [--tls-ca CA.pem --tls-cert CERT.pem --tls-key KEY.pem] [--metrics-listen :9101] [--commit-confirm 0s]
+//	    [--config /etc/fabric/agent.yaml]
+//	fabric-agent plan --controller HOST:PORT [--hostname NAME] [--role ROLE] [--timeout 30s] [--log-level warn] [--tls-*]
 //
 // plan takes one snapshot and prints the kernel changes applying it would
 // make, one per line, without changing anything. --controller takes several
@@ -14,27 +16,38 @@
 // controller when they change, and (--bgp, on by default) runs the embedded
 // BGP speaker: underlay and machine sessions, EVPN type-5, received routes
 // programmed into the kernel. SIGINT and SIGTERM stop the daemon; the kernel
-// is left as it is and BGP peers keep our routes (graceful restart).
+// is left as it is and BGP peers keep our routes (graceful restart). SIGHUP
+// re-reads --config: log level, LLDP interval and commit-confirm change
+// live, other changes are logged as needing a restart, a bad file changes
+// nothing. With --tls-ca the agent talks mutual TLS, identified by its
+// client certificate; Prometheus metrics are on --metrics-listen.
 //
 // This package owns flags and process setup only; package agent does the work.
 package main
 
 import (
 	"context"
+	"crypto/tls"
 	"errors"
 	"flag"
 	"fmt"
 	"io"
 	"log/slog"
+	"maps"
 	"net"
 	"net/netip"
 	"os"
 	"os/signal"
+	"slices"
 	"strconv"
 	"strings"
 	"sync"
+	"sync/atomic"
 	"syscall"
 	"time"
+
+	"google.golang.org/grpc"
+	"google.golang.org/grpc/credentials"
 
 	"github.com/metalfabric/fabric/agent"
 	"github.com/metalfabric/fabric/bgp"
@@ -43,6 +56,8 @@ import (
 	"github.com/metalfabric/fabric/cmd/internal/flagfile"
 	"github.com/metalfabric/fabric/fabric"
 	"github.com/metalfabric/fabric/lldp"
+	"github.com/metalfabric/fabric/metrics"
+	"github.com/metalfabric/fabric/pki"
 	"github.com/metalfabric/fabric/systemd"
 )
 
@@ -63,7 +78,8 @@ func usage(w io.Writer) {
 	fmt.Fprint(w, `usage:
   fabric-agent --role leaf|spine|firewall --controller HOST:PORT[,HOST:PORT...] [--hostname NAME] [--vlan-range MIN-MAX] [--log-level LEVEL]
                [--lldp=BOOL] [--lldp-interval D] [--mgmt-interface NAME] [--lldp-mgmt-addr IP,...]
-  fabric-agent plan --controller HOST:PORT [--hostname NAME] [--role ROLE] [--timeout D] [--log-level LEVEL]
+               [--tls-ca FILE --tls-cert FILE --tls-key FILE] [--metrics-listen ADDR] [--commit-confirm D] [--config FILE]
+  fabric-agent plan --controller HOST:PORT [--hostname NAME] [--role ROLE] [--timeout D] [--log-level LEVEL] [--tls-ca FILE --tls-cert FILE --tls-key FILE]
 `)
 }
 
@@ -96,28 +112,27 @@ func parseVLANRange(s string) (fabric.VLANRange, error) {
 }
 
 // config checks the flags; roleRequired is false for plan.
-func (c *common) config(roleRequired bool) (agent.Config, *slog.Logger, error) {
+func (c *common) config(roleRequired bool) (agent.Config, slog.Level, error) {
 	if len(c.controller) == 0 {
-		return agent.Config{}, nil, errors.New("--controller HOST:PORT is required")
+		return agent.Config{}, 0, errors.New("--controller HOST:PORT is required")
 	}
 	role := agent.RoleLeaf
 	if c.role != "" || roleRequired {
 		r, err := agent.ParseRole(c.role)
 		if err != nil {
-			return agent.Config{}, nil, fmt.Errorf("--role: %w", err)
+			return agent.Config{}, 0, fmt.Errorf("--role: %w", err)
 		}
 		role = r
 	}
 	var level slog.Level
 	if err := level.UnmarshalText([]byte(c.logLevel)); err != nil {
-		return agent.Config{}, nil, fmt.Errorf("--log-level: %w", err)
+		return agent.Config{}, 0, fmt.Errorf("--log-level: %w", err)
 	}
 	vlans, err := parseVLANRange(c.vlanRange)
 	if err != nil {
-		return agent.Config{}, nil, fmt.Errorf("--vlan-range: %w", err)
+		return agent.Config{}, 0, fmt.Errorf("--vlan-range: %w", err)
 	}
-	log := slog.New(slog.NewTextHandler(os.Stderr, &slog.HandlerOptions{Level: level}))
-	return agent.Config{Controllers: c.controller, Hostname: c.hostname, Role: role, VLANRange: vlans}, log, nil
+	return agent.Config{Controllers: c.controller, Hostname: c.hostname, Role: role, VLANRange: vlans}, level, nil
 }
 
 // addrList is a flag of addresses: comma-separated, and the flag may be
@@ -182,43 +197,140 @@ func (l *lldpFlags) option(role agent.Role) (agent.Option, error) {
 	}), nil
 }
 
+// settings are the daemon's flags after parsing the command line and the
+// config file.
+type settings struct {
+	c             common
+	lf            lldpFlags
+	bgp           bool
+	bgpPort       int
+	stateDir      string
+	metricsListen string
+	tls           tlsFlags
+	commitConfirm time.Duration
+	config        string
+	// values are every flag's value, for telling what a reload changed.
+	values map[string]string
+}
+
+// parseSettings parses args and then the --config file they name.
+func parseSettings(args []string, stderr io.Writer) (*settings, error) {
+	fs := flag.NewFlagSet("fabric-agent", flag.ContinueOnError)
+	fs.SetOutput(stderr)
+	fs.Usage = func() { usage(stderr); fs.PrintDefaults() }
+	s := &settings{}
+	s.c.register(fs, "info")
+	s.lf.register(fs)
+	s.tls.register(fs, "the controller's")
+	fs.BoolVar(&s.bgp, "bgp", true, "run the embedded BGP speaker and program received routes into the kernel")
+	fs.IntVar(&s.bgpPort, "bgp-listen-port", 179, "TCP port the BGP speaker listens on (-1: none)")
+	fs.StringVar(&s.stateDir, "state-dir", "/var/lib/fabric-agent", "where the last-known-good config is kept (\"\" for nowhere)")
+	fs.StringVar(&s.metricsListen, "metrics-listen", metrics.DefaultAgentListen, "address of the Prometheus /metrics endpoint (\"\" for none)")
+	fs.DurationVar(&s.commitConfirm, "commit-confirm", 0, "roll an applied config back to the previous one unless the controller is reached within this long after the apply (0: off)")
+	fs.StringVar(&s.config, "config", "", "YAML file of these settings (keys are the flag names; flags given here win); SIGHUP re-reads it")
+	if err := fs.Parse(args); err != nil {
+		if errors.Is(err, flag.ErrHelp) {
+			return nil, err
+		}
+		return nil, errPrinted{err}
+	}
+	if fs.NArg() > 0 {
+		return nil, fmt.Errorf("unexpected argument %q", fs.Arg(0))
+	}
+	if s.config != "" {
+		if err := flagfile.Load(fs, s.config); err != nil {
+			return nil, err
+		}
+	}
+	s.values = map[string]string{}
+	fs.VisitAll(func(f *flag.Flag) { s.values[f.Name] = f.Value.String() })
+	return s, nil
+}
+
+// checked is what settings turn into once every value is valid.
+type checked struct {
+	cfg   agent.Config
+	level slog.Level
+	lldp  agent.Option // nil: LLDP off
+	tls   *tls.Config  // nil: plaintext
+}
+
+func (s *settings) check() (checked, error) {
+	cfg, level, err := s.c.config(true)
+	if err != nil {
+		return checked{}, err
+	}
+	lldpOpt, err := s.lf.option(cfg.Role)
+	if err != nil {
+		return checked{}, err
+	}
+	tlsCfg, err := s.tls.client(true)
+	if err != nil {
+		return checked{}, err
+	}
+	if s.commitConfirm < 0 {
+		return checked{}, fmt.Errorf("--commit-confirm: %v is negative", s.commitConfirm)
+	}
+	return checked{cfg: cfg, level: level, lldp: lldpOpt, tls: tlsCfg}, nil
+}
+
+// tlsFlags are the client side of mutual TLS with the controller.
+type tlsFlags struct{ cert, key, ca string }
+
+func (t *tlsFlags) register(fs *flag.FlagSet, what string) {
+	fs.StringVar(&t.cert, "tls-cert", "", "client certificate (PEM) for mutual TLS with the controller")
+	fs.StringVar(&t.key, "tls-key", "", "the client certificate's private key (PEM)")
+	fs.StringVar(&t.ca, "tls-ca", "", "CA certificates (PEM) to verify "+what+" certificate against; without it the connection is plaintext")
+}
+
+// client returns the TLS config, nil for plaintext; certRequired asks for
+// a client certificate with the CA.
+func (t *tlsFlags) client(certRequired bool) (*tls.Config, error) {
+	if t.ca == "" {
+		if t.cert != "" || t.key != "" {
+			return nil, errors.New("--tls-cert and --tls-key need --tls-ca")
+		}
+		return nil, nil
+	}
+	if certRequired && (t.cert == "" || t.key == "") {
+		return nil, errors.New("--tls-ca needs --tls-cert and --tls-key: the controller identifies the device by its certificate")
+	}
+	cfg, err := pki.ClientConfig(t.cert, t.key, t.ca)
+	if err != nil {
+		return nil, fmt.Errorf("TLS: %w", err)
+	}
+	return cfg, nil
+}
+
 func run(ctx context.Context, args []string, stdout, stderr io.Writer) int {
 	if len(args) > 0 && args[0] == "plan" {
 		return runPlan(ctx, args[1:], stdout, stderr)
 	}
-	fs := flag.NewFlagSet("fabric-agent", flag.ContinueOnError)
-	fs.SetOutput(stderr)
-	fs.Usage = func() { usage(stderr); fs.PrintDefaults() }
-	var c common
-	c.register(fs, "info")
-	var lf lldpFlags
-	lf.register(fs)
-	bgpOn := fs.Bool("bgp", true, "run the embedded BGP speaker and program received routes into the kernel")
-	bgpPort := fs.Int("bgp-listen-port", 179, "TCP port the BGP speaker listens on (-1: none)")
-	stateDir := fs.String("state-dir", "/var/lib/fabric-agent", "where the last-known-good config is kept (\"\" for nowhere)")
-	config := fs.String("config", "", "YAML file of these settings (keys are the flag names; flags given here win)")
-	if err := fs.Parse(args); err != nil {
+	// SIGHUP reloads the config file; caught from the start, so an early
+	// one does not kill the daemon.
+	hup := make(chan os.Signal, 1)
+	signal.Notify(hup, syscall.SIGHUP)
+	defer signal.Stop(hup)
+
+	set, err := parseSettings(args, stderr)
+	if err != nil {
 		if errors.Is(err, flag.ErrHelp) {
 			return exitOK
 		}
-		return exitUsage
-	}
-	if fs.NArg() > 0 {
-		fmt.Fprintf(stderr, "fabric-agent: unexpected argument %q\n", fs.Arg(0))
-		usage(stderr)
-		return exitUsage
-	}
-	if *config != "" {
-		if err := flagfile.Load(fs, *config); err != nil {
+		if !errors.As(err, new(errPrinted)) {
 			fmt.Fprintf(stderr, "fabric-agent: %v\n", err)
-			return exitUsage
 		}
+		return exitUsage
 	}
-	cfg, log, err := c.config(true)
+	chk, err := set.check()
 	if err != nil {
 		fmt.Fprintf(stderr, "fabric-agent: %v\n", err)
 		return exitUsage
 	}
+	level := new(slog.LevelVar)
+	level.Set(chk.level)
+	log := slog.New(slog.NewTextHandler(stderr, &slog.HandlerOptions{Level: level}))
+	cfg := chk.cfg
 	// systemd: READY after the first fully applied snapshot, STATUS after
 	// each, the watchdog fed by the agent's session loop, STOPPING at the
 	// end. All no-ops outside systemd.
@@ -226,6 +338,7 @@ func run(ctx context.Context, args []string, stdout, stderr io.Writer) int {
 	wd := notify.Watchdog(systemd.WithLogger(log))
 	go wd.Run(ctx)
 	var ready sync.Once
+	var isReady atomic.Bool
 	applied := func(version uint64, err error) {
 		if err != nil {
 			_ = notify.Status(fmt.Sprintf("version %d applied with errors: %v", version, err))
@@ -235,20 +348,38 @@ func run(ctx context.Context, args []string, stdout, stderr io.Writer) int {
 			if err := notify.Ready(); err != nil {
 				log.Warn("sd_notify", "err", err)
 			}
+			isReady.Store(true)
 		})
 		_ = notify.Status(fmt.Sprintf("version %d applied", version))
 	}
-	opts := []agent.Option{agent.WithLogger(log), agent.WithLifecycle(applied, wd.Alive, wd.Period()), agent.WithStateDir(*stateDir)}
-	lldpOpt, err := lf.option(cfg.Role)
-	if err != nil {
-		fmt.Fprintf(stderr, "fabric-agent: %v\n", err)
-		return exitUsage
+	opts := []agent.Option{agent.WithLogger(log), agent.WithLifecycle(applied, wd.Alive, wd.Period()),
+		agent.WithStateDir(set.stateDir), agent.WithCommitConfirm(set.commitConfirm)}
+	if chk.tls != nil {
+		opts = append(opts, agent.WithDialOptions(grpc.WithTransportCredentials(credentials.NewTLS(chk.tls))))
+	} else {
+		log.Warn("no --tls-ca: talking to the controller in plaintext, without authentication")
 	}
-	if lldpOpt != nil {
-		opts = append(opts, lldpOpt)
+	var agentMetrics *metrics.Agent
+	if set.metricsListen != "" {
+		reg := metrics.NewRegistry()
+		agentMetrics = metrics.NewAgent(reg)
+		ms, err := metrics.Listen(set.metricsListen, reg, log)
+		if err != nil {
+			fmt.Fprintf(stderr, "fabric-agent: --metrics-listen: %v\n", err)
+			return exitError
+		}
+		go func() {
+			if err := ms.Run(ctx); err != nil {
+				log.Error("metrics server stopped", "err", err)
+			}
+		}()
+		opts = append(opts, agent.WithObserver(agentMetrics))
+	}
+	if chk.lldp != nil {
+		opts = append(opts, chk.lldp)
 	}
 	var routing *bgp.Reconciler
-	if *bgpOn {
+	if set.bgp {
 		if err := agent.SetRouterSysctls(); err != nil {
 			log.Warn("kernel settings for routing", "err", err)
 		}
@@ -268,7 +399,7 @@ func run(ctx context.Context, args []string, stdout, stderr io.Writer) int {
 			log.Info("routes of a previous run in the kernel: graceful restart", "routes", n)
 		}
 		routing = bgp.NewReconciler(gobgp.New(gobgp.WithLogger(log)), bgp.ProgrammerFIB{P: prog},
-			bgp.WithLogger(log), bgp.WithListenPort(int32(*bgpPort)), bgp.WithRestarting(restarting))
+			bgp.WithLogger(log), bgp.WithListenPort(int32(set.bgpPort)), bgp.WithRestarting(restarting))
 		opts = append(opts, agent.WithRouting(routing))
 	}
 	a, err := agent.New(cfg, opts...)
@@ -276,6 +407,26 @@ func run(ctx context.Context, args []string, stdout, stderr io.Writer) int {
 		fmt.Fprintf(stderr, "fabric-agent: %v\n", err)
 		return exitError
 	}
+	if agentMetrics != nil {
+		agentMetrics.SetSource(a)
+	}
+	rl := &reloader{args: args, cur: set, level: level, target: a, log: log}
+	go func() {
+		for {
+			select {
+			case <-ctx.Done():
+				return
+			case <-hup:
+				if isReady.Load() {
+					_ = notify.Reloading()
+				}
+				rl.reload()
+				if isReady.Load() {
+					_ = notify.Ready()
+				}
+			}
+		}
+	}()
 	err = a.Run(ctx)
 	_ = notify.Stopping()
 	if routing != nil {
@@ -293,12 +444,88 @@ func run(ctx context.Context, args []string, stdout, stderr io.Writer) int {
 	return exitOK
 }
 
+// errPrinted is an error the flag package has printed already.
+type errPrinted struct{ error }
+
+// liveTarget is what a reload changes in the running agent.
+type liveTarget interface {
+	SetLLDPInterval(d time.Duration) error
+	SetCommitConfirm(d time.Duration)
+}
+
+// reloader re-reads the config file on SIGHUP. The settings that can change
+// while the agent runs are applied; the others are logged as needing a
+// restart. A file that does not parse or check is rejected as a whole and
+// nothing changes.
+type reloader struct {
+	args   []string
+	cur    *settings
+	level  *slog.LevelVar
+	target liveTarget
+	log    *slog.Logger
+}
+
+// liveSettings are the flags a reload applies.
+var liveSettings = map[string]bool{"log-level": true, "lldp-interval": true, "commit-confirm": true}
+
+func (r *reloader) reload() {
+	path := r.cur.config
+	if path == "" {
+		r.log.Warn("config reload: no --config file; nothing to re-read")
+		return
+	}
+	next, err := parseSettings(r.args, io.Discard)
+	var chk checked
+	if err == nil {
+		chk, err = next.check()
+	}
+	if err != nil {
+		r.log.Error("config reload rejected; nothing changed", "config", path, "err", err)
+		return
+	}
+	var changed, restart []string
+	for _, name := range slices.Sorted(maps.Keys(next.values)) {
+		from, to := r.cur.values[name], next.values[name]
+		if from == to {
+			continue
+		}
+		if !liveSettings[name] {
+			restart = append(restart, name)
+			r.log.Warn("config reload: setting changed, needs restart to take effect", "setting", name, "from", from, "to", to)
+			continue
+		}
+		changed = append(changed, name)
+	}
+	for _, name := range changed {
+		switch name {
+		case "log-level":
+			r.level.Set(chk.level)
+		case "lldp-interval":
+			if err := r.target.SetLLDPInterval(next.lf.interval); err != nil {
+				r.log.Warn("config reload: lldp-interval not applied", "err", err)
+			}
+		case "commit-confirm":
+			r.target.SetCommitConfirm(next.commitConfirm)
+		}
+		r.log.Info("config reload: setting applied", "setting", name, "from", r.cur.values[name], "to", next.values[name])
+	}
+	// What needs a restart keeps its running value, so a later reload
+	// still reports it.
+	for _, name := range restart {
+		next.values[name] = r.cur.values[name]
+	}
+	r.cur = next
+	r.log.Info("config reloaded", "config", path, "applied", changed, "needs_restart", restart)
+}
+
 func runPlan(ctx context.Context, args []string, stdout, stderr io.Writer) int {
 	fs := flag.NewFlagSet("fabric-agent plan", flag.ContinueOnError)
 	fs.SetOutput(stderr)
 	fs.Usage = func() { usage(stderr); fs.PrintDefaults() }
 	var c common
 	c.register(fs, "warn")
+	var tf tlsFlags
+	tf.register(fs, "the controller's")
 	timeout := fs.Duration("timeout", 30*time.Second, "give up after this long")
 	if err := fs.Parse(args); err != nil {
 		if errors.Is(err, flag.ErrHelp) {
@@ -310,12 +537,22 @@ func runPlan(ctx context.Context, args []string, stdout, stderr io.Writer) int {
 		fmt.Fprintf(stderr, "fabric-agent plan: unexpected argument %q\n", fs.Arg(0))
 		return exitUsage
 	}
-	cfg, log, err := c.config(false)
+	cfg, level, err := c.config(false)
 	if err != nil {
 		fmt.Fprintf(stderr, "fabric-agent plan: %v\n", err)
 		return exitUsage
 	}
-	a, err := agent.New(cfg, agent.WithLogger(log))
+	tlsCfg, err := tf.client(true)
+	if err != nil {
+		fmt.Fprintf(stderr, "fabric-agent plan: %v\n", err)
+		return exitUsage
+	}
+	log := slog.New(slog.NewTextHandler(stderr, &slog.HandlerOptions{Level: level}))
+	opts := []agent.Option{agent.WithLogger(log)}
+	if tlsCfg != nil {
+		opts = append(opts, agent.WithDialOptions(grpc.WithTransportCredentials(credentials.NewTLS(tlsCfg))))
+	}
+	a, err := agent.New(cfg, opts...)
 	if err != nil {
 		fmt.Fprintf(stderr, "fabric-agent plan: %v\n", err)
 		return exitError

@@ -1,8 +1,11 @@
 // Command fabric-controller is the fabric's central controller: it keeps the
 // inventory in a bbolt file under --state-dir (--store bolt, the default) or
 // under --etcd-prefix of the etcd cluster at --etcd-endpoints (--store etcd,
-// for several replicas) and serves the gRPC API on --listen. Flags live
-// here; everything else is in controlplane/server.
+// for several replicas) and serves the gRPC API on --listen: mutual TLS
+// with --tls-cert, --tls-key and --tls-client-ca, plaintext only with an
+// explicit --insecure. Prometheus metrics are on --metrics-listen. Flags
+// live here; everything else is in controlplane/server. Bad flags or
+// config exit with status 2.
 package main
 
 import (
@@ -19,6 +22,9 @@ import (
 	"syscall"
 	"time"
 
+	"google.golang.org/grpc"
+	"google.golang.org/grpc/credentials"
+
 	"github.com/metalfabric/fabric/cmd/internal/flagfile"
 	"github.com/metalfabric/fabric/controlplane/inventory"
 	"github.com/metalfabric/fabric/controlplane/ipam"
@@ -26,15 +32,25 @@ import (
 	"github.com/metalfabric/fabric/controlplane/store"
 	"github.com/metalfabric/fabric/controlplane/store/bolt"
 	"github.com/metalfabric/fabric/controlplane/store/etcd"
+	"github.com/metalfabric/fabric/metrics"
+	"github.com/metalfabric/fabric/pki"
 	"github.com/metalfabric/fabric/systemd"
 )
 
 func main() {
 	if err := run(); err != nil {
 		fmt.Fprintln(os.Stderr, "fabric-controller:", err)
+		if errors.As(err, new(usageError)) {
+			os.Exit(2) // the unit does not restart on a config error
+		}
 		os.Exit(1)
 	}
 }
+
+// usageError is a bad flag or config value: restarting will not fix it.
+type usageError struct{ error }
+
+func (u usageError) Unwrap() error { return u.error }
 
 func run() error {
 	var (
@@ -50,35 +66,46 @@ func run() error {
 		dead     = flag.Duration("liveness-dead", server.DefaultLivenessDead, "a machine not seen by LLDP for longer than this is dead (unknown in between)")
 		loopPool = flag.String("loopback-pool", inventory.DefaultLoopbackPool.String(), "prefix device loopbacks (router id, VTEP) are allocated from")
 		logLevel = flag.String("log-level", "info", "log level: debug, info, warn, error")
+		metricsL = flag.String("metrics-listen", metrics.DefaultControllerListen, "address of the Prometheus /metrics endpoint (\"\" for none)")
+		tlsCert  = flag.String("tls-cert", "", "the controller's TLS certificate (PEM); with --tls-key and --tls-client-ca, mutual TLS")
+		tlsKey   = flag.String("tls-key", "", "the TLS certificate's private key (PEM)")
+		clientCA = flag.String("tls-client-ca", "", "CA certificates (PEM) agents' and operators' client certificates are verified against")
+		plain    = flag.Bool("insecure", false, "serve plaintext gRPC without authentication (labs only); required when no --tls-* is given")
+		tokFile  = flag.String("operator-token-file", "", "file of operator API bearer tokens, one per line")
+		opNames  = flag.String("operator-names", "", "client certificate names (CN or DNS SAN) that are operators besides OU=operator, comma-separated")
 		config   = flag.String("config", "", "YAML file of these settings (keys are the flag names; flags given here win)")
 	)
 	flag.Parse()
 	if flag.NArg() > 0 {
-		return fmt.Errorf("unexpected arguments: %v", flag.Args())
+		return usageError{fmt.Errorf("unexpected arguments: %v", flag.Args())}
 	}
 	if *config != "" {
 		if err := flagfile.Load(flag.CommandLine, *config); err != nil {
-			return err
+			return usageError{err}
 		}
 	}
 
 	var level slog.Level
 	if err := level.UnmarshalText([]byte(*logLevel)); err != nil {
-		return fmt.Errorf("--log-level: %w", err)
+		return usageError{fmt.Errorf("--log-level: %w", err)}
 	}
 	log := slog.New(slog.NewTextHandler(os.Stderr, &slog.HandlerOptions{Level: level}))
 
 	vnis, err := ipam.ParseVNIRange(*vniRange)
 	if err != nil {
-		return fmt.Errorf("--vni-range: %w", err)
+		return usageError{fmt.Errorf("--vni-range: %w", err)}
 	}
 	asns, err := ipam.ParseASNRange(*asnRange)
 	if err != nil {
-		return fmt.Errorf("--asn-range: %w", err)
+		return usageError{fmt.Errorf("--asn-range: %w", err)}
 	}
 	loopbacks, err := ipam.ParsePrefix(*loopPool)
 	if err != nil {
-		return fmt.Errorf("--loopback-pool: %w", err)
+		return usageError{fmt.Errorf("--loopback-pool: %w", err)}
+	}
+	secOpts, err := security(*tlsCert, *tlsKey, *clientCA, *plain, *tokFile, *opNames)
+	if err != nil {
+		return usageError{err}
 	}
 	ctx, stop := signal.NotifyContext(context.Background(), syscall.SIGINT, syscall.SIGTERM)
 	defer stop()
@@ -93,17 +120,37 @@ func run() error {
 		}
 	}()
 
-	srv, err := server.New(st, server.WithVNIRange(vnis), server.WithASNRange(asns), server.WithLoopbackPool(loopbacks),
-		server.WithLiveness(*alive, *dead), server.WithLogger(log))
+	srvOpts := []server.Option{server.WithVNIRange(vnis), server.WithASNRange(asns), server.WithLoopbackPool(loopbacks),
+		server.WithLiveness(*alive, *dead), server.WithLogger(log)}
+	srvOpts = append(srvOpts, secOpts...)
+	var ctlMetrics *metrics.Controller
+	if *metricsL != "" {
+		reg := metrics.NewRegistry()
+		ctlMetrics = metrics.NewController(reg, log)
+		ms, err := metrics.Listen(*metricsL, reg, log)
+		if err != nil {
+			return fmt.Errorf("--metrics-listen: %w", err)
+		}
+		go func() {
+			if err := ms.Run(ctx); err != nil {
+				log.Error("metrics server stopped", "err", err)
+			}
+		}()
+		srvOpts = append(srvOpts, server.WithGRPCServerOptions(ctlMetrics.ServerOptions()...))
+	}
+	srv, err := server.New(st, srvOpts...)
 	if err != nil {
 		return err
+	}
+	if ctlMetrics != nil {
+		ctlMetrics.SetSource(srv)
 	}
 	lis, err := net.Listen("tcp", *listen)
 	if err != nil {
 		return fmt.Errorf("listening: %w", err)
 	}
 
-	log.Info("starting", "store", *backend, "state", where, "vni_range", vnis.String(), "asn_range", asns.String(), "listen", lis.Addr().String())
+	log.Info("starting", "tls", !*plain, "store", *backend, "state", where, "vni_range", vnis.String(), "asn_range", asns.String(), "listen", lis.Addr().String())
 
 	// systemd: ready once the listener is bound (connections queue until
 	// Run accepts them); the watchdog pings while the store answers.
@@ -122,6 +169,40 @@ func run() error {
 		return err
 	}
 	return nil
+}
+
+// security returns the server options of the TLS and auth flags.
+func security(cert, key, clientCA string, plain bool, tokenFile, operatorNames string) ([]server.Option, error) {
+	auth := server.Auth{}
+	if tokenFile != "" {
+		toks, err := pki.ReadTokens(tokenFile)
+		if err != nil {
+			return nil, fmt.Errorf("--operator-token-file: %w", err)
+		}
+		auth.OperatorTokens = toks
+	}
+	for _, n := range strings.Split(operatorNames, ",") {
+		if n = strings.TrimSpace(n); n != "" {
+			auth.OperatorNames = append(auth.OperatorNames, n)
+		}
+	}
+	anyTLS := cert != "" || key != "" || clientCA != ""
+	switch {
+	case plain && anyTLS:
+		return nil, errors.New("--insecure and --tls-cert/--tls-key/--tls-client-ca exclude each other")
+	case plain:
+		// Plaintext: devices are not authenticated; the operator API
+		// still wants a token when --operator-token-file is given.
+		return []server.Option{server.WithAuth(auth)}, nil
+	case cert == "" || key == "" || clientCA == "":
+		return nil, errors.New("mutual TLS needs --tls-cert, --tls-key and --tls-client-ca (or --insecure for a plaintext lab controller)")
+	}
+	cfg, err := pki.ServerConfig(cert, key, clientCA)
+	if err != nil {
+		return nil, fmt.Errorf("TLS: %w", err)
+	}
+	auth.DeviceCerts = true
+	return []server.Option{server.WithAuth(auth), server.WithGRPCServerOptions(grpc.Creds(credentials.NewTLS(cfg)))}, nil
 }
 
 // openStore opens the backend --store names; where says what it opened, for

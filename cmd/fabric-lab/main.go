@@ -6,6 +6,8 @@
 //	fabric-lab exec [-lab-dir DIR] TOPO.yml NODE -- CMD [ARG...]
 //	fabric-lab inspect [-lab-dir DIR] TOPO.yml      show nodes, namespaces, processes
 //	fabric-lab demo [-keep] [-bin DIR] TOPO.yml     what `make lab` runs (integration/scenario)
+//	fabric-lab certs [-dir DIR] [TOPO.yml] [-devices A,B] [-controller-hosts H,IP] [-operators NAME]
+//	                                                a throwaway CA and certificates for mutual TLS
 //
 // It needs root and iproute2. All the work is done by package
 // integration/lab; this file only parses flags and prints.
@@ -21,6 +23,7 @@ import (
 	"os"
 	"os/exec"
 	"os/signal"
+	"path/filepath"
 	"strconv"
 	"strings"
 	"syscall"
@@ -28,6 +31,8 @@ import (
 	"time"
 
 	"github.com/metalfabric/fabric/integration/lab"
+	"github.com/metalfabric/fabric/integration/scenario"
+	"github.com/metalfabric/fabric/pki"
 )
 
 const usage = `usage: fabric-lab [-v] COMMAND ...
@@ -38,6 +43,9 @@ commands:
   exec [-lab-dir DIR] TOPO.yml NODE -- CMD...    run CMD in NODE's namespace with its binds (like docker exec)
   inspect [-lab-dir DIR] TOPO.yml                show nodes, namespaces, mgmt addresses and processes
   demo [-keep] [-bin DIR] TOPO.yml               the mini-lab walk-through of make lab: up, allocate, check, down
+  certs [-dir DIR] [TOPO.yml] [-devices A,B] [-controller-hosts H,IP] [-operators NAME]
+                                                 a throwaway CA, controller/device/operator certificates and an
+                                                 operator token (default dir: the topology's lab dir + /pki)
 `
 
 func main() {
@@ -83,6 +91,8 @@ func run(args []string, stdout, stderr io.Writer) int {
 		err = cmdInspect(log, rest, stdout, stderr)
 	case "demo":
 		err = cmdDemo(ctx, log, rest, stdout, stderr)
+	case "certs":
+		err = cmdCerts(rest, stdout, stderr)
 	case "help", "-h", "--help":
 		fmt.Fprint(stdout, usage)
 		return 0
@@ -285,4 +295,59 @@ func orDash(s string) string {
 		return "-"
 	}
 	return s
+}
+
+func cmdCerts(args []string, stdout, stderr io.Writer) error {
+	fs := newFlags("certs", stderr, "[-dir DIR] [TOPO.yml]")
+	dir := fs.String("dir", "", "where to write the bundle (default: <lab dir of TOPO.yml>/pki)")
+	devices := fs.String("devices", "", "device hostnames to issue client certificates for, comma-separated (added to TOPO's nodes)")
+	hosts := fs.String("controller-hosts", "", "names and IPs the controller is dialled by, comma-separated (added to TOPO's controller node)")
+	operators := fs.String("operators", "", "operator names to issue client certificates for, comma-separated (TOPO: admin)")
+	pos, err := parseInterspersed(fs, args)
+	if err != nil {
+		return err
+	}
+	var b pki.Bundle
+	switch len(pos) {
+	case 0:
+		if *dir == "" {
+			fmt.Fprintln(stderr, "fabric-lab certs: -dir is required without a topology")
+			return errUsage
+		}
+	case 1:
+		topo, err := lab.Load(pos[0])
+		if err != nil {
+			return err
+		}
+		b = scenario.CertBundle(topo)
+		if *dir == "" {
+			*dir = filepath.Join(lab.DefaultLabDir(topo), scenario.PKISubdir)
+		}
+	default:
+		fs.Usage()
+		return errUsage
+	}
+	b.Devices = append(b.Devices, splitList(*devices)...)
+	b.ControllerHosts = append(b.ControllerHosts, splitList(*hosts)...)
+	b.Operators = append(b.Operators, splitList(*operators)...)
+	if len(b.ControllerHosts) == 0 {
+		fmt.Fprintln(stderr, "fabric-lab certs: no controller host name: give TOPO.yml or -controller-hosts")
+		return errUsage
+	}
+	if err := pki.Generate(*dir, b); err != nil {
+		return err
+	}
+	fmt.Fprintf(stdout, "wrote ca.pem, controller.pem (%s), %d device and %d operator certificates and operator.token to %s\n",
+		strings.Join(b.ControllerHosts, ","), len(b.Devices), len(b.Operators), *dir)
+	return nil
+}
+
+func splitList(s string) []string {
+	var out []string
+	for _, x := range strings.Split(s, ",") {
+		if x = strings.TrimSpace(x); x != "" {
+			out = append(out, x)
+		}
+	}
+	return out
 }

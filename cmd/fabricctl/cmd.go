@@ -2,6 +2,7 @@ package main
 
 import (
 	"context"
+	"errors"
 	"fmt"
 	"io"
 	"os"
@@ -10,10 +11,12 @@ import (
 
 	"github.com/spf13/cobra"
 	"google.golang.org/grpc"
+	"google.golang.org/grpc/credentials"
 	"google.golang.org/grpc/credentials/insecure"
 	"google.golang.org/protobuf/proto"
 
 	apiv1 "github.com/metalfabric/fabric/controlplane/api/v1"
+	"github.com/metalfabric/fabric/pki"
 )
 
 // cli holds the global flags and the lazily dialled client.
@@ -22,6 +25,10 @@ type cli struct {
 	controller string
 	output     string
 	timeout    time.Duration
+	tlsCert    string
+	tlsKey     string
+	tlsCA      string
+	tokenFile  string
 
 	conn   *grpc.ClientConn
 	client apiv1.OperatorServiceClient
@@ -53,6 +60,11 @@ func newRootCmd(out io.Writer) *cobra.Command {
 		def = "127.0.0.1:50051"
 	}
 	root.PersistentFlags().StringVar(&c.controller, "controller", def, "controller address HOST:PORT (env FABRIC_CONTROLLER)")
+	env := func(name string) string { return os.Getenv(name) }
+	root.PersistentFlags().StringVar(&c.tlsCA, "tls-ca", env("FABRIC_TLS_CA"), "CA certificates (PEM) to verify the controller against; without it plaintext (env FABRIC_TLS_CA)")
+	root.PersistentFlags().StringVar(&c.tlsCert, "tls-cert", env("FABRIC_TLS_CERT"), "operator client certificate (PEM) (env FABRIC_TLS_CERT)")
+	root.PersistentFlags().StringVar(&c.tlsKey, "tls-key", env("FABRIC_TLS_KEY"), "the client certificate's private key (PEM) (env FABRIC_TLS_KEY)")
+	root.PersistentFlags().StringVar(&c.tokenFile, "token-file", env("FABRIC_TOKEN_FILE"), "file holding the operator bearer token (env FABRIC_TOKEN_FILE)")
 	root.PersistentFlags().StringVarP(&c.output, "output", "o", "table", "output format: table, json or yaml")
 	root.PersistentFlags().DurationVar(&c.timeout, "timeout", 10*time.Second, "timeout of each API call")
 
@@ -64,12 +76,42 @@ func (c *cli) api() (apiv1.OperatorServiceClient, error) {
 	if c.client != nil {
 		return c.client, nil
 	}
-	conn, err := grpc.NewClient(c.controller, grpc.WithTransportCredentials(insecure.NewCredentials()))
+	opts, err := c.dialOptions()
+	if err != nil {
+		return nil, err
+	}
+	conn, err := grpc.NewClient(c.controller, opts...)
 	if err != nil {
 		return nil, fmt.Errorf("connecting to controller %s: %w", c.controller, err)
 	}
 	c.conn, c.client = conn, apiv1.NewOperatorServiceClient(conn)
 	return c.client, nil
+}
+
+// dialOptions are the transport and call credentials of the flags.
+func (c *cli) dialOptions() ([]grpc.DialOption, error) {
+	var opts []grpc.DialOption
+	if c.tlsCA != "" {
+		cfg, err := pki.ClientConfig(c.tlsCert, c.tlsKey, c.tlsCA)
+		if err != nil {
+			return nil, fmt.Errorf("TLS: %w", err)
+		}
+		opts = append(opts, grpc.WithTransportCredentials(credentials.NewTLS(cfg)))
+	} else {
+		if c.tlsCert != "" || c.tlsKey != "" {
+			return nil, errors.New("--tls-cert and --tls-key need --tls-ca")
+		}
+		opts = append(opts, grpc.WithTransportCredentials(insecure.NewCredentials()))
+	}
+	if c.tokenFile != "" {
+		toks, err := pki.ReadTokens(c.tokenFile)
+		if err != nil {
+			return nil, err
+		}
+		// Over plaintext too: a lab controller may want a token without TLS.
+		opts = append(opts, grpc.WithPerRPCCredentials(pki.BearerToken(toks[0], false)))
+	}
+	return opts, nil
 }
 
 // call runs one API call with the configured timeout and prints its result.

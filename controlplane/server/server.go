@@ -13,6 +13,7 @@ import (
 	"log/slog"
 	"net"
 	"net/netip"
+	"slices"
 	"sync/atomic"
 	"time"
 
@@ -52,6 +53,7 @@ type Server struct {
 	dead     time.Duration
 	grace    time.Duration
 	grpcOpts []grpc.ServerOption
+	auth     Auth
 
 	// stopping is cancelled when Run starts shutting down; it ends the
 	// watch streams, which GracefulStop would otherwise wait for forever.
@@ -70,6 +72,7 @@ type config struct {
 	grace     time.Duration
 	now       func() time.Time
 	grpcOpts  []grpc.ServerOption
+	auth      Auth
 }
 
 // Option configures New.
@@ -149,14 +152,15 @@ func New(st store.Store, opts ...Option) (*Server, error) {
 	if err != nil {
 		return nil, fmt.Errorf("creating inventory: %w", err)
 	}
-	s := &Server{inv: inv, hub: hub, log: c.log, now: c.now, alive: c.alive, dead: c.dead, grace: c.grace, grpcOpts: c.grpcOpts}
+	s := &Server{inv: inv, hub: hub, log: c.log, now: c.now, alive: c.alive, dead: c.dead, grace: c.grace, grpcOpts: c.grpcOpts, auth: c.auth}
 	s.stopping, s.stop = context.WithCancel(context.Background())
 	return s, nil
 }
 
 // RegisterServices registers both services on r, for callers that run
 // their own gRPC server. Their watch streams only end when the client goes
-// away or Run's shutdown begins.
+// away or Run's shutdown begins. Such a server must install
+// AuthInterceptors itself.
 func (s *Server) RegisterServices(r grpc.ServiceRegistrar) {
 	apiv1.RegisterDeviceServiceServer(r, deviceService{s: s})
 	apiv1.RegisterOperatorServiceServer(r, operatorService{s: s})
@@ -179,10 +183,13 @@ func (s *Server) Run(ctx context.Context, lis net.Listener) error {
 			Time:    serverPingInterval,
 			Timeout: serverPingTimeout,
 		}),
-		grpc.ChainUnaryInterceptor(s.logUnary),
-		grpc.ChainStreamInterceptor(s.logStream),
+		// Logged after authorization, so refused calls are logged too.
+		grpc.ChainUnaryInterceptor(s.logUnary, s.authUnary),
+		grpc.ChainStreamInterceptor(s.logStream, s.authStream),
 	}
-	gs := grpc.NewServer(append(opts, s.grpcOpts...)...)
+	// The caller's options first: their interceptors (metrics) see every
+	// call, refused ones included.
+	gs := grpc.NewServer(append(slices.Clone(s.grpcOpts), opts...)...)
 	s.RegisterServices(gs)
 
 	// On a shared store, configs other replicas commit reach this
@@ -526,4 +533,35 @@ func (s *Server) machineToProto(m model.Machine) *apiv1.Machine {
 		}
 	}
 	return machineToProto(m, model.LivenessAt(m.LastSeen, now, s.alive, s.dead))
+}
+
+// Counts are the sizes of the inventory, for metrics.
+type Counts struct {
+	Devices, ConnectedDevices, Machines, Allocations int
+}
+
+// Counts reads the inventory's sizes.
+func (s *Server) Counts(ctx context.Context) (Counts, error) {
+	var c Counts
+	devs, err := s.inv.ListDevices(ctx)
+	if err != nil {
+		return Counts{}, fmt.Errorf("listing devices: %w", err)
+	}
+	c.Devices = len(devs)
+	for _, d := range devs {
+		if s.hub.Subscribers(d.Hostname) > 0 {
+			c.ConnectedDevices++
+		}
+	}
+	ms, err := s.inv.ListMachines(ctx)
+	if err != nil {
+		return Counts{}, fmt.Errorf("listing machines: %w", err)
+	}
+	c.Machines = len(ms)
+	for _, m := range ms {
+		if m.Allocation != nil {
+			c.Allocations++
+		}
+	}
+	return c, nil
 }

@@ -87,7 +87,7 @@ func startProcess(t *testing.T, bin string, endpoints []string, prefix string) *
 	addr := l.Addr().String()
 	l.Close()
 	cmd := exec.Command(bin, "--store", "etcd", "--etcd-endpoints", strings.Join(endpoints, ","),
-		"--etcd-prefix", prefix, "--listen", addr, "--log-level", "info")
+		"--etcd-prefix", prefix, "--listen", addr, "--log-level", "info", "--insecure", "--metrics-listen", "")
 	cmd.Stdout, cmd.Stderr = t.Output(), t.Output()
 	if err := cmd.Start(); err != nil {
 		t.Fatal(err)

@@ -19,10 +19,11 @@ import (
 	"time"
 
 	"google.golang.org/grpc"
-	"google.golang.org/grpc/credentials/insecure"
+	"google.golang.org/grpc/credentials"
 
 	apiv1 "github.com/metalfabric/fabric/controlplane/api/v1"
 	"github.com/metalfabric/fabric/integration/lab"
+	"github.com/metalfabric/fabric/pki"
 )
 
 // ControllerNode is the topology node that runs fabric-controller.
@@ -50,6 +51,15 @@ func Start(ctx context.Context, topoPath, binDir string, out io.Writer, log *slo
 	if err != nil {
 		return nil, err
 	}
+	// Mutual TLS: a fresh throwaway CA per run, bound into the nodes.
+	pkiDir, err := GenerateCerts(topo)
+	if err != nil {
+		return nil, err
+	}
+	tlsCfg, err := pki.ClientConfig(filepath.Join(pkiDir, Operator+".pem"), filepath.Join(pkiDir, Operator+"-key.pem"), filepath.Join(pkiDir, "ca.pem"))
+	if err != nil {
+		return nil, fmt.Errorf("operator TLS: %w", err)
+	}
 	l, err := lab.Up(ctx, topo, lab.WithLogger(log))
 	if err != nil {
 		return nil, fmt.Errorf("bringing up %s: %w", topo.Name, err)
@@ -58,7 +68,7 @@ func Start(ctx context.Context, topoPath, binDir string, out io.Writer, log *slo
 	ns := l.NetNS(ControllerNode)
 	addr := net.JoinHostPort(l.MgmtIP(ControllerNode).String(), controllerPort)
 	m.conn, err = grpc.NewClient("passthrough:///"+addr,
-		grpc.WithTransportCredentials(insecure.NewCredentials()),
+		grpc.WithTransportCredentials(credentials.NewTLS(tlsCfg)),
 		grpc.WithContextDialer(func(ctx context.Context, a string) (net.Conn, error) { return dialIn(ctx, ns, a) }))
 	if err != nil {
 		l.Down(context.WithoutCancel(ctx))
@@ -81,7 +91,9 @@ func (m *MiniLab) Switches() []string { return []string{"leaf01", "leaf02", "spi
 // exactly as an operator on the management network would.
 func (m *MiniLab) Fabricctl(ctx context.Context, args ...string) error {
 	fmt.Fprintf(m.Out, "\n$ fabricctl %s\n", joinArgs(args))
-	argv := append([]string{filepath.Join(m.BinDir, "fabricctl"), "--controller", "127.0.0.1:" + controllerPort}, args...)
+	// The operator token, as an operator without a client certificate.
+	argv := append([]string{filepath.Join(m.BinDir, "fabricctl"), "--controller", "127.0.0.1:" + controllerPort,
+		"--tls-ca", "/etc/fabric/pki/ca.pem", "--token-file", "/etc/fabric/pki/operator.token"}, args...)
 	out, err := m.Lab.Exec(ctx, ControllerNode, argv...)
 	m.Out.Write(out)
 	if err != nil {
