@@ -125,8 +125,9 @@ func translate(p Policy) *ruleset {
 	rs.rule(chainInput, "", cat(counter(inDrop), verdict(expr.VerdictDrop)))
 
 	// Tenant chains, and the dispatch maps that lead to them.
-	fromIface := &setSpec{name: setFromIface, keyType: nftables.TypeIFName, dataType: nftables.TypeVerdict, isMap: true}
-	toIface := &setSpec{name: setToIface, keyType: nftables.TypeIFName, dataType: nftables.TypeVerdict, isMap: true}
+	// ifname keys are strings: host byte order for nft's listing.
+	fromIface := &setSpec{name: setFromIface, keyType: nftables.TypeIFName, dataType: nftables.TypeVerdict, isMap: true, byteOrder: binaryutil.NativeEndian}
+	toIface := &setSpec{name: setToIface, keyType: nftables.TypeIFName, dataType: nftables.TypeVerdict, isMap: true, byteOrder: binaryutil.NativeEndian}
 	var fromNet, toNet [2]*setSpec
 	for f, v6 := range []bool{false, true} {
 		fromNet[f] = &setSpec{name: fromNetSet(v6), keyType: addrType(v6), dataType: nftables.TypeVerdict, isMap: true, interval: true}
@@ -278,7 +279,7 @@ func (rs *ruleset) nat(t Tenant) []*setSpec {
 	rs.counters = append(rs.counters, name)
 	var oifs []expr.Any
 	if len(t.NAT.Interfaces) > 0 {
-		s := &setSpec{name: t.Name + "/nat/oifs", keyType: nftables.TypeIFName}
+		s := &setSpec{name: t.Name + "/nat/oifs", keyType: nftables.TypeIFName, byteOrder: binaryutil.NativeEndian}
 		for _, ifn := range t.NAT.Interfaces {
 			s.items = append(s.items, item{start: ifnameKey(ifn)})
 		}
@@ -537,3 +538,5 @@ func (s *setSpec) elements(items []item) []nftables.SetElement {
 	return out
 }
 
+
+func jumpTo(chain string) []expr.Any { return []expr.Any{jump(chain)} }
