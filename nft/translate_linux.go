@@ -83,9 +83,9 @@ const (
 )
 
 func tenantChain(t, dir string) string { return t + "/" + dir }
-func fromNetSet(v6 bool) string       { return "from/net" + famSuffix(v6) }
-func toNetSet(v6 bool) string         { return "to/net" + famSuffix(v6) }
-func srcSet(t string, v6 bool) string { return t + "/src" + famSuffix(v6) }
+func fromNetSet(v6 bool) string        { return "from/net" + famSuffix(v6) }
+func toNetSet(v6 bool) string          { return "to/net" + famSuffix(v6) }
+func srcSet(t string, v6 bool) string  { return t + "/src" + famSuffix(v6) }
 func snatMap(t string, v6 bool) string {
 	return t + "/snat" + famSuffix(v6)
 }
@@ -537,6 +537,5 @@ func (s *setSpec) elements(items []item) []nftables.SetElement {
 	}
 	return out
 }
-
 
 func jumpTo(chain string) []expr.Any { return []expr.Any{jump(chain)} }
