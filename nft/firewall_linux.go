@@ -25,10 +25,11 @@ func WithConnOptions(opts ...nftables.ConnOption) Option {
 	}
 }
 
-// sndBuf is the netlink socket send buffer the firewall forces (as root):
-// a whole ruleset goes to the kernel in one message batch, and one
-// sendmsg. 50k rules' worth of policy is about 5 MB.
-const sndBuf = 64 << 20
+// sockBuf is the netlink socket buffer size the firewall forces (as
+// root): a whole ruleset goes to the kernel in one message batch, in one
+// sendmsg (50k rules' worth of policy is about 5 MB), and every message
+// in it is acknowledged.
+const sockBuf = 64 << 20
 
 // maxElemsPerMsg keeps a set element message below the 64 KiB netlink
 // attribute limit.
@@ -38,11 +39,28 @@ const maxElemsPerMsg = 1000
 type Firewall struct {
 	mu    sync.Mutex
 	opts  options
-	conn  *nftables.Conn
+	copts []nftables.ConnOption
 	table *nftables.Table
-	// last is what the last successful Apply put into the kernel; nil
-	// when unknown (the next Apply replaces the table).
-	last *ruleset
+	// last is what the last successful Apply put into the kernel, and
+	// lastPolicy the policy it came from; nil when unknown (the next
+	// Apply replaces the table).
+	last       *ruleset
+	lastPolicy *Policy
+	sets       map[string]*setSpec // last's sets by name
+}
+
+// remember records what the kernel holds after a successful apply.
+func (f *Firewall) remember(p *Policy, rs *ruleset) {
+	f.last = rs
+	f.lastPolicy = p
+	if rs == nil {
+		f.sets = nil
+		return
+	}
+	f.sets = make(map[string]*setSpec, len(rs.sets))
+	for _, s := range rs.sets {
+		f.sets[s.name] = s
+	}
 }
 
 // New returns a firewall owning the inet table named by WithTable (default
@@ -56,7 +74,7 @@ func New(opts ...Option) (*Firewall, error) {
 	if err := ValidateName(o.table); err != nil {
 		return nil, fmt.Errorf("nft: table: %w", err)
 	}
-	copts := []nftables.ConnOption{nftables.WithSockOptions(forceSndBuf)}
+	copts := []nftables.ConnOption{nftables.WithSockOptions(forceBuffers)}
 	if o.netnsFd >= 0 {
 		copts = append(copts, nftables.WithNetNSFd(o.netnsFd))
 	}
@@ -67,38 +85,54 @@ func New(opts ...Option) (*Firewall, error) {
 		}
 		copts = append(copts, c)
 	}
-	conn, err := nftables.New(copts...)
-	if err != nil {
-		return nil, fmt.Errorf("nft: opening netlink: %w", err)
-	}
 	return &Firewall{
 		opts:  o,
-		conn:  conn,
+		copts: copts,
 		table: &nftables.Table{Name: o.table, Family: nftables.TableFamilyINet},
 	}, nil
 }
 
-func forceSndBuf(c *netlink.Conn) error {
+// newConn returns a connection for one batch or query. A fresh one per
+// operation means a batch abandoned on an error is never sent later.
+func (f *Firewall) newConn() (*nftables.Conn, error) {
+	c, err := nftables.New(f.copts...)
+	if err != nil {
+		return nil, fmt.Errorf("nft: opening netlink: %w", err)
+	}
+	return c, nil
+}
+
+// forceBuffers sizes the netlink socket's buffers: the send buffer holds
+// the whole batch (one sendmsg), the receive buffer the kernel's
+// acknowledgement of every message in it (google/nftables asks for one per
+// message; each costs about a kilobyte of buffer).
+func forceBuffers(c *netlink.Conn) error {
 	rc, err := c.SyscallConn()
 	if err != nil {
 		return err
 	}
 	var serr error
 	err = rc.Control(func(fd uintptr) {
-		serr = unix.SetsockoptInt(int(fd), unix.SOL_SOCKET, unix.SO_SNDBUFFORCE, sndBuf)
-		if errors.Is(serr, unix.EPERM) {
-			// Without CAP_NET_ADMIN the plain option (capped by
-			// net.core.wmem_max) is the best we can do.
-			serr = unix.SetsockoptInt(int(fd), unix.SOL_SOCKET, unix.SO_SNDBUF, sndBuf)
+		for _, o := range []struct {
+			force, plain int
+			name         string
+		}{{unix.SO_SNDBUFFORCE, unix.SO_SNDBUF, "send"}, {unix.SO_RCVBUFFORCE, unix.SO_RCVBUF, "receive"}} {
+			e := unix.SetsockoptInt(int(fd), unix.SOL_SOCKET, o.force, sockBuf)
+			if errors.Is(e, unix.EPERM) {
+				// Without CAP_NET_ADMIN the plain option (capped by
+				// net.core.[wr]mem_max) is the best we can do.
+				e = unix.SetsockoptInt(int(fd), unix.SOL_SOCKET, o.plain, sockBuf)
+			}
+			if e != nil {
+				serr = fmt.Errorf("setting the netlink %s buffer: %w", o.name, e)
+				return
+			}
 		}
 	})
 	if err != nil {
 		return err
 	}
-	if serr != nil {
-		return fmt.Errorf("setting the netlink send buffer: %w", serr)
-	}
-	return nil
+	return serr
 }
 
 // Table returns the name of the table the firewall owns.
@@ -109,7 +143,7 @@ func (f *Firewall) Table() string { return f.opts.table }
 func (f *Firewall) Reset() {
 	f.mu.Lock()
 	defer f.mu.Unlock()
-	f.last = nil
+	f.remember(nil, nil)
 }
 
 // Apply makes the table hold exactly the policy. The policy is validated
@@ -124,27 +158,48 @@ func (f *Firewall) Apply(ctx context.Context, p Policy) (ApplyResult, error) {
 	if err := Validate(p); err != nil {
 		return ApplyResult{}, fmt.Errorf("nft: validating policy: %w", err)
 	}
-	rs := translate(p)
 	f.mu.Lock()
 	defer f.mu.Unlock()
 	if err := ctx.Err(); err != nil {
 		return ApplyResult{}, err
 	}
+	if f.lastPolicy != nil {
+		// Only rules' CIDRs or ports changed: touch their sets only.
+		if changes, ok := rulesDelta(*f.lastPolicy, p, f.sets); ok {
+			res, err := f.applyChanges(changes)
+			if err == nil {
+				for _, c := range changes {
+					c.spec.items = c.items
+				}
+				cp := clonePolicy(p)
+				f.lastPolicy = &cp
+				return res, nil
+			}
+			f.opts.log.Warn("nft: incremental apply failed, replacing the table", "table", f.opts.table, "err", err)
+			f.remember(nil, nil)
+		}
+	}
+	rs := translate(p)
+	cp := clonePolicy(p)
 	if f.last != nil && sameShape(f.last, rs) {
-		res, err := f.applyElements(rs)
+		var changes []setChange
+		for i, s := range rs.sets {
+			changes = appendChange(changes, f.last.sets[i], s.items)
+		}
+		res, err := f.applyChanges(changes)
 		if err == nil {
-			f.last = rs
+			f.remember(&cp, rs)
 			return res, nil
 		}
 		// The table may have changed behind our back: replace it.
 		f.opts.log.Warn("nft: incremental apply failed, replacing the table", "table", f.opts.table, "err", err)
-		f.last = nil
+		f.remember(nil, nil)
 	}
 	res, err := f.applyFull(rs)
 	if err != nil {
 		return ApplyResult{}, err
 	}
-	f.last = rs
+	f.remember(&cp, rs)
 	return res, nil
 }
 
@@ -158,7 +213,11 @@ func (f *Firewall) applyFull(rs *ruleset) (ApplyResult, error) {
 	for _, c := range old {
 		keep[c.Name] = c
 	}
-	c, t := f.conn, f.table
+	c, err := f.newConn()
+	if err != nil {
+		return ApplyResult{}, err
+	}
+	t := f.table
 	c.AddTable(t) // so that the delete cannot fail on a missing table
 	c.DelTable(t)
 	c.AddTable(t)
@@ -202,45 +261,57 @@ func (f *Firewall) applyFull(rs *ruleset) (ApplyResult, error) {
 	return res, nil
 }
 
-// applyElements changes only set elements, in one batch: first every
+// applyChanges changes only set elements, in one batch: first every
 // deletion, then every addition (so a replaced interval never overlaps
-// its successor).
-func (f *Firewall) applyElements(rs *ruleset) (ApplyResult, error) {
-	res := ApplyResult{Sets: len(rs.sets), Rules: len(rs.rules)}
-	type change struct {
-		set      *nftables.Set
-		del, add []nftables.SetElement
-	}
-	var changes []change
-	for i, s := range rs.sets {
-		res.Elements += len(s.elements(s.items))
-		del, add := diffItems(f.last.sets[i].items, s.items)
-		if len(del) == 0 && len(add) == 0 {
-			continue
-		}
-		ch := change{set: s.nftSet(f.table), del: s.elements(del), add: s.elements(add)}
-		res.Deleted += len(ch.del)
-		res.Added += len(ch.add)
-		changes = append(changes, ch)
+// its successor). No changes send nothing.
+func (f *Firewall) applyChanges(changes []setChange) (ApplyResult, error) {
+	res := ApplyResult{Sets: len(f.last.sets), Rules: len(f.last.rules)}
+	for _, s := range f.last.sets {
+		res.Elements += elementCount(s, s.items)
 	}
 	if len(changes) == 0 {
 		return res, nil
 	}
-	for _, ch := range changes {
-		if err := deleteElements(f.conn, ch.set, ch.del); err != nil {
-			return ApplyResult{}, fmt.Errorf("nft: deleting elements of set %s: %w", ch.set.Name, err)
+	c, err := f.newConn()
+	if err != nil {
+		return ApplyResult{}, err
+	}
+	nsets := make([]*nftables.Set, len(changes))
+	for i, ch := range changes {
+		nsets[i] = ch.spec.nftSet(f.table)
+		del := ch.spec.elements(ch.del)
+		res.Deleted += len(del)
+		res.Elements -= len(del)
+		if err := deleteElements(c, nsets[i], del); err != nil {
+			return ApplyResult{}, fmt.Errorf("nft: deleting elements of set %s: %w", ch.spec.name, err)
 		}
 	}
-	for _, ch := range changes {
-		if err := addElements(f.conn, ch.set, ch.add); err != nil {
-			return ApplyResult{}, fmt.Errorf("nft: adding elements to set %s: %w", ch.set.Name, err)
+	for i, ch := range changes {
+		add := ch.spec.elements(ch.add)
+		res.Added += len(add)
+		res.Elements += len(add)
+		if err := addElements(c, nsets[i], add); err != nil {
+			return ApplyResult{}, fmt.Errorf("nft: adding elements to set %s: %w", ch.spec.name, err)
 		}
 	}
-	if err := f.conn.Flush(); err != nil {
+	if err := c.Flush(); err != nil {
 		return ApplyResult{}, fmt.Errorf("nft: changing %d set(s) of table inet %s: %w", len(changes), f.opts.table, err)
 	}
 	f.opts.log.Info("nft: set elements changed", "table", f.opts.table, "sets", len(changes), "added", res.Added, "deleted", res.Deleted)
 	return res, nil
+}
+
+// elementCount is the number of kernel elements of items in s.
+func elementCount(s *setSpec, items []item) int {
+	n := len(items)
+	if s.interval {
+		for _, it := range items {
+			if it.end != nil {
+				n++
+			}
+		}
+	}
+	return n
 }
 
 func addElements(c *nftables.Conn, s *nftables.Set, elems []nftables.SetElement) error {
@@ -346,7 +417,11 @@ func compareStrings(a, b string) int {
 }
 
 func (f *Firewall) readCounters() ([]*nftables.CounterObj, error) {
-	objs, err := f.conn.GetObjects(f.table)
+	c, err := f.newConn()
+	if err != nil {
+		return nil, err
+	}
+	objs, err := c.GetObjects(f.table)
 	if errors.Is(err, syscall.ENOENT) {
 		return nil, nil
 	}
@@ -369,11 +444,15 @@ func (f *Firewall) Delete(ctx context.Context) error {
 	}
 	f.mu.Lock()
 	defer f.mu.Unlock()
-	f.conn.AddTable(f.table)
-	f.conn.DelTable(f.table)
-	if err := f.conn.Flush(); err != nil {
+	c, err := f.newConn()
+	if err != nil {
+		return err
+	}
+	c.AddTable(f.table)
+	c.DelTable(f.table)
+	if err := c.Flush(); err != nil {
 		return fmt.Errorf("nft: deleting table inet %s: %w", f.opts.table, err)
 	}
-	f.last = nil
+	f.remember(nil, nil)
 	return nil
 }

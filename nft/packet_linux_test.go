@@ -285,12 +285,9 @@ func TestBrokenApplyKeepsRuleset(t *testing.T) {
 	// The same for the incremental path: one bad element (overlapping an
 	// existing interval) among good ones.
 	want = sh(t, l.fw, "nft", "list", "ruleset")
-	set := f.last.sets[0]
-	bad := *set
-	bad.items = append(slices.Clone(set.items), prefixItem(pfx("203.0.113.0/24")[0]), prefixItem(pfx("203.0.113.96/28")[0]))
-	rs2 := *f.last
-	rs2.sets = append([]*setSpec{&bad}, f.last.sets[1:]...)
-	if _, err := f.applyElements(&rs2); err == nil {
+	spec := f.last.sets[0]
+	bad := append(slices.Clone(spec.items), prefixItem(pfx("203.0.113.0/24")[0]), prefixItem(pfx("203.0.113.96/28")[0]))
+	if _, err := f.applyChanges(appendChange(nil, spec, bad)); err == nil {
 		t.Error("adding overlapping interval elements succeeded")
 	}
 	if diff := cmp.Diff(want, sh(t, l.fw, "nft", "list", "ruleset")); diff != "" {

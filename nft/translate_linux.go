@@ -57,13 +57,20 @@ type item struct {
 	verdict *expr.Verdict
 }
 
-// id identifies an item for diffs: key, interval end and value.
+// id identifies an item for diffs: key, interval end and value. (Key and
+// end have the set's fixed key length, so the concatenation is
+// unambiguous.)
 func (it item) id() string {
-	v := ""
+	b := make([]byte, 0, len(it.start)+len(it.end)+len(it.val)+8)
+	b = append(b, it.start...)
+	b = append(b, '|')
+	b = append(b, it.end...)
+	b = append(b, '|')
+	b = append(b, it.val...)
 	if it.verdict != nil {
-		v = fmt.Sprintf("v%d:%s", it.verdict.Kind, it.verdict.Chain)
+		b = fmt.Appendf(b, "|%d:%s", it.verdict.Kind, it.verdict.Chain)
 	}
-	return fmt.Sprintf("%x-%x=%x%s", it.start, it.end, it.val, v)
+	return string(b)
 }
 
 type ruleSpec struct {
@@ -83,6 +90,10 @@ const (
 )
 
 func tenantChain(t, dir string) string { return t + "/" + dir }
+
+// inputSetBase and ruleSetBase prefix the names of a rule's sets.
+func inputSetBase(i int) string                { return "input/" + strconv.Itoa(i) }
+func ruleSetBase(t, dir string, i int) string { return tenantChain(t, dir) + "/" + strconv.Itoa(i) }
 func fromNetSet(v6 bool) string        { return "from/net" + famSuffix(v6) }
 func toNetSet(v6 bool) string          { return "to/net" + famSuffix(v6) }
 func srcSet(t string, v6 bool) string  { return t + "/src" + famSuffix(v6) }
@@ -120,7 +131,7 @@ func translate(p Policy) *ruleset {
 	rs.rule(chainInput, "", cat(l4proto(unix.IPPROTO_ICMPV6), counter(inAcc), verdict(expr.VerdictAccept)))
 	for i, r := range p.Input {
 		name := CounterName{Chain: ChainInput, Kind: KindRule, Rule: i}
-		rs.policyRule(chainInput, "input/"+strconv.Itoa(i), r, srcField, name.String(), inAcc, inDrop)
+		rs.policyRule(chainInput, inputSetBase(i), r, srcField, name.String(), inAcc, inDrop)
 	}
 	rs.rule(chainInput, "", cat(counter(inDrop), verdict(expr.VerdictDrop)))
 
@@ -206,7 +217,7 @@ func (rs *ruleset) tenantChain(t Tenant, dir string, rules []Rule, field addrSid
 	rs.rule(chain, "", cat(ctState(expr.CtStateBitINVALID), counter(drp), verdict(expr.VerdictDrop)))
 	for i, r := range rules {
 		name := CounterName{Tenant: t.Name, Chain: dir, Kind: KindRule, Rule: i}.String()
-		rs.policyRule(chain, chain+"/"+strconv.Itoa(i), r, field, name, acc, drp)
+		rs.policyRule(chain, ruleSetBase(t.Name, dir, i), r, field, name, acc, drp)
 	}
 	rs.rule(chain, "", cat(counter(drp), verdict(expr.VerdictDrop)))
 }
@@ -225,14 +236,7 @@ func (rs *ruleset) policyRule(chain, setBase string, r Rule, field addrSide, rul
 	rs.counters = append(rs.counters, ruleCounter)
 	var ports []expr.Any
 	if len(r.Ports) > 0 {
-		s := &setSpec{name: setBase + "/ports", keyType: nftables.TypeInetService, interval: true}
-		for _, pr := range normalizePorts(r.Ports) {
-			it := item{start: binaryutil.BigEndian.PutUint16(pr.From)}
-			if pr.To < 65535 {
-				it.end = binaryutil.BigEndian.PutUint16(pr.To + 1)
-			}
-			s.items = append(s.items, it)
-		}
+		s := &setSpec{name: portSet(setBase), keyType: nftables.TypeInetService, interval: true, items: portItems(r.Ports)}
 		rs.sets = append(rs.sets, s)
 		ports = cat(transportDport(), lookup(s.name))
 	}
@@ -261,12 +265,35 @@ func (rs *ruleset) policyRule(chain, setBase string, r Rule, field addrSide, rul
 		return
 	}
 	v6 := r.CIDRs[0].Addr().Is6()
-	s := &setSpec{name: setBase + "/net" + famSuffix(v6), keyType: addrType(v6), interval: true}
-	for _, pf := range normalizePrefixes(r.CIDRs) {
-		s.items = append(s.items, prefixItem(pf))
-	}
+	s := &setSpec{name: netSet(setBase, v6), keyType: addrType(v6), interval: true, items: cidrItems(r.CIDRs)}
 	rs.sets = append(rs.sets, s)
 	rs.rule(chain, r.Comment, cat(nfproto(v6), addrField(v6, field), lookup(s.name), proto(v6), ports, tail))
+}
+
+func portSet(setBase string) string        { return setBase + "/ports" }
+func netSet(setBase string, v6 bool) string { return setBase + "/net" + famSuffix(v6) }
+
+// portItems are the elements of a rule's port set.
+func portItems(ports []PortRange) []item {
+	var out []item
+	for _, pr := range normalizePorts(ports) {
+		it := item{start: binaryutil.BigEndian.PutUint16(pr.From)}
+		if pr.To < 65535 {
+			it.end = binaryutil.BigEndian.PutUint16(pr.To + 1)
+		}
+		out = append(out, it)
+	}
+	return out
+}
+
+// cidrItems are the elements of a rule's address set.
+func cidrItems(cidrs []netip.Prefix) []item {
+	norm := normalizePrefixes(cidrs)
+	out := make([]item, len(norm))
+	for i, pf := range norm {
+		out[i] = prefixItem(pf)
+	}
+	return out
 }
 
 // nat adds a tenant's postrouting rules and returns their sets.
