@@ -92,11 +92,11 @@ const (
 func tenantChain(t, dir string) string { return t + "/" + dir }
 
 // inputSetBase and ruleSetBase prefix the names of a rule's sets.
-func inputSetBase(i int) string                { return "input/" + strconv.Itoa(i) }
+func inputSetBase(i int) string               { return "input/" + strconv.Itoa(i) }
 func ruleSetBase(t, dir string, i int) string { return tenantChain(t, dir) + "/" + strconv.Itoa(i) }
-func fromNetSet(v6 bool) string        { return "from/net" + famSuffix(v6) }
-func toNetSet(v6 bool) string          { return "to/net" + famSuffix(v6) }
-func srcSet(t string, v6 bool) string  { return t + "/src" + famSuffix(v6) }
+func fromNetSet(v6 bool) string               { return "from/net" + famSuffix(v6) }
+func toNetSet(v6 bool) string                 { return "to/net" + famSuffix(v6) }
+func srcSet(t string, v6 bool) string         { return t + "/src" + famSuffix(v6) }
 func snatMap(t string, v6 bool) string {
 	return t + "/snat" + famSuffix(v6)
 }
@@ -270,7 +270,7 @@ func (rs *ruleset) policyRule(chain, setBase string, r Rule, field addrSide, rul
 	rs.rule(chain, r.Comment, cat(nfproto(v6), addrField(v6, field), lookup(s.name), proto(v6), ports, tail))
 }
 
-func portSet(setBase string) string        { return setBase + "/ports" }
+func portSet(setBase string) string         { return setBase + "/ports" }
 func netSet(setBase string, v6 bool) string { return setBase + "/net" + famSuffix(v6) }
 
 // portItems are the elements of a rule's port set.
