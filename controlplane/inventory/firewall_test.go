@@ -109,4 +109,3 @@ func TestFirewallPolicyInvalid(t *testing.T) {
 		}
 	}
 }
-
