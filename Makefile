@@ -14,7 +14,8 @@ E2E_PKGS   := ./integration/e2e/
 # Every parser's fuzz target, as package:target; `make test` runs each for
 # FUZZTIME (crashers land in the package's testdata/fuzz and are replayed
 # by every later go test).
-FUZZ       := ./lldp/:FuzzFrameUnmarshal ./lldp/:FuzzHandleFrame ./integration/lab/:FuzzParse
+FUZZ       := ./lldp/:FuzzFrameUnmarshal ./lldp/:FuzzHandleFrame ./integration/lab/:FuzzParse \
+              ./nft/:FuzzCounterName ./controlplane/model/:FuzzParsePortRange
 FUZZTIME   ?= 10s
 
 .PHONY: all deps build generate test fuzz e2e lab lab-down bench lint clean

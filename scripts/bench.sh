@@ -31,3 +31,9 @@ run etcd go test ./controlplane/server/ -run '^$' -bench '^BenchmarkEtcdVsBolt$'
 # netlink programmer vs `ip -batch` (same routes and next hop), fresh
 # namespaces, on the host kernel (needs root).
 run fib go test ./bgp/fib/ -run '^TestBenchFIB$' -count=1 -v -args -fib.bench
+# Firewall: 50k (CIDR, port range) entries as sets and verdict maps in one
+# netlink batch vs `nft -f` of the equivalent linear ruleset (one rule per
+# entry): load, change one entry (peer: nft -f of a one-line replace rule),
+# and the round trip of a new UDP flow through each (fresh namespaces, host
+# kernel, needs root).
+run nft go test ./nft/ -run '^TestBenchNFT$' -count=1 -v -timeout 20m -args -nft.bench

@@ -4,6 +4,7 @@ import (
 	"bytes"
 	"context"
 	"net"
+	"os"
 	"path/filepath"
 	"strings"
 	"testing"
@@ -265,5 +266,66 @@ func TestCLIAnnounceAndRouting(t *testing.T) {
 		if !strings.Contains(got, want) {
 			t.Errorf("device show = %s\nwant it to contain %q", got, want)
 		}
+	}
+}
+
+func TestFirewallCommands(t *testing.T) {
+	addr := startController(t)
+	if _, err := run(t, addr, "network", "create", "tenant-a", "--prefix", "10.1.0.0/24"); err != nil {
+		t.Fatal(err)
+	}
+	dir := t.TempDir()
+	file := filepath.Join(dir, "policy.yaml")
+	write := func(s string) {
+		t.Helper()
+		if err := os.WriteFile(file, []byte(s), 0o644); err != nil {
+			t.Fatal(err)
+		}
+	}
+	write(`nat: true
+egressIPs: [203.0.113.10]
+egress:
+  - {action: drop, cidrs: [10.0.0.0/8], comment: no private}
+  - {action: accept, protocol: tcp, ports: ["80", "8000-8100"]}
+ingress:
+  - {action: accept, protocol: tcp, cidrs: [203.0.113.0/24], ports: ["22"]}
+`)
+	if _, err := run(t, addr, "firewall", "set", "tenant-a", "-f", file); err != nil {
+		t.Fatalf("firewall set: %v", err)
+	}
+	got, err := run(t, addr, "firewall", "show", "tenant-a")
+	if err != nil {
+		t.Fatal(err)
+	}
+	want := `NETWORK   DIRECTION  #  ACTION  PROTOCOL  CIDRS           PORTS         COMMENT
+tenant-a  egress     0  drop    any       10.0.0.0/8      -             no private
+tenant-a  egress     1  accept  tcp       -               80,8000-8100  -
+tenant-a  ingress    0  accept  tcp       203.0.113.0/24  22            -
+tenant-a  nat        -  snat to 203.0.113.10  -  -  -  -
+`
+	if diff := cmp.Diff(strings.Fields(want), strings.Fields(got)); diff != "" {
+		t.Errorf("firewall show (-want +got words):\n%s\n%s", diff, got)
+	}
+
+	for _, tc := range []struct {
+		name, file, network string
+		code                codes.Code
+		msg                 string
+	}{
+		{"mixed families", "egress:\n  - {action: accept, cidrs: [10.0.0.0/8, \"2001:db8::/32\"]}\n", "tenant-a",
+			codes.InvalidArgument, "egress rule 0: mixes IPv4 and IPv6 CIDRs"},
+		{"unknown network", "nat: true\n", "nope", codes.NotFound, "network nope not found"},
+		{"bad cidr", "ingress:\n  - {action: accept, cidrs: [10.0.0/8]}\n", "tenant-a", codes.InvalidArgument, `ingress rule 0: CIDR "10.0.0/8"`},
+	} {
+		write(tc.file)
+		_, err := run(t, addr, "firewall", "set", tc.network, "-f", file)
+		if status.Code(err) != tc.code || !strings.Contains(err.Error(), tc.msg) {
+			t.Errorf("%s: %v; want %v containing %q", tc.name, err, tc.code, tc.msg)
+		}
+	}
+	// The CLI refuses a bad port range before calling.
+	write("egress:\n  - {action: accept, protocol: tcp, ports: [\"90-80\"]}\n")
+	if _, err := run(t, addr, "firewall", "set", "tenant-a", "-f", file); err == nil || !strings.Contains(err.Error(), `egress rule 0: port range "90-80"`) {
+		t.Errorf("bad port range: %v", err)
 	}
 }

@@ -68,7 +68,7 @@ func newRootCmd(out io.Writer) *cobra.Command {
 	root.PersistentFlags().StringVarP(&c.output, "output", "o", "table", "output format: table, json or yaml")
 	root.PersistentFlags().DurationVar(&c.timeout, "timeout", 10*time.Second, "timeout of each API call")
 
-	root.AddCommand(c.networkCmd(), c.deviceCmd(), c.machineCmd(), c.findingsCmd())
+	root.AddCommand(c.networkCmd(), c.deviceCmd(), c.machineCmd(), c.findingsCmd(), c.firewallCmd())
 	return root
 }
 

@@ -23,6 +23,9 @@ type Input struct {
 	// Neighbors are the devices' LLDP neighbour tables by hostname: the
 	// fabric links in them become underlay sessions.
 	Neighbors map[string][]model.Neighbor
+	// Firewalls are the tenant networks' firewall policies; every firewall
+	// device gets all of them.
+	Firewalls []model.FirewallPolicy
 }
 
 // DefaultMachineMaxPrefixes is the max-prefix guard of machine sessions.
@@ -35,7 +38,8 @@ const DefaultMachineMaxPrefixes = 256
 // at least one allocated machine cabled to one of its ports; the VRF holds
 // those ports and has an L3VNI (the leaf's loopback is its VTEP, its chassis
 // MAC the router MAC), and each such port is handed to the agent up, with the
-// machine's name as description. Spines and firewalls get no VRFs yet.
+// machine's name as description. Spines and firewalls get no VRFs yet;
+// firewalls get every tenant network's firewall policy (FirewallTenants).
 // Allocations to unknown networks and connections to unknown devices are
 // ignored.
 func Compile(in Input) []model.DeviceConfig {
@@ -55,7 +59,11 @@ func Compile(in Input) []model.DeviceConfig {
 	}
 	out := make([]model.DeviceConfig, 0, len(in.Devices))
 	for _, d := range in.Devices {
-		out = append(out, Device(d, networks, byDevice[d.Hostname], Underlay(in.Neighbors[d.Hostname], devices)))
+		cfg := Device(d, networks, byDevice[d.Hostname], Underlay(in.Neighbors[d.Hostname], devices))
+		if d.Role == model.RoleFirewall {
+			cfg.Firewall = FirewallTenants(in.Firewalls, networks)
+		}
+		out = append(out, cfg)
 	}
 	slices.SortFunc(out, func(a, b model.DeviceConfig) int { return cmp.Compare(a.Hostname, b.Hostname) })
 	return out
@@ -172,6 +180,22 @@ func Underlay(nbrs []model.Neighbor, devices map[string]model.Device) []model.Un
 	return out
 }
 
+// FirewallTenants returns what a firewall gets of the policies: each with
+// its network's prefix, VNI and VRF name, sorted by network. Policies of
+// unknown networks are left out.
+func FirewallTenants(policies []model.FirewallPolicy, networks map[string]model.Network) []model.FirewallTenant {
+	var out []model.FirewallTenant
+	for _, p := range policies {
+		n, ok := networks[p.Network]
+		if !ok {
+			continue
+		}
+		out = append(out, model.FirewallTenant{FirewallPolicy: p, Prefix: n.Prefix, VNI: n.VNI, VRF: VRFName(n.VNI)})
+	}
+	slices.SortFunc(out, func(a, b model.FirewallTenant) int { return cmp.Compare(a.Network, b.Network) })
+	return out
+}
+
 // VRFName is the kernel name of a tenant VRF.
 func VRFName(vni uint32) string { return fmt.Sprintf("vrf%d", vni) }
 
@@ -193,6 +217,9 @@ func normalize(c model.DeviceConfig) model.DeviceConfig {
 	}
 	if len(c.Underlay) == 0 {
 		c.Underlay = nil
+	}
+	if len(c.Firewall) == 0 {
+		c.Firewall = nil
 	}
 	vrfs := make([]model.VRF, len(c.VRFs))
 	for i, v := range c.VRFs {

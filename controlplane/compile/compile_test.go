@@ -404,3 +404,30 @@ func TestEqual(t *testing.T) {
 
 // netipEqual compares netip values by value.
 var netipEqual = cmpopts.EquateComparable(netip.Addr{}, netip.Prefix{})
+
+func TestFirewallTenants(t *testing.T) {
+	nets := []model.Network{
+		{Name: "b", Prefix: netip.MustParsePrefix("10.2.0.0/24"), VNI: 11},
+		{Name: "a", Prefix: netip.MustParsePrefix("10.1.0.0/24"), VNI: 10},
+	}
+	pols := []model.FirewallPolicy{
+		{Network: "b", NAT: true},
+		{Network: "gone", NAT: true},
+		{Network: "a", Egress: []model.FirewallRule{{Action: "accept"}}},
+	}
+	got := compile.Compile(compile.Input{
+		Devices:   []model.Device{{Hostname: "fw1", Role: model.RoleFirewall}, {Hostname: "leaf1", Role: model.RoleLeaf}},
+		Networks:  nets,
+		Firewalls: pols,
+	})
+	want := []model.FirewallTenant{
+		{FirewallPolicy: pols[2], Prefix: nets[1].Prefix, VNI: 10, VRF: "vrf10"},
+		{FirewallPolicy: pols[0], Prefix: nets[0].Prefix, VNI: 11, VRF: "vrf11"},
+	}
+	if diff := cmp.Diff(want, got[0].Firewall, cmpopts.EquateComparable(netip.Prefix{}, netip.Addr{})); diff != "" {
+		t.Errorf("fw1 firewall tenants (-want +got):\n%s", diff)
+	}
+	if got[1].Firewall != nil {
+		t.Errorf("leaf1 got firewall tenants %v, want none", got[1].Firewall)
+	}
+}

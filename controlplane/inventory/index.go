@@ -346,6 +346,13 @@ func (t txn) recompile(rev uint64) (map[string]model.DeviceConfig, []model.Devic
 			}
 		}
 		cfg := compile.Device(d, networks, atts, compile.Underlay(nbrs, devices))
+		if d.Role == model.RoleFirewall {
+			pols, nets, err := t.firewallInput()
+			if err != nil {
+				return nil, nil, fmt.Errorf("recompiling %s: %w", h, err)
+			}
+			cfg.Firewall = compile.FirewallTenants(pols, nets)
+		}
 		var old model.DeviceConfig
 		err = t.get(bucketConfigs, h, &old)
 		switch {

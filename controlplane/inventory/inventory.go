@@ -349,6 +349,15 @@ func (inv *Inventory) DeleteNetwork(ctx context.Context, name string) error {
 			return errorf(ErrPrecondition, "network %s still has %d allocated machine(s) (%s); free them first",
 				name, len(users), strings.Join(users, ", "))
 		}
+		// The network's firewall policy goes with it.
+		if _, err := t.tx.Get(bucketFirewalls, name); err == nil {
+			if err := t.touchFirewalls(); err != nil {
+				return err
+			}
+			if err := t.tx.Delete(bucketFirewalls, name); err != nil {
+				return err
+			}
+		}
 		return t.deleteNetworkRecord(n)
 	})
 	if err != nil {

@@ -5,7 +5,10 @@
 package model
 
 import (
+	"fmt"
 	"net/netip"
+	"strconv"
+	"strings"
 	"time"
 )
 
@@ -351,6 +354,9 @@ type DeviceConfig struct {
 	ASN uint32 `json:"asn,omitempty"`
 	// Underlay are the device's underlay BGP sessions, sorted by port.
 	Underlay []UnderlayPeer `json:"underlay,omitempty"`
+	// Firewall holds, on firewalls, the policy of every tenant network
+	// that has one, sorted by network.
+	Firewall []FirewallTenant `json:"firewall,omitempty"`
 }
 
 // DeviceConvergence tells whether one device has applied a machine's last
@@ -370,4 +376,80 @@ type Convergence struct {
 	Revision  uint64
 	Devices   []DeviceConvergence
 	Converged bool
+}
+
+// PortRange is an inclusive range of destination ports.
+type PortRange struct {
+	From uint16 `json:"from"`
+	To   uint16 `json:"to"`
+}
+
+// FirewallRule is one ingress or egress rule of a tenant network's
+// firewall policy: the remote side's CIDRs (destination for egress, source
+// for ingress; empty = any, one address family per rule), protocol (tcp,
+// udp, icmp, any), destination ports (tcp/udp only; empty = any), accept or
+// drop.
+type FirewallRule struct {
+	Action   string         `json:"action"`
+	Protocol string         `json:"protocol,omitempty"`
+	CIDRs    []netip.Prefix `json:"cidrs,omitempty"`
+	Ports    []PortRange    `json:"ports,omitempty"`
+	Comment  string         `json:"comment,omitempty"`
+}
+
+// FirewallPolicy is the firewall policy of one tenant network: its traffic
+// to the outside (egress) and from the outside (ingress), first match in
+// order, default drop; source NAT of its egress traffic (masquerade, or
+// SNAT to EgressIPs hashed by source address when there are some).
+type FirewallPolicy struct {
+	Network   string         `json:"network"`
+	Ingress   []FirewallRule `json:"ingress,omitempty"`
+	Egress    []FirewallRule `json:"egress,omitempty"`
+	NAT       bool           `json:"nat,omitempty"`
+	EgressIPs []netip.Addr   `json:"egressIPs,omitempty"`
+}
+
+// FirewallTenant is one tenant network's policy as a firewall device gets
+// it: with the network's prefix, VNI and VRF, which identify its traffic.
+type FirewallTenant struct {
+	FirewallPolicy
+	Prefix netip.Prefix `json:"prefix"`
+	VNI    uint32       `json:"vni"`
+	// VRF is the tenant VRF's kernel name on the firewall (vrf<VNI>).
+	VRF string `json:"vrf"`
+}
+
+// String returns "80" or "8000-8100".
+func (r PortRange) String() string {
+	if r.From == r.To {
+		return strconv.Itoa(int(r.From))
+	}
+	return strconv.Itoa(int(r.From)) + "-" + strconv.Itoa(int(r.To))
+}
+
+// ParsePortRange parses "80" or "8000-8100" (ports 1-65535, from <= to).
+func ParsePortRange(s string) (PortRange, error) {
+	port := func(p string) (uint16, error) {
+		n, err := strconv.ParseUint(p, 10, 16)
+		if err != nil || n == 0 || strconv.FormatUint(n, 10) != p {
+			return 0, fmt.Errorf("port %q is not a number from 1 to 65535", p)
+		}
+		return uint16(n), nil
+	}
+	from, to, isRange := strings.Cut(s, "-")
+	a, err := port(from)
+	if err != nil {
+		return PortRange{}, fmt.Errorf("port range %q: %w", s, err)
+	}
+	if !isRange {
+		return PortRange{From: a, To: a}, nil
+	}
+	b, err := port(to)
+	if err != nil {
+		return PortRange{}, fmt.Errorf("port range %q: %w", s, err)
+	}
+	if a >= b {
+		return PortRange{}, fmt.Errorf("port range %q: the first port must be below the second", s)
+	}
+	return PortRange{From: a, To: b}, nil
 }

@@ -26,3 +26,33 @@ func TestLivenessAt(t *testing.T) {
 		}
 	}
 }
+
+func TestParsePortRange(t *testing.T) {
+	for s, want := range map[string]model.PortRange{"80": {80, 80}, "1-65535": {1, 65535}, "8000-8100": {8000, 8100}} {
+		got, err := model.ParsePortRange(s)
+		if err != nil || got != want {
+			t.Errorf("model.ParsePortRange(%q) = %v, %v; want %v", s, got, err, want)
+		}
+	}
+	for _, s := range []string{"", "0", "65536", "80-80", "90-80", "a", "080", "+80", "80-", "-80", "1-2-3"} {
+		if got, err := model.ParsePortRange(s); err == nil {
+			t.Errorf("model.ParsePortRange(%q) = %v, want an error", s, got)
+		}
+	}
+}
+
+// FuzzParsePortRange: what parses prints back to the same string.
+func FuzzParsePortRange(f *testing.F) {
+	for _, s := range []string{"80", "8000-8100", "1-65535", "0", "90-80"} {
+		f.Add(s)
+	}
+	f.Fuzz(func(t *testing.T, s string) {
+		r, err := model.ParsePortRange(s)
+		if err != nil {
+			return
+		}
+		if r.String() != s || r.From == 0 || r.From > r.To {
+			t.Fatalf("model.ParsePortRange(%q) = %v (prints %q)", s, r, r.String())
+		}
+	})
+}

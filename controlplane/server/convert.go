@@ -105,7 +105,81 @@ func configToProto(c model.DeviceConfig) *apiv1.DeviceConfig {
 	for _, u := range c.Underlay {
 		out.Underlay = append(out.Underlay, &apiv1.UnderlayPeer{Port: u.Port, Peer: u.Peer, PeerAsn: u.PeerASN})
 	}
+	for _, f := range c.Firewall {
+		out.Firewall = append(out.Firewall, &apiv1.FirewallTenant{
+			Policy: firewallPolicyToProto(f.FirewallPolicy),
+			Prefix: f.Prefix.String(),
+			Vni:    f.VNI,
+			Vrf:    f.VRF,
+		})
+	}
 	return out
+}
+
+func firewallPolicyToProto(p model.FirewallPolicy) *apiv1.FirewallPolicy {
+	out := &apiv1.FirewallPolicy{Network: p.Network, Nat: p.NAT,
+		Ingress: firewallRulesToProto(p.Ingress), Egress: firewallRulesToProto(p.Egress)}
+	for _, a := range p.EgressIPs {
+		out.EgressIps = append(out.EgressIps, a.String())
+	}
+	return out
+}
+
+func firewallRulesToProto(rs []model.FirewallRule) []*apiv1.FirewallRule {
+	var out []*apiv1.FirewallRule
+	for _, r := range rs {
+		pr := &apiv1.FirewallRule{Action: r.Action, Protocol: r.Protocol, Comment: r.Comment}
+		for _, c := range r.CIDRs {
+			pr.Cidrs = append(pr.Cidrs, c.String())
+		}
+		for _, p := range r.Ports {
+			pr.Ports = append(pr.Ports, &apiv1.PortRange{From: uint32(p.From), To: uint32(p.To)})
+		}
+		out = append(out, pr)
+	}
+	return out
+}
+
+// firewallPolicyFromProto parses a policy; errors name the rule.
+func firewallPolicyFromProto(p *apiv1.FirewallPolicy) (model.FirewallPolicy, error) {
+	out := model.FirewallPolicy{Network: p.GetNetwork(), NAT: p.GetNat()}
+	var err error
+	if out.Ingress, err = firewallRulesFromProto("ingress", p.GetIngress()); err != nil {
+		return model.FirewallPolicy{}, err
+	}
+	if out.Egress, err = firewallRulesFromProto("egress", p.GetEgress()); err != nil {
+		return model.FirewallPolicy{}, err
+	}
+	for _, s := range p.GetEgressIps() {
+		a, err := netip.ParseAddr(s)
+		if err != nil {
+			return model.FirewallPolicy{}, fmt.Errorf("egress IP %q is not an IP address", s)
+		}
+		out.EgressIPs = append(out.EgressIPs, a)
+	}
+	return out, nil
+}
+
+func firewallRulesFromProto(dir string, rs []*apiv1.FirewallRule) ([]model.FirewallRule, error) {
+	var out []model.FirewallRule
+	for i, r := range rs {
+		mr := model.FirewallRule{Action: r.GetAction(), Protocol: r.GetProtocol(), Comment: r.GetComment()}
+		for _, c := range r.GetCidrs() {
+			p, err := netip.ParsePrefix(c)
+			if err != nil {
+				return nil, fmt.Errorf("%s rule %d: CIDR %q is not a prefix in CIDR notation", dir, i, c)
+			}
+			mr.CIDRs = append(mr.CIDRs, p)
+		}
+		for _, p := range r.GetPorts() {
+			if p.GetFrom() > 65535 || p.GetTo() > 65535 {
+				return nil, fmt.Errorf("%s rule %d: port range %d-%d is beyond 65535", dir, i, p.GetFrom(), p.GetTo())
+			}
+			mr.Ports = append(mr.Ports, model.PortRange{From: uint16(p.GetFrom()), To: uint16(p.GetTo())})
+		}
+		out = append(out, mr)
+	}
+	return out, nil
 }
 
 // prefixesFromProto parses CIDR strings.

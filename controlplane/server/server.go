@@ -492,6 +492,29 @@ func (o operatorService) GetNetwork(ctx context.Context, req *apiv1.GetNetworkRe
 	return networkToProto(n), nil
 }
 
+func (o operatorService) SetFirewallPolicy(ctx context.Context, req *apiv1.SetFirewallPolicyRequest) (*apiv1.FirewallPolicy, error) {
+	if req.GetPolicy() == nil {
+		return nil, status.Error(codes.InvalidArgument, "setting firewall policy: policy is missing")
+	}
+	p, err := firewallPolicyFromProto(req.GetPolicy())
+	if err != nil {
+		return nil, status.Errorf(codes.InvalidArgument, "setting firewall policy of network %s: %v", req.GetPolicy().GetNetwork(), err)
+	}
+	p, err = o.s.inv.SetFirewallPolicy(ctx, p)
+	if err != nil {
+		return nil, o.s.toStatus(err)
+	}
+	return firewallPolicyToProto(p), nil
+}
+
+func (o operatorService) GetFirewallPolicy(ctx context.Context, req *apiv1.GetFirewallPolicyRequest) (*apiv1.FirewallPolicy, error) {
+	p, err := o.s.inv.FirewallPolicy(ctx, req.GetNetwork())
+	if err != nil {
+		return nil, o.s.toStatus(err)
+	}
+	return firewallPolicyToProto(p), nil
+}
+
 func (o operatorService) GetMachine(ctx context.Context, req *apiv1.GetMachineRequest) (*apiv1.Machine, error) {
 	m, err := o.s.inv.Machine(ctx, req.GetName())
 	if err != nil {

@@ -395,7 +395,10 @@ type DeviceConfig struct {
 	Asn uint32 `protobuf:"varint,9,opt,name=asn,proto3" json:"asn,omitempty"`
 	// Underlay BGP sessions: eBGP unnumbered on every port where LLDP sees
 	// another switch of the fabric.
-	Underlay      []*UnderlayPeer `protobuf:"bytes,10,rep,name=underlay,proto3" json:"underlay,omitempty"`
+	Underlay []*UnderlayPeer `protobuf:"bytes,10,rep,name=underlay,proto3" json:"underlay,omitempty"`
+	// On firewalls: the policy of every tenant network that has one, sorted
+	// by network.
+	Firewall      []*FirewallTenant `protobuf:"bytes,11,rep,name=firewall,proto3" json:"firewall,omitempty"`
 	unknownFields protoimpl.UnknownFields
 	sizeCache     protoimpl.SizeCache
 }
@@ -500,6 +503,387 @@ func (x *DeviceConfig) GetUnderlay() []*UnderlayPeer {
 	return nil
 }
 
+func (x *DeviceConfig) GetFirewall() []*FirewallTenant {
+	if x != nil {
+		return x.Firewall
+	}
+	return nil
+}
+
+// PortRange is an inclusive range of destination ports (from == to for one
+// port).
+type PortRange struct {
+	state         protoimpl.MessageState `protogen:"open.v1"`
+	From          uint32                 `protobuf:"varint,1,opt,name=from,proto3" json:"from,omitempty"`
+	To            uint32                 `protobuf:"varint,2,opt,name=to,proto3" json:"to,omitempty"`
+	unknownFields protoimpl.UnknownFields
+	sizeCache     protoimpl.SizeCache
+}
+
+func (x *PortRange) Reset() {
+	*x = PortRange{}
+	mi := &file_fabric_proto_msgTypes[5]
+	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+	ms.StoreMessageInfo(mi)
+}
+
+func (x *PortRange) String() string {
+	return protoimpl.X.MessageStringOf(x)
+}
+
+func (*PortRange) ProtoMessage() {}
+
+func (x *PortRange) ProtoReflect() protoreflect.Message {
+	mi := &file_fabric_proto_msgTypes[5]
+	if x != nil {
+		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+		if ms.LoadMessageInfo() == nil {
+			ms.StoreMessageInfo(mi)
+		}
+		return ms
+	}
+	return mi.MessageOf(x)
+}
+
+// Deprecated: Use PortRange.ProtoReflect.Descriptor instead.
+func (*PortRange) Descriptor() ([]byte, []int) {
+	return file_fabric_proto_rawDescGZIP(), []int{5}
+}
+
+func (x *PortRange) GetFrom() uint32 {
+	if x != nil {
+		return x.From
+	}
+	return 0
+}
+
+func (x *PortRange) GetTo() uint32 {
+	if x != nil {
+		return x.To
+	}
+	return 0
+}
+
+// FirewallRule matches the remote side's CIDRs (destination for egress,
+// source for ingress; empty = any; one address family per rule), a
+// protocol ("tcp", "udp", "icmp", "any" or empty) and destination ports
+// (tcp and udp only; empty = any).
+type FirewallRule struct {
+	state protoimpl.MessageState `protogen:"open.v1"`
+	// "accept" or "drop".
+	Action   string       `protobuf:"bytes,1,opt,name=action,proto3" json:"action,omitempty"`
+	Protocol string       `protobuf:"bytes,2,opt,name=protocol,proto3" json:"protocol,omitempty"`
+	Cidrs    []string     `protobuf:"bytes,3,rep,name=cidrs,proto3" json:"cidrs,omitempty"`
+	Ports    []*PortRange `protobuf:"bytes,4,rep,name=ports,proto3" json:"ports,omitempty"`
+	// At most 128 bytes.
+	Comment       string `protobuf:"bytes,5,opt,name=comment,proto3" json:"comment,omitempty"`
+	unknownFields protoimpl.UnknownFields
+	sizeCache     protoimpl.SizeCache
+}
+
+func (x *FirewallRule) Reset() {
+	*x = FirewallRule{}
+	mi := &file_fabric_proto_msgTypes[6]
+	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+	ms.StoreMessageInfo(mi)
+}
+
+func (x *FirewallRule) String() string {
+	return protoimpl.X.MessageStringOf(x)
+}
+
+func (*FirewallRule) ProtoMessage() {}
+
+func (x *FirewallRule) ProtoReflect() protoreflect.Message {
+	mi := &file_fabric_proto_msgTypes[6]
+	if x != nil {
+		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+		if ms.LoadMessageInfo() == nil {
+			ms.StoreMessageInfo(mi)
+		}
+		return ms
+	}
+	return mi.MessageOf(x)
+}
+
+// Deprecated: Use FirewallRule.ProtoReflect.Descriptor instead.
+func (*FirewallRule) Descriptor() ([]byte, []int) {
+	return file_fabric_proto_rawDescGZIP(), []int{6}
+}
+
+func (x *FirewallRule) GetAction() string {
+	if x != nil {
+		return x.Action
+	}
+	return ""
+}
+
+func (x *FirewallRule) GetProtocol() string {
+	if x != nil {
+		return x.Protocol
+	}
+	return ""
+}
+
+func (x *FirewallRule) GetCidrs() []string {
+	if x != nil {
+		return x.Cidrs
+	}
+	return nil
+}
+
+func (x *FirewallRule) GetPorts() []*PortRange {
+	if x != nil {
+		return x.Ports
+	}
+	return nil
+}
+
+func (x *FirewallRule) GetComment() string {
+	if x != nil {
+		return x.Comment
+	}
+	return ""
+}
+
+// FirewallPolicy is a tenant network's firewall policy: first match in
+// order, then drop.
+type FirewallPolicy struct {
+	state   protoimpl.MessageState `protogen:"open.v1"`
+	Network string                 `protobuf:"bytes,1,opt,name=network,proto3" json:"network,omitempty"`
+	Ingress []*FirewallRule        `protobuf:"bytes,2,rep,name=ingress,proto3" json:"ingress,omitempty"`
+	Egress  []*FirewallRule        `protobuf:"bytes,3,rep,name=egress,proto3" json:"egress,omitempty"`
+	// Source NAT of egress traffic: masquerade, or SNAT to egress_ips
+	// (hashed by source address) when there are some.
+	Nat           bool     `protobuf:"varint,4,opt,name=nat,proto3" json:"nat,omitempty"`
+	EgressIps     []string `protobuf:"bytes,5,rep,name=egress_ips,json=egressIps,proto3" json:"egress_ips,omitempty"`
+	unknownFields protoimpl.UnknownFields
+	sizeCache     protoimpl.SizeCache
+}
+
+func (x *FirewallPolicy) Reset() {
+	*x = FirewallPolicy{}
+	mi := &file_fabric_proto_msgTypes[7]
+	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+	ms.StoreMessageInfo(mi)
+}
+
+func (x *FirewallPolicy) String() string {
+	return protoimpl.X.MessageStringOf(x)
+}
+
+func (*FirewallPolicy) ProtoMessage() {}
+
+func (x *FirewallPolicy) ProtoReflect() protoreflect.Message {
+	mi := &file_fabric_proto_msgTypes[7]
+	if x != nil {
+		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+		if ms.LoadMessageInfo() == nil {
+			ms.StoreMessageInfo(mi)
+		}
+		return ms
+	}
+	return mi.MessageOf(x)
+}
+
+// Deprecated: Use FirewallPolicy.ProtoReflect.Descriptor instead.
+func (*FirewallPolicy) Descriptor() ([]byte, []int) {
+	return file_fabric_proto_rawDescGZIP(), []int{7}
+}
+
+func (x *FirewallPolicy) GetNetwork() string {
+	if x != nil {
+		return x.Network
+	}
+	return ""
+}
+
+func (x *FirewallPolicy) GetIngress() []*FirewallRule {
+	if x != nil {
+		return x.Ingress
+	}
+	return nil
+}
+
+func (x *FirewallPolicy) GetEgress() []*FirewallRule {
+	if x != nil {
+		return x.Egress
+	}
+	return nil
+}
+
+func (x *FirewallPolicy) GetNat() bool {
+	if x != nil {
+		return x.Nat
+	}
+	return false
+}
+
+func (x *FirewallPolicy) GetEgressIps() []string {
+	if x != nil {
+		return x.EgressIps
+	}
+	return nil
+}
+
+// FirewallTenant is a tenant network's policy as a firewall gets it.
+type FirewallTenant struct {
+	state  protoimpl.MessageState `protogen:"open.v1"`
+	Policy *FirewallPolicy        `protobuf:"bytes,1,opt,name=policy,proto3" json:"policy,omitempty"`
+	// The network's prefix, VNI and VRF name: they identify its traffic.
+	Prefix        string `protobuf:"bytes,2,opt,name=prefix,proto3" json:"prefix,omitempty"`
+	Vni           uint32 `protobuf:"varint,3,opt,name=vni,proto3" json:"vni,omitempty"`
+	Vrf           string `protobuf:"bytes,4,opt,name=vrf,proto3" json:"vrf,omitempty"`
+	unknownFields protoimpl.UnknownFields
+	sizeCache     protoimpl.SizeCache
+}
+
+func (x *FirewallTenant) Reset() {
+	*x = FirewallTenant{}
+	mi := &file_fabric_proto_msgTypes[8]
+	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+	ms.StoreMessageInfo(mi)
+}
+
+func (x *FirewallTenant) String() string {
+	return protoimpl.X.MessageStringOf(x)
+}
+
+func (*FirewallTenant) ProtoMessage() {}
+
+func (x *FirewallTenant) ProtoReflect() protoreflect.Message {
+	mi := &file_fabric_proto_msgTypes[8]
+	if x != nil {
+		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+		if ms.LoadMessageInfo() == nil {
+			ms.StoreMessageInfo(mi)
+		}
+		return ms
+	}
+	return mi.MessageOf(x)
+}
+
+// Deprecated: Use FirewallTenant.ProtoReflect.Descriptor instead.
+func (*FirewallTenant) Descriptor() ([]byte, []int) {
+	return file_fabric_proto_rawDescGZIP(), []int{8}
+}
+
+func (x *FirewallTenant) GetPolicy() *FirewallPolicy {
+	if x != nil {
+		return x.Policy
+	}
+	return nil
+}
+
+func (x *FirewallTenant) GetPrefix() string {
+	if x != nil {
+		return x.Prefix
+	}
+	return ""
+}
+
+func (x *FirewallTenant) GetVni() uint32 {
+	if x != nil {
+		return x.Vni
+	}
+	return 0
+}
+
+func (x *FirewallTenant) GetVrf() string {
+	if x != nil {
+		return x.Vrf
+	}
+	return ""
+}
+
+type SetFirewallPolicyRequest struct {
+	state         protoimpl.MessageState `protogen:"open.v1"`
+	Policy        *FirewallPolicy        `protobuf:"bytes,1,opt,name=policy,proto3" json:"policy,omitempty"`
+	unknownFields protoimpl.UnknownFields
+	sizeCache     protoimpl.SizeCache
+}
+
+func (x *SetFirewallPolicyRequest) Reset() {
+	*x = SetFirewallPolicyRequest{}
+	mi := &file_fabric_proto_msgTypes[9]
+	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+	ms.StoreMessageInfo(mi)
+}
+
+func (x *SetFirewallPolicyRequest) String() string {
+	return protoimpl.X.MessageStringOf(x)
+}
+
+func (*SetFirewallPolicyRequest) ProtoMessage() {}
+
+func (x *SetFirewallPolicyRequest) ProtoReflect() protoreflect.Message {
+	mi := &file_fabric_proto_msgTypes[9]
+	if x != nil {
+		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+		if ms.LoadMessageInfo() == nil {
+			ms.StoreMessageInfo(mi)
+		}
+		return ms
+	}
+	return mi.MessageOf(x)
+}
+
+// Deprecated: Use SetFirewallPolicyRequest.ProtoReflect.Descriptor instead.
+func (*SetFirewallPolicyRequest) Descriptor() ([]byte, []int) {
+	return file_fabric_proto_rawDescGZIP(), []int{9}
+}
+
+func (x *SetFirewallPolicyRequest) GetPolicy() *FirewallPolicy {
+	if x != nil {
+		return x.Policy
+	}
+	return nil
+}
+
+type GetFirewallPolicyRequest struct {
+	state         protoimpl.MessageState `protogen:"open.v1"`
+	Network       string                 `protobuf:"bytes,1,opt,name=network,proto3" json:"network,omitempty"`
+	unknownFields protoimpl.UnknownFields
+	sizeCache     protoimpl.SizeCache
+}
+
+func (x *GetFirewallPolicyRequest) Reset() {
+	*x = GetFirewallPolicyRequest{}
+	mi := &file_fabric_proto_msgTypes[10]
+	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+	ms.StoreMessageInfo(mi)
+}
+
+func (x *GetFirewallPolicyRequest) String() string {
+	return protoimpl.X.MessageStringOf(x)
+}
+
+func (*GetFirewallPolicyRequest) ProtoMessage() {}
+
+func (x *GetFirewallPolicyRequest) ProtoReflect() protoreflect.Message {
+	mi := &file_fabric_proto_msgTypes[10]
+	if x != nil {
+		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+		if ms.LoadMessageInfo() == nil {
+			ms.StoreMessageInfo(mi)
+		}
+		return ms
+	}
+	return mi.MessageOf(x)
+}
+
+// Deprecated: Use GetFirewallPolicyRequest.ProtoReflect.Descriptor instead.
+func (*GetFirewallPolicyRequest) Descriptor() ([]byte, []int) {
+	return file_fabric_proto_rawDescGZIP(), []int{10}
+}
+
+func (x *GetFirewallPolicyRequest) GetNetwork() string {
+	if x != nil {
+		return x.Network
+	}
+	return ""
+}
+
 // UnderlayPeer is an underlay session on a fabric link.
 type UnderlayPeer struct {
 	state protoimpl.MessageState `protogen:"open.v1"`
@@ -513,7 +897,7 @@ type UnderlayPeer struct {
 
 func (x *UnderlayPeer) Reset() {
 	*x = UnderlayPeer{}
-	mi := &file_fabric_proto_msgTypes[5]
+	mi := &file_fabric_proto_msgTypes[11]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -525,7 +909,7 @@ func (x *UnderlayPeer) String() string {
 func (*UnderlayPeer) ProtoMessage() {}
 
 func (x *UnderlayPeer) ProtoReflect() protoreflect.Message {
-	mi := &file_fabric_proto_msgTypes[5]
+	mi := &file_fabric_proto_msgTypes[11]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -538,7 +922,7 @@ func (x *UnderlayPeer) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use UnderlayPeer.ProtoReflect.Descriptor instead.
 func (*UnderlayPeer) Descriptor() ([]byte, []int) {
-	return file_fabric_proto_rawDescGZIP(), []int{5}
+	return file_fabric_proto_rawDescGZIP(), []int{11}
 }
 
 func (x *UnderlayPeer) GetPort() string {
@@ -577,7 +961,7 @@ type MachinePeer struct {
 
 func (x *MachinePeer) Reset() {
 	*x = MachinePeer{}
-	mi := &file_fabric_proto_msgTypes[6]
+	mi := &file_fabric_proto_msgTypes[12]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -589,7 +973,7 @@ func (x *MachinePeer) String() string {
 func (*MachinePeer) ProtoMessage() {}
 
 func (x *MachinePeer) ProtoReflect() protoreflect.Message {
-	mi := &file_fabric_proto_msgTypes[6]
+	mi := &file_fabric_proto_msgTypes[12]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -602,7 +986,7 @@ func (x *MachinePeer) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use MachinePeer.ProtoReflect.Descriptor instead.
 func (*MachinePeer) Descriptor() ([]byte, []int) {
-	return file_fabric_proto_rawDescGZIP(), []int{6}
+	return file_fabric_proto_rawDescGZIP(), []int{12}
 }
 
 func (x *MachinePeer) GetPort() string {
@@ -647,7 +1031,7 @@ type PortConfig struct {
 
 func (x *PortConfig) Reset() {
 	*x = PortConfig{}
-	mi := &file_fabric_proto_msgTypes[7]
+	mi := &file_fabric_proto_msgTypes[13]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -659,7 +1043,7 @@ func (x *PortConfig) String() string {
 func (*PortConfig) ProtoMessage() {}
 
 func (x *PortConfig) ProtoReflect() protoreflect.Message {
-	mi := &file_fabric_proto_msgTypes[7]
+	mi := &file_fabric_proto_msgTypes[13]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -672,7 +1056,7 @@ func (x *PortConfig) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use PortConfig.ProtoReflect.Descriptor instead.
 func (*PortConfig) Descriptor() ([]byte, []int) {
-	return file_fabric_proto_rawDescGZIP(), []int{7}
+	return file_fabric_proto_rawDescGZIP(), []int{13}
 }
 
 func (x *PortConfig) GetName() string {
@@ -719,7 +1103,7 @@ type Vrf struct {
 
 func (x *Vrf) Reset() {
 	*x = Vrf{}
-	mi := &file_fabric_proto_msgTypes[8]
+	mi := &file_fabric_proto_msgTypes[14]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -731,7 +1115,7 @@ func (x *Vrf) String() string {
 func (*Vrf) ProtoMessage() {}
 
 func (x *Vrf) ProtoReflect() protoreflect.Message {
-	mi := &file_fabric_proto_msgTypes[8]
+	mi := &file_fabric_proto_msgTypes[14]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -744,7 +1128,7 @@ func (x *Vrf) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use Vrf.ProtoReflect.Descriptor instead.
 func (*Vrf) Descriptor() ([]byte, []int) {
-	return file_fabric_proto_rawDescGZIP(), []int{8}
+	return file_fabric_proto_rawDescGZIP(), []int{14}
 }
 
 func (x *Vrf) GetName() string {
@@ -807,7 +1191,7 @@ type StepError struct {
 
 func (x *StepError) Reset() {
 	*x = StepError{}
-	mi := &file_fabric_proto_msgTypes[9]
+	mi := &file_fabric_proto_msgTypes[15]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -819,7 +1203,7 @@ func (x *StepError) String() string {
 func (*StepError) ProtoMessage() {}
 
 func (x *StepError) ProtoReflect() protoreflect.Message {
-	mi := &file_fabric_proto_msgTypes[9]
+	mi := &file_fabric_proto_msgTypes[15]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -832,7 +1216,7 @@ func (x *StepError) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use StepError.ProtoReflect.Descriptor instead.
 func (*StepError) Descriptor() ([]byte, []int) {
-	return file_fabric_proto_rawDescGZIP(), []int{9}
+	return file_fabric_proto_rawDescGZIP(), []int{15}
 }
 
 func (x *StepError) GetStep() string {
@@ -866,7 +1250,7 @@ type ReportStatusRequest struct {
 
 func (x *ReportStatusRequest) Reset() {
 	*x = ReportStatusRequest{}
-	mi := &file_fabric_proto_msgTypes[10]
+	mi := &file_fabric_proto_msgTypes[16]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -878,7 +1262,7 @@ func (x *ReportStatusRequest) String() string {
 func (*ReportStatusRequest) ProtoMessage() {}
 
 func (x *ReportStatusRequest) ProtoReflect() protoreflect.Message {
-	mi := &file_fabric_proto_msgTypes[10]
+	mi := &file_fabric_proto_msgTypes[16]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -891,7 +1275,7 @@ func (x *ReportStatusRequest) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use ReportStatusRequest.ProtoReflect.Descriptor instead.
 func (*ReportStatusRequest) Descriptor() ([]byte, []int) {
-	return file_fabric_proto_rawDescGZIP(), []int{10}
+	return file_fabric_proto_rawDescGZIP(), []int{16}
 }
 
 func (x *ReportStatusRequest) GetHostname() string {
@@ -954,7 +1338,7 @@ type Routing struct {
 
 func (x *Routing) Reset() {
 	*x = Routing{}
-	mi := &file_fabric_proto_msgTypes[11]
+	mi := &file_fabric_proto_msgTypes[17]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -966,7 +1350,7 @@ func (x *Routing) String() string {
 func (*Routing) ProtoMessage() {}
 
 func (x *Routing) ProtoReflect() protoreflect.Message {
-	mi := &file_fabric_proto_msgTypes[11]
+	mi := &file_fabric_proto_msgTypes[17]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -979,7 +1363,7 @@ func (x *Routing) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use Routing.ProtoReflect.Descriptor instead.
 func (*Routing) Descriptor() ([]byte, []int) {
-	return file_fabric_proto_rawDescGZIP(), []int{11}
+	return file_fabric_proto_rawDescGZIP(), []int{17}
 }
 
 func (x *Routing) GetSessions() []*BgpSession {
@@ -1048,7 +1432,7 @@ type BgpSession struct {
 
 func (x *BgpSession) Reset() {
 	*x = BgpSession{}
-	mi := &file_fabric_proto_msgTypes[12]
+	mi := &file_fabric_proto_msgTypes[18]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -1060,7 +1444,7 @@ func (x *BgpSession) String() string {
 func (*BgpSession) ProtoMessage() {}
 
 func (x *BgpSession) ProtoReflect() protoreflect.Message {
-	mi := &file_fabric_proto_msgTypes[12]
+	mi := &file_fabric_proto_msgTypes[18]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -1073,7 +1457,7 @@ func (x *BgpSession) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use BgpSession.ProtoReflect.Descriptor instead.
 func (*BgpSession) Descriptor() ([]byte, []int) {
-	return file_fabric_proto_rawDescGZIP(), []int{12}
+	return file_fabric_proto_rawDescGZIP(), []int{18}
 }
 
 func (x *BgpSession) GetPeer() string {
@@ -1169,7 +1553,7 @@ type Drift struct {
 
 func (x *Drift) Reset() {
 	*x = Drift{}
-	mi := &file_fabric_proto_msgTypes[13]
+	mi := &file_fabric_proto_msgTypes[19]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -1181,7 +1565,7 @@ func (x *Drift) String() string {
 func (*Drift) ProtoMessage() {}
 
 func (x *Drift) ProtoReflect() protoreflect.Message {
-	mi := &file_fabric_proto_msgTypes[13]
+	mi := &file_fabric_proto_msgTypes[19]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -1194,7 +1578,7 @@ func (x *Drift) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use Drift.ProtoReflect.Descriptor instead.
 func (*Drift) Descriptor() ([]byte, []int) {
-	return file_fabric_proto_rawDescGZIP(), []int{13}
+	return file_fabric_proto_rawDescGZIP(), []int{19}
 }
 
 func (x *Drift) GetRepairs() uint64 {
@@ -1226,7 +1610,7 @@ type ReportStatusResponse struct {
 
 func (x *ReportStatusResponse) Reset() {
 	*x = ReportStatusResponse{}
-	mi := &file_fabric_proto_msgTypes[14]
+	mi := &file_fabric_proto_msgTypes[20]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -1238,7 +1622,7 @@ func (x *ReportStatusResponse) String() string {
 func (*ReportStatusResponse) ProtoMessage() {}
 
 func (x *ReportStatusResponse) ProtoReflect() protoreflect.Message {
-	mi := &file_fabric_proto_msgTypes[14]
+	mi := &file_fabric_proto_msgTypes[20]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -1251,7 +1635,7 @@ func (x *ReportStatusResponse) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use ReportStatusResponse.ProtoReflect.Descriptor instead.
 func (*ReportStatusResponse) Descriptor() ([]byte, []int) {
-	return file_fabric_proto_rawDescGZIP(), []int{14}
+	return file_fabric_proto_rawDescGZIP(), []int{20}
 }
 
 type Network struct {
@@ -1273,7 +1657,7 @@ type Network struct {
 
 func (x *Network) Reset() {
 	*x = Network{}
-	mi := &file_fabric_proto_msgTypes[15]
+	mi := &file_fabric_proto_msgTypes[21]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -1285,7 +1669,7 @@ func (x *Network) String() string {
 func (*Network) ProtoMessage() {}
 
 func (x *Network) ProtoReflect() protoreflect.Message {
-	mi := &file_fabric_proto_msgTypes[15]
+	mi := &file_fabric_proto_msgTypes[21]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -1298,7 +1682,7 @@ func (x *Network) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use Network.ProtoReflect.Descriptor instead.
 func (*Network) Descriptor() ([]byte, []int) {
-	return file_fabric_proto_rawDescGZIP(), []int{15}
+	return file_fabric_proto_rawDescGZIP(), []int{21}
 }
 
 func (x *Network) GetName() string {
@@ -1352,7 +1736,7 @@ type GetNetworkRequest struct {
 
 func (x *GetNetworkRequest) Reset() {
 	*x = GetNetworkRequest{}
-	mi := &file_fabric_proto_msgTypes[16]
+	mi := &file_fabric_proto_msgTypes[22]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -1364,7 +1748,7 @@ func (x *GetNetworkRequest) String() string {
 func (*GetNetworkRequest) ProtoMessage() {}
 
 func (x *GetNetworkRequest) ProtoReflect() protoreflect.Message {
-	mi := &file_fabric_proto_msgTypes[16]
+	mi := &file_fabric_proto_msgTypes[22]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -1377,7 +1761,7 @@ func (x *GetNetworkRequest) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use GetNetworkRequest.ProtoReflect.Descriptor instead.
 func (*GetNetworkRequest) Descriptor() ([]byte, []int) {
-	return file_fabric_proto_rawDescGZIP(), []int{16}
+	return file_fabric_proto_rawDescGZIP(), []int{22}
 }
 
 func (x *GetNetworkRequest) GetName() string {
@@ -1403,7 +1787,7 @@ type CreateNetworkRequest struct {
 
 func (x *CreateNetworkRequest) Reset() {
 	*x = CreateNetworkRequest{}
-	mi := &file_fabric_proto_msgTypes[17]
+	mi := &file_fabric_proto_msgTypes[23]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -1415,7 +1799,7 @@ func (x *CreateNetworkRequest) String() string {
 func (*CreateNetworkRequest) ProtoMessage() {}
 
 func (x *CreateNetworkRequest) ProtoReflect() protoreflect.Message {
-	mi := &file_fabric_proto_msgTypes[17]
+	mi := &file_fabric_proto_msgTypes[23]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -1428,7 +1812,7 @@ func (x *CreateNetworkRequest) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use CreateNetworkRequest.ProtoReflect.Descriptor instead.
 func (*CreateNetworkRequest) Descriptor() ([]byte, []int) {
-	return file_fabric_proto_rawDescGZIP(), []int{17}
+	return file_fabric_proto_rawDescGZIP(), []int{23}
 }
 
 func (x *CreateNetworkRequest) GetName() string {
@@ -1467,7 +1851,7 @@ type ListNetworksRequest struct {
 
 func (x *ListNetworksRequest) Reset() {
 	*x = ListNetworksRequest{}
-	mi := &file_fabric_proto_msgTypes[18]
+	mi := &file_fabric_proto_msgTypes[24]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -1479,7 +1863,7 @@ func (x *ListNetworksRequest) String() string {
 func (*ListNetworksRequest) ProtoMessage() {}
 
 func (x *ListNetworksRequest) ProtoReflect() protoreflect.Message {
-	mi := &file_fabric_proto_msgTypes[18]
+	mi := &file_fabric_proto_msgTypes[24]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -1492,7 +1876,7 @@ func (x *ListNetworksRequest) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use ListNetworksRequest.ProtoReflect.Descriptor instead.
 func (*ListNetworksRequest) Descriptor() ([]byte, []int) {
-	return file_fabric_proto_rawDescGZIP(), []int{18}
+	return file_fabric_proto_rawDescGZIP(), []int{24}
 }
 
 type ListNetworksResponse struct {
@@ -1504,7 +1888,7 @@ type ListNetworksResponse struct {
 
 func (x *ListNetworksResponse) Reset() {
 	*x = ListNetworksResponse{}
-	mi := &file_fabric_proto_msgTypes[19]
+	mi := &file_fabric_proto_msgTypes[25]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -1516,7 +1900,7 @@ func (x *ListNetworksResponse) String() string {
 func (*ListNetworksResponse) ProtoMessage() {}
 
 func (x *ListNetworksResponse) ProtoReflect() protoreflect.Message {
-	mi := &file_fabric_proto_msgTypes[19]
+	mi := &file_fabric_proto_msgTypes[25]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -1529,7 +1913,7 @@ func (x *ListNetworksResponse) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use ListNetworksResponse.ProtoReflect.Descriptor instead.
 func (*ListNetworksResponse) Descriptor() ([]byte, []int) {
-	return file_fabric_proto_rawDescGZIP(), []int{19}
+	return file_fabric_proto_rawDescGZIP(), []int{25}
 }
 
 func (x *ListNetworksResponse) GetNetworks() []*Network {
@@ -1548,7 +1932,7 @@ type DeleteNetworkRequest struct {
 
 func (x *DeleteNetworkRequest) Reset() {
 	*x = DeleteNetworkRequest{}
-	mi := &file_fabric_proto_msgTypes[20]
+	mi := &file_fabric_proto_msgTypes[26]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -1560,7 +1944,7 @@ func (x *DeleteNetworkRequest) String() string {
 func (*DeleteNetworkRequest) ProtoMessage() {}
 
 func (x *DeleteNetworkRequest) ProtoReflect() protoreflect.Message {
-	mi := &file_fabric_proto_msgTypes[20]
+	mi := &file_fabric_proto_msgTypes[26]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -1573,7 +1957,7 @@ func (x *DeleteNetworkRequest) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use DeleteNetworkRequest.ProtoReflect.Descriptor instead.
 func (*DeleteNetworkRequest) Descriptor() ([]byte, []int) {
-	return file_fabric_proto_rawDescGZIP(), []int{20}
+	return file_fabric_proto_rawDescGZIP(), []int{26}
 }
 
 func (x *DeleteNetworkRequest) GetName() string {
@@ -1591,7 +1975,7 @@ type DeleteNetworkResponse struct {
 
 func (x *DeleteNetworkResponse) Reset() {
 	*x = DeleteNetworkResponse{}
-	mi := &file_fabric_proto_msgTypes[21]
+	mi := &file_fabric_proto_msgTypes[27]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -1603,7 +1987,7 @@ func (x *DeleteNetworkResponse) String() string {
 func (*DeleteNetworkResponse) ProtoMessage() {}
 
 func (x *DeleteNetworkResponse) ProtoReflect() protoreflect.Message {
-	mi := &file_fabric_proto_msgTypes[21]
+	mi := &file_fabric_proto_msgTypes[27]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -1616,7 +2000,7 @@ func (x *DeleteNetworkResponse) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use DeleteNetworkResponse.ProtoReflect.Descriptor instead.
 func (*DeleteNetworkResponse) Descriptor() ([]byte, []int) {
-	return file_fabric_proto_rawDescGZIP(), []int{21}
+	return file_fabric_proto_rawDescGZIP(), []int{27}
 }
 
 type Device struct {
@@ -1648,7 +2032,7 @@ type Device struct {
 
 func (x *Device) Reset() {
 	*x = Device{}
-	mi := &file_fabric_proto_msgTypes[22]
+	mi := &file_fabric_proto_msgTypes[28]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -1660,7 +2044,7 @@ func (x *Device) String() string {
 func (*Device) ProtoMessage() {}
 
 func (x *Device) ProtoReflect() protoreflect.Message {
-	mi := &file_fabric_proto_msgTypes[22]
+	mi := &file_fabric_proto_msgTypes[28]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -1673,7 +2057,7 @@ func (x *Device) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use Device.ProtoReflect.Descriptor instead.
 func (*Device) Descriptor() ([]byte, []int) {
-	return file_fabric_proto_rawDescGZIP(), []int{22}
+	return file_fabric_proto_rawDescGZIP(), []int{28}
 }
 
 func (x *Device) GetHostname() string {
@@ -1782,7 +2166,7 @@ type ListDevicesRequest struct {
 
 func (x *ListDevicesRequest) Reset() {
 	*x = ListDevicesRequest{}
-	mi := &file_fabric_proto_msgTypes[23]
+	mi := &file_fabric_proto_msgTypes[29]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -1794,7 +2178,7 @@ func (x *ListDevicesRequest) String() string {
 func (*ListDevicesRequest) ProtoMessage() {}
 
 func (x *ListDevicesRequest) ProtoReflect() protoreflect.Message {
-	mi := &file_fabric_proto_msgTypes[23]
+	mi := &file_fabric_proto_msgTypes[29]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -1807,7 +2191,7 @@ func (x *ListDevicesRequest) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use ListDevicesRequest.ProtoReflect.Descriptor instead.
 func (*ListDevicesRequest) Descriptor() ([]byte, []int) {
-	return file_fabric_proto_rawDescGZIP(), []int{23}
+	return file_fabric_proto_rawDescGZIP(), []int{29}
 }
 
 type ListDevicesResponse struct {
@@ -1819,7 +2203,7 @@ type ListDevicesResponse struct {
 
 func (x *ListDevicesResponse) Reset() {
 	*x = ListDevicesResponse{}
-	mi := &file_fabric_proto_msgTypes[24]
+	mi := &file_fabric_proto_msgTypes[30]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -1831,7 +2215,7 @@ func (x *ListDevicesResponse) String() string {
 func (*ListDevicesResponse) ProtoMessage() {}
 
 func (x *ListDevicesResponse) ProtoReflect() protoreflect.Message {
-	mi := &file_fabric_proto_msgTypes[24]
+	mi := &file_fabric_proto_msgTypes[30]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -1844,7 +2228,7 @@ func (x *ListDevicesResponse) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use ListDevicesResponse.ProtoReflect.Descriptor instead.
 func (*ListDevicesResponse) Descriptor() ([]byte, []int) {
-	return file_fabric_proto_rawDescGZIP(), []int{24}
+	return file_fabric_proto_rawDescGZIP(), []int{30}
 }
 
 func (x *ListDevicesResponse) GetDevices() []*Device {
@@ -1865,7 +2249,7 @@ type Connection struct {
 
 func (x *Connection) Reset() {
 	*x = Connection{}
-	mi := &file_fabric_proto_msgTypes[25]
+	mi := &file_fabric_proto_msgTypes[31]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -1877,7 +2261,7 @@ func (x *Connection) String() string {
 func (*Connection) ProtoMessage() {}
 
 func (x *Connection) ProtoReflect() protoreflect.Message {
-	mi := &file_fabric_proto_msgTypes[25]
+	mi := &file_fabric_proto_msgTypes[31]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -1890,7 +2274,7 @@ func (x *Connection) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use Connection.ProtoReflect.Descriptor instead.
 func (*Connection) Descriptor() ([]byte, []int) {
-	return file_fabric_proto_rawDescGZIP(), []int{25}
+	return file_fabric_proto_rawDescGZIP(), []int{31}
 }
 
 func (x *Connection) GetDevice() string {
@@ -1922,7 +2306,7 @@ type Allocation struct {
 
 func (x *Allocation) Reset() {
 	*x = Allocation{}
-	mi := &file_fabric_proto_msgTypes[26]
+	mi := &file_fabric_proto_msgTypes[32]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -1934,7 +2318,7 @@ func (x *Allocation) String() string {
 func (*Allocation) ProtoMessage() {}
 
 func (x *Allocation) ProtoReflect() protoreflect.Message {
-	mi := &file_fabric_proto_msgTypes[26]
+	mi := &file_fabric_proto_msgTypes[32]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -1947,7 +2331,7 @@ func (x *Allocation) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use Allocation.ProtoReflect.Descriptor instead.
 func (*Allocation) Descriptor() ([]byte, []int) {
-	return file_fabric_proto_rawDescGZIP(), []int{26}
+	return file_fabric_proto_rawDescGZIP(), []int{32}
 }
 
 func (x *Allocation) GetNetwork() string {
@@ -2000,7 +2384,7 @@ type Machine struct {
 
 func (x *Machine) Reset() {
 	*x = Machine{}
-	mi := &file_fabric_proto_msgTypes[27]
+	mi := &file_fabric_proto_msgTypes[33]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -2012,7 +2396,7 @@ func (x *Machine) String() string {
 func (*Machine) ProtoMessage() {}
 
 func (x *Machine) ProtoReflect() protoreflect.Message {
-	mi := &file_fabric_proto_msgTypes[27]
+	mi := &file_fabric_proto_msgTypes[33]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -2025,7 +2409,7 @@ func (x *Machine) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use Machine.ProtoReflect.Descriptor instead.
 func (*Machine) Descriptor() ([]byte, []int) {
-	return file_fabric_proto_rawDescGZIP(), []int{27}
+	return file_fabric_proto_rawDescGZIP(), []int{33}
 }
 
 func (x *Machine) GetName() string {
@@ -2103,7 +2487,7 @@ type Neighbor struct {
 
 func (x *Neighbor) Reset() {
 	*x = Neighbor{}
-	mi := &file_fabric_proto_msgTypes[28]
+	mi := &file_fabric_proto_msgTypes[34]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -2115,7 +2499,7 @@ func (x *Neighbor) String() string {
 func (*Neighbor) ProtoMessage() {}
 
 func (x *Neighbor) ProtoReflect() protoreflect.Message {
-	mi := &file_fabric_proto_msgTypes[28]
+	mi := &file_fabric_proto_msgTypes[34]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -2128,7 +2512,7 @@ func (x *Neighbor) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use Neighbor.ProtoReflect.Descriptor instead.
 func (*Neighbor) Descriptor() ([]byte, []int) {
-	return file_fabric_proto_rawDescGZIP(), []int{28}
+	return file_fabric_proto_rawDescGZIP(), []int{34}
 }
 
 func (x *Neighbor) GetPort() string {
@@ -2205,7 +2589,7 @@ type ReportNeighborsRequest struct {
 
 func (x *ReportNeighborsRequest) Reset() {
 	*x = ReportNeighborsRequest{}
-	mi := &file_fabric_proto_msgTypes[29]
+	mi := &file_fabric_proto_msgTypes[35]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -2217,7 +2601,7 @@ func (x *ReportNeighborsRequest) String() string {
 func (*ReportNeighborsRequest) ProtoMessage() {}
 
 func (x *ReportNeighborsRequest) ProtoReflect() protoreflect.Message {
-	mi := &file_fabric_proto_msgTypes[29]
+	mi := &file_fabric_proto_msgTypes[35]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -2230,7 +2614,7 @@ func (x *ReportNeighborsRequest) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use ReportNeighborsRequest.ProtoReflect.Descriptor instead.
 func (*ReportNeighborsRequest) Descriptor() ([]byte, []int) {
-	return file_fabric_proto_rawDescGZIP(), []int{29}
+	return file_fabric_proto_rawDescGZIP(), []int{35}
 }
 
 func (x *ReportNeighborsRequest) GetHostname() string {
@@ -2255,7 +2639,7 @@ type ReportNeighborsResponse struct {
 
 func (x *ReportNeighborsResponse) Reset() {
 	*x = ReportNeighborsResponse{}
-	mi := &file_fabric_proto_msgTypes[30]
+	mi := &file_fabric_proto_msgTypes[36]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -2267,7 +2651,7 @@ func (x *ReportNeighborsResponse) String() string {
 func (*ReportNeighborsResponse) ProtoMessage() {}
 
 func (x *ReportNeighborsResponse) ProtoReflect() protoreflect.Message {
-	mi := &file_fabric_proto_msgTypes[30]
+	mi := &file_fabric_proto_msgTypes[36]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -2280,7 +2664,7 @@ func (x *ReportNeighborsResponse) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use ReportNeighborsResponse.ProtoReflect.Descriptor instead.
 func (*ReportNeighborsResponse) Descriptor() ([]byte, []int) {
-	return file_fabric_proto_rawDescGZIP(), []int{30}
+	return file_fabric_proto_rawDescGZIP(), []int{36}
 }
 
 type GetDeviceRequest struct {
@@ -2292,7 +2676,7 @@ type GetDeviceRequest struct {
 
 func (x *GetDeviceRequest) Reset() {
 	*x = GetDeviceRequest{}
-	mi := &file_fabric_proto_msgTypes[31]
+	mi := &file_fabric_proto_msgTypes[37]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -2304,7 +2688,7 @@ func (x *GetDeviceRequest) String() string {
 func (*GetDeviceRequest) ProtoMessage() {}
 
 func (x *GetDeviceRequest) ProtoReflect() protoreflect.Message {
-	mi := &file_fabric_proto_msgTypes[31]
+	mi := &file_fabric_proto_msgTypes[37]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -2317,7 +2701,7 @@ func (x *GetDeviceRequest) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use GetDeviceRequest.ProtoReflect.Descriptor instead.
 func (*GetDeviceRequest) Descriptor() ([]byte, []int) {
-	return file_fabric_proto_rawDescGZIP(), []int{31}
+	return file_fabric_proto_rawDescGZIP(), []int{37}
 }
 
 func (x *GetDeviceRequest) GetHostname() string {
@@ -2336,7 +2720,7 @@ type GetMachineRequest struct {
 
 func (x *GetMachineRequest) Reset() {
 	*x = GetMachineRequest{}
-	mi := &file_fabric_proto_msgTypes[32]
+	mi := &file_fabric_proto_msgTypes[38]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -2348,7 +2732,7 @@ func (x *GetMachineRequest) String() string {
 func (*GetMachineRequest) ProtoMessage() {}
 
 func (x *GetMachineRequest) ProtoReflect() protoreflect.Message {
-	mi := &file_fabric_proto_msgTypes[32]
+	mi := &file_fabric_proto_msgTypes[38]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -2361,7 +2745,7 @@ func (x *GetMachineRequest) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use GetMachineRequest.ProtoReflect.Descriptor instead.
 func (*GetMachineRequest) Descriptor() ([]byte, []int) {
-	return file_fabric_proto_rawDescGZIP(), []int{32}
+	return file_fabric_proto_rawDescGZIP(), []int{38}
 }
 
 func (x *GetMachineRequest) GetName() string {
@@ -2383,7 +2767,7 @@ type PlannedPort struct {
 
 func (x *PlannedPort) Reset() {
 	*x = PlannedPort{}
-	mi := &file_fabric_proto_msgTypes[33]
+	mi := &file_fabric_proto_msgTypes[39]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -2395,7 +2779,7 @@ func (x *PlannedPort) String() string {
 func (*PlannedPort) ProtoMessage() {}
 
 func (x *PlannedPort) ProtoReflect() protoreflect.Message {
-	mi := &file_fabric_proto_msgTypes[33]
+	mi := &file_fabric_proto_msgTypes[39]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -2408,7 +2792,7 @@ func (x *PlannedPort) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use PlannedPort.ProtoReflect.Descriptor instead.
 func (*PlannedPort) Descriptor() ([]byte, []int) {
-	return file_fabric_proto_rawDescGZIP(), []int{33}
+	return file_fabric_proto_rawDescGZIP(), []int{39}
 }
 
 func (x *PlannedPort) GetPort() string {
@@ -2435,7 +2819,7 @@ type SetCablingPlanRequest struct {
 
 func (x *SetCablingPlanRequest) Reset() {
 	*x = SetCablingPlanRequest{}
-	mi := &file_fabric_proto_msgTypes[34]
+	mi := &file_fabric_proto_msgTypes[40]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -2447,7 +2831,7 @@ func (x *SetCablingPlanRequest) String() string {
 func (*SetCablingPlanRequest) ProtoMessage() {}
 
 func (x *SetCablingPlanRequest) ProtoReflect() protoreflect.Message {
-	mi := &file_fabric_proto_msgTypes[34]
+	mi := &file_fabric_proto_msgTypes[40]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -2460,7 +2844,7 @@ func (x *SetCablingPlanRequest) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use SetCablingPlanRequest.ProtoReflect.Descriptor instead.
 func (*SetCablingPlanRequest) Descriptor() ([]byte, []int) {
-	return file_fabric_proto_rawDescGZIP(), []int{34}
+	return file_fabric_proto_rawDescGZIP(), []int{40}
 }
 
 func (x *SetCablingPlanRequest) GetDevice() string {
@@ -2487,7 +2871,7 @@ type CablingPlan struct {
 
 func (x *CablingPlan) Reset() {
 	*x = CablingPlan{}
-	mi := &file_fabric_proto_msgTypes[35]
+	mi := &file_fabric_proto_msgTypes[41]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -2499,7 +2883,7 @@ func (x *CablingPlan) String() string {
 func (*CablingPlan) ProtoMessage() {}
 
 func (x *CablingPlan) ProtoReflect() protoreflect.Message {
-	mi := &file_fabric_proto_msgTypes[35]
+	mi := &file_fabric_proto_msgTypes[41]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -2512,7 +2896,7 @@ func (x *CablingPlan) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use CablingPlan.ProtoReflect.Descriptor instead.
 func (*CablingPlan) Descriptor() ([]byte, []int) {
-	return file_fabric_proto_rawDescGZIP(), []int{35}
+	return file_fabric_proto_rawDescGZIP(), []int{41}
 }
 
 func (x *CablingPlan) GetDevice() string {
@@ -2544,7 +2928,7 @@ type Finding struct {
 
 func (x *Finding) Reset() {
 	*x = Finding{}
-	mi := &file_fabric_proto_msgTypes[36]
+	mi := &file_fabric_proto_msgTypes[42]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -2556,7 +2940,7 @@ func (x *Finding) String() string {
 func (*Finding) ProtoMessage() {}
 
 func (x *Finding) ProtoReflect() protoreflect.Message {
-	mi := &file_fabric_proto_msgTypes[36]
+	mi := &file_fabric_proto_msgTypes[42]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -2569,7 +2953,7 @@ func (x *Finding) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use Finding.ProtoReflect.Descriptor instead.
 func (*Finding) Descriptor() ([]byte, []int) {
-	return file_fabric_proto_rawDescGZIP(), []int{36}
+	return file_fabric_proto_rawDescGZIP(), []int{42}
 }
 
 func (x *Finding) GetDevice() string {
@@ -2615,7 +2999,7 @@ type ListFindingsRequest struct {
 
 func (x *ListFindingsRequest) Reset() {
 	*x = ListFindingsRequest{}
-	mi := &file_fabric_proto_msgTypes[37]
+	mi := &file_fabric_proto_msgTypes[43]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -2627,7 +3011,7 @@ func (x *ListFindingsRequest) String() string {
 func (*ListFindingsRequest) ProtoMessage() {}
 
 func (x *ListFindingsRequest) ProtoReflect() protoreflect.Message {
-	mi := &file_fabric_proto_msgTypes[37]
+	mi := &file_fabric_proto_msgTypes[43]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -2640,7 +3024,7 @@ func (x *ListFindingsRequest) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use ListFindingsRequest.ProtoReflect.Descriptor instead.
 func (*ListFindingsRequest) Descriptor() ([]byte, []int) {
-	return file_fabric_proto_rawDescGZIP(), []int{37}
+	return file_fabric_proto_rawDescGZIP(), []int{43}
 }
 
 type ListFindingsResponse struct {
@@ -2652,7 +3036,7 @@ type ListFindingsResponse struct {
 
 func (x *ListFindingsResponse) Reset() {
 	*x = ListFindingsResponse{}
-	mi := &file_fabric_proto_msgTypes[38]
+	mi := &file_fabric_proto_msgTypes[44]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -2664,7 +3048,7 @@ func (x *ListFindingsResponse) String() string {
 func (*ListFindingsResponse) ProtoMessage() {}
 
 func (x *ListFindingsResponse) ProtoReflect() protoreflect.Message {
-	mi := &file_fabric_proto_msgTypes[38]
+	mi := &file_fabric_proto_msgTypes[44]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -2677,7 +3061,7 @@ func (x *ListFindingsResponse) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use ListFindingsResponse.ProtoReflect.Descriptor instead.
 func (*ListFindingsResponse) Descriptor() ([]byte, []int) {
-	return file_fabric_proto_rawDescGZIP(), []int{38}
+	return file_fabric_proto_rawDescGZIP(), []int{44}
 }
 
 func (x *ListFindingsResponse) GetFindings() []*Finding {
@@ -2695,7 +3079,7 @@ type ListMachinesRequest struct {
 
 func (x *ListMachinesRequest) Reset() {
 	*x = ListMachinesRequest{}
-	mi := &file_fabric_proto_msgTypes[39]
+	mi := &file_fabric_proto_msgTypes[45]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -2707,7 +3091,7 @@ func (x *ListMachinesRequest) String() string {
 func (*ListMachinesRequest) ProtoMessage() {}
 
 func (x *ListMachinesRequest) ProtoReflect() protoreflect.Message {
-	mi := &file_fabric_proto_msgTypes[39]
+	mi := &file_fabric_proto_msgTypes[45]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -2720,7 +3104,7 @@ func (x *ListMachinesRequest) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use ListMachinesRequest.ProtoReflect.Descriptor instead.
 func (*ListMachinesRequest) Descriptor() ([]byte, []int) {
-	return file_fabric_proto_rawDescGZIP(), []int{39}
+	return file_fabric_proto_rawDescGZIP(), []int{45}
 }
 
 type ListMachinesResponse struct {
@@ -2732,7 +3116,7 @@ type ListMachinesResponse struct {
 
 func (x *ListMachinesResponse) Reset() {
 	*x = ListMachinesResponse{}
-	mi := &file_fabric_proto_msgTypes[40]
+	mi := &file_fabric_proto_msgTypes[46]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -2744,7 +3128,7 @@ func (x *ListMachinesResponse) String() string {
 func (*ListMachinesResponse) ProtoMessage() {}
 
 func (x *ListMachinesResponse) ProtoReflect() protoreflect.Message {
-	mi := &file_fabric_proto_msgTypes[40]
+	mi := &file_fabric_proto_msgTypes[46]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -2757,7 +3141,7 @@ func (x *ListMachinesResponse) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use ListMachinesResponse.ProtoReflect.Descriptor instead.
 func (*ListMachinesResponse) Descriptor() ([]byte, []int) {
-	return file_fabric_proto_rawDescGZIP(), []int{40}
+	return file_fabric_proto_rawDescGZIP(), []int{46}
 }
 
 func (x *ListMachinesResponse) GetMachines() []*Machine {
@@ -2778,7 +3162,7 @@ type CableMachineRequest struct {
 
 func (x *CableMachineRequest) Reset() {
 	*x = CableMachineRequest{}
-	mi := &file_fabric_proto_msgTypes[41]
+	mi := &file_fabric_proto_msgTypes[47]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -2790,7 +3174,7 @@ func (x *CableMachineRequest) String() string {
 func (*CableMachineRequest) ProtoMessage() {}
 
 func (x *CableMachineRequest) ProtoReflect() protoreflect.Message {
-	mi := &file_fabric_proto_msgTypes[41]
+	mi := &file_fabric_proto_msgTypes[47]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -2803,7 +3187,7 @@ func (x *CableMachineRequest) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use CableMachineRequest.ProtoReflect.Descriptor instead.
 func (*CableMachineRequest) Descriptor() ([]byte, []int) {
-	return file_fabric_proto_rawDescGZIP(), []int{41}
+	return file_fabric_proto_rawDescGZIP(), []int{47}
 }
 
 func (x *CableMachineRequest) GetMachine() string {
@@ -2836,7 +3220,7 @@ type AllocateMachineRequest struct {
 
 func (x *AllocateMachineRequest) Reset() {
 	*x = AllocateMachineRequest{}
-	mi := &file_fabric_proto_msgTypes[42]
+	mi := &file_fabric_proto_msgTypes[48]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -2848,7 +3232,7 @@ func (x *AllocateMachineRequest) String() string {
 func (*AllocateMachineRequest) ProtoMessage() {}
 
 func (x *AllocateMachineRequest) ProtoReflect() protoreflect.Message {
-	mi := &file_fabric_proto_msgTypes[42]
+	mi := &file_fabric_proto_msgTypes[48]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -2861,7 +3245,7 @@ func (x *AllocateMachineRequest) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use AllocateMachineRequest.ProtoReflect.Descriptor instead.
 func (*AllocateMachineRequest) Descriptor() ([]byte, []int) {
-	return file_fabric_proto_rawDescGZIP(), []int{42}
+	return file_fabric_proto_rawDescGZIP(), []int{48}
 }
 
 func (x *AllocateMachineRequest) GetMachine() string {
@@ -2904,7 +3288,7 @@ type FreeMachineRequest struct {
 
 func (x *FreeMachineRequest) Reset() {
 	*x = FreeMachineRequest{}
-	mi := &file_fabric_proto_msgTypes[43]
+	mi := &file_fabric_proto_msgTypes[49]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -2916,7 +3300,7 @@ func (x *FreeMachineRequest) String() string {
 func (*FreeMachineRequest) ProtoMessage() {}
 
 func (x *FreeMachineRequest) ProtoReflect() protoreflect.Message {
-	mi := &file_fabric_proto_msgTypes[43]
+	mi := &file_fabric_proto_msgTypes[49]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -2929,7 +3313,7 @@ func (x *FreeMachineRequest) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use FreeMachineRequest.ProtoReflect.Descriptor instead.
 func (*FreeMachineRequest) Descriptor() ([]byte, []int) {
-	return file_fabric_proto_rawDescGZIP(), []int{43}
+	return file_fabric_proto_rawDescGZIP(), []int{49}
 }
 
 func (x *FreeMachineRequest) GetMachine() string {
@@ -2955,7 +3339,7 @@ type GetConvergenceRequest struct {
 
 func (x *GetConvergenceRequest) Reset() {
 	*x = GetConvergenceRequest{}
-	mi := &file_fabric_proto_msgTypes[44]
+	mi := &file_fabric_proto_msgTypes[50]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -2967,7 +3351,7 @@ func (x *GetConvergenceRequest) String() string {
 func (*GetConvergenceRequest) ProtoMessage() {}
 
 func (x *GetConvergenceRequest) ProtoReflect() protoreflect.Message {
-	mi := &file_fabric_proto_msgTypes[44]
+	mi := &file_fabric_proto_msgTypes[50]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -2980,7 +3364,7 @@ func (x *GetConvergenceRequest) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use GetConvergenceRequest.ProtoReflect.Descriptor instead.
 func (*GetConvergenceRequest) Descriptor() ([]byte, []int) {
-	return file_fabric_proto_rawDescGZIP(), []int{44}
+	return file_fabric_proto_rawDescGZIP(), []int{50}
 }
 
 func (x *GetConvergenceRequest) GetMachine() string {
@@ -3004,7 +3388,7 @@ type DeviceConvergence struct {
 
 func (x *DeviceConvergence) Reset() {
 	*x = DeviceConvergence{}
-	mi := &file_fabric_proto_msgTypes[45]
+	mi := &file_fabric_proto_msgTypes[51]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -3016,7 +3400,7 @@ func (x *DeviceConvergence) String() string {
 func (*DeviceConvergence) ProtoMessage() {}
 
 func (x *DeviceConvergence) ProtoReflect() protoreflect.Message {
-	mi := &file_fabric_proto_msgTypes[45]
+	mi := &file_fabric_proto_msgTypes[51]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -3029,7 +3413,7 @@ func (x *DeviceConvergence) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use DeviceConvergence.ProtoReflect.Descriptor instead.
 func (*DeviceConvergence) Descriptor() ([]byte, []int) {
-	return file_fabric_proto_rawDescGZIP(), []int{45}
+	return file_fabric_proto_rawDescGZIP(), []int{51}
 }
 
 func (x *DeviceConvergence) GetHostname() string {
@@ -3081,7 +3465,7 @@ type Convergence struct {
 
 func (x *Convergence) Reset() {
 	*x = Convergence{}
-	mi := &file_fabric_proto_msgTypes[46]
+	mi := &file_fabric_proto_msgTypes[52]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -3093,7 +3477,7 @@ func (x *Convergence) String() string {
 func (*Convergence) ProtoMessage() {}
 
 func (x *Convergence) ProtoReflect() protoreflect.Message {
-	mi := &file_fabric_proto_msgTypes[46]
+	mi := &file_fabric_proto_msgTypes[52]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -3106,7 +3490,7 @@ func (x *Convergence) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use Convergence.ProtoReflect.Descriptor instead.
 func (*Convergence) Descriptor() ([]byte, []int) {
-	return file_fabric_proto_rawDescGZIP(), []int{46}
+	return file_fabric_proto_rawDescGZIP(), []int{52}
 }
 
 func (x *Convergence) GetMachine() string {
@@ -3157,7 +3541,7 @@ const file_fabric_proto_rawDesc = "" +
 	"\x0fdesired_version\x18\x01 \x01(\x04R\x0edesiredVersion\"U\n" +
 	"\x12WatchConfigRequest\x12\x1a\n" +
 	"\bhostname\x18\x01 \x01(\tR\bhostname\x12#\n" +
-	"\rknown_version\x18\x02 \x01(\x04R\fknownVersion\"\xd0\x02\n" +
+	"\rknown_version\x18\x02 \x01(\x04R\fknownVersion\"\x87\x03\n" +
 	"\fDeviceConfig\x12\x1a\n" +
 	"\bhostname\x18\x01 \x01(\tR\bhostname\x12\x18\n" +
 	"\aversion\x18\x02 \x01(\x04R\aversion\x12#\n" +
@@ -3170,7 +3554,33 @@ const file_fabric_proto_rawDesc = "" +
 	"\x05ports\x18\b \x03(\v2\x15.fabric.v1.PortConfigR\x05ports\x12\x10\n" +
 	"\x03asn\x18\t \x01(\rR\x03asn\x123\n" +
 	"\bunderlay\x18\n" +
-	" \x03(\v2\x17.fabric.v1.UnderlayPeerR\bunderlay\"Q\n" +
+	" \x03(\v2\x17.fabric.v1.UnderlayPeerR\bunderlay\x125\n" +
+	"\bfirewall\x18\v \x03(\v2\x19.fabric.v1.FirewallTenantR\bfirewall\"/\n" +
+	"\tPortRange\x12\x12\n" +
+	"\x04from\x18\x01 \x01(\rR\x04from\x12\x0e\n" +
+	"\x02to\x18\x02 \x01(\rR\x02to\"\x9e\x01\n" +
+	"\fFirewallRule\x12\x16\n" +
+	"\x06action\x18\x01 \x01(\tR\x06action\x12\x1a\n" +
+	"\bprotocol\x18\x02 \x01(\tR\bprotocol\x12\x14\n" +
+	"\x05cidrs\x18\x03 \x03(\tR\x05cidrs\x12*\n" +
+	"\x05ports\x18\x04 \x03(\v2\x14.fabric.v1.PortRangeR\x05ports\x12\x18\n" +
+	"\acomment\x18\x05 \x01(\tR\acomment\"\xbf\x01\n" +
+	"\x0eFirewallPolicy\x12\x18\n" +
+	"\anetwork\x18\x01 \x01(\tR\anetwork\x121\n" +
+	"\aingress\x18\x02 \x03(\v2\x17.fabric.v1.FirewallRuleR\aingress\x12/\n" +
+	"\x06egress\x18\x03 \x03(\v2\x17.fabric.v1.FirewallRuleR\x06egress\x12\x10\n" +
+	"\x03nat\x18\x04 \x01(\bR\x03nat\x12\x1d\n" +
+	"\n" +
+	"egress_ips\x18\x05 \x03(\tR\tegressIps\"\x7f\n" +
+	"\x0eFirewallTenant\x121\n" +
+	"\x06policy\x18\x01 \x01(\v2\x19.fabric.v1.FirewallPolicyR\x06policy\x12\x16\n" +
+	"\x06prefix\x18\x02 \x01(\tR\x06prefix\x12\x10\n" +
+	"\x03vni\x18\x03 \x01(\rR\x03vni\x12\x10\n" +
+	"\x03vrf\x18\x04 \x01(\tR\x03vrf\"M\n" +
+	"\x18SetFirewallPolicyRequest\x121\n" +
+	"\x06policy\x18\x01 \x01(\v2\x19.fabric.v1.FirewallPolicyR\x06policy\"4\n" +
+	"\x18GetFirewallPolicyRequest\x12\x18\n" +
+	"\anetwork\x18\x01 \x01(\tR\anetwork\"Q\n" +
 	"\fUnderlayPeer\x12\x12\n" +
 	"\x04port\x18\x01 \x01(\tR\x04port\x12\x12\n" +
 	"\x04peer\x18\x02 \x01(\tR\x04peer\x12\x19\n" +
@@ -3375,7 +3785,7 @@ const file_fabric_proto_rawDesc = "" +
 	"\bRegister\x12\x1a.fabric.v1.RegisterRequest\x1a\x1b.fabric.v1.RegisterResponse\x12G\n" +
 	"\vWatchConfig\x12\x1d.fabric.v1.WatchConfigRequest\x1a\x17.fabric.v1.DeviceConfig0\x01\x12O\n" +
 	"\fReportStatus\x12\x1e.fabric.v1.ReportStatusRequest\x1a\x1f.fabric.v1.ReportStatusResponse\x12X\n" +
-	"\x0fReportNeighbors\x12!.fabric.v1.ReportNeighborsRequest\x1a\".fabric.v1.ReportNeighborsResponse2\x91\b\n" +
+	"\x0fReportNeighbors\x12!.fabric.v1.ReportNeighborsRequest\x1a\".fabric.v1.ReportNeighborsResponse2\xbb\t\n" +
 	"\x0fOperatorService\x12D\n" +
 	"\rCreateNetwork\x12\x1f.fabric.v1.CreateNetworkRequest\x1a\x12.fabric.v1.Network\x12O\n" +
 	"\fListNetworks\x12\x1e.fabric.v1.ListNetworksRequest\x1a\x1f.fabric.v1.ListNetworksResponse\x12R\n" +
@@ -3392,7 +3802,9 @@ const file_fabric_proto_rawDesc = "" +
 	"\fCableMachine\x12\x1e.fabric.v1.CableMachineRequest\x1a\x12.fabric.v1.Machine\x12H\n" +
 	"\x0fAllocateMachine\x12!.fabric.v1.AllocateMachineRequest\x1a\x12.fabric.v1.Machine\x12@\n" +
 	"\vFreeMachine\x12\x1d.fabric.v1.FreeMachineRequest\x1a\x12.fabric.v1.Machine\x12J\n" +
-	"\x0eGetConvergence\x12 .fabric.v1.GetConvergenceRequest\x1a\x16.fabric.v1.ConvergenceB9Z7github.com/metalfabric/fabric/controlplane/api/v1;apiv1b\x06proto3"
+	"\x0eGetConvergence\x12 .fabric.v1.GetConvergenceRequest\x1a\x16.fabric.v1.Convergence\x12S\n" +
+	"\x11SetFirewallPolicy\x12#.fabric.v1.SetFirewallPolicyRequest\x1a\x19.fabric.v1.FirewallPolicy\x12S\n" +
+	"\x11GetFirewallPolicy\x12#.fabric.v1.GetFirewallPolicyRequest\x1a\x19.fabric.v1.FirewallPolicyB9Z7github.com/metalfabric/fabric/controlplane/api/v1;apiv1b\x06proto3"
 
 var (
 	file_fabric_proto_rawDescOnce sync.Once
@@ -3407,138 +3819,154 @@ func file_fabric_proto_rawDescGZIP() []byte {
 }
 
 var file_fabric_proto_enumTypes = make([]protoimpl.EnumInfo, 2)
-var file_fabric_proto_msgTypes = make([]protoimpl.MessageInfo, 47)
+var file_fabric_proto_msgTypes = make([]protoimpl.MessageInfo, 53)
 var file_fabric_proto_goTypes = []any{
-	(Role)(0),                       // 0: fabric.v1.Role
-	(Liveness)(0),                   // 1: fabric.v1.Liveness
-	(*Port)(nil),                    // 2: fabric.v1.Port
-	(*RegisterRequest)(nil),         // 3: fabric.v1.RegisterRequest
-	(*RegisterResponse)(nil),        // 4: fabric.v1.RegisterResponse
-	(*WatchConfigRequest)(nil),      // 5: fabric.v1.WatchConfigRequest
-	(*DeviceConfig)(nil),            // 6: fabric.v1.DeviceConfig
-	(*UnderlayPeer)(nil),            // 7: fabric.v1.UnderlayPeer
-	(*MachinePeer)(nil),             // 8: fabric.v1.MachinePeer
-	(*PortConfig)(nil),              // 9: fabric.v1.PortConfig
-	(*Vrf)(nil),                     // 10: fabric.v1.Vrf
-	(*StepError)(nil),               // 11: fabric.v1.StepError
-	(*ReportStatusRequest)(nil),     // 12: fabric.v1.ReportStatusRequest
-	(*Routing)(nil),                 // 13: fabric.v1.Routing
-	(*BgpSession)(nil),              // 14: fabric.v1.BgpSession
-	(*Drift)(nil),                   // 15: fabric.v1.Drift
-	(*ReportStatusResponse)(nil),    // 16: fabric.v1.ReportStatusResponse
-	(*Network)(nil),                 // 17: fabric.v1.Network
-	(*GetNetworkRequest)(nil),       // 18: fabric.v1.GetNetworkRequest
-	(*CreateNetworkRequest)(nil),    // 19: fabric.v1.CreateNetworkRequest
-	(*ListNetworksRequest)(nil),     // 20: fabric.v1.ListNetworksRequest
-	(*ListNetworksResponse)(nil),    // 21: fabric.v1.ListNetworksResponse
-	(*DeleteNetworkRequest)(nil),    // 22: fabric.v1.DeleteNetworkRequest
-	(*DeleteNetworkResponse)(nil),   // 23: fabric.v1.DeleteNetworkResponse
-	(*Device)(nil),                  // 24: fabric.v1.Device
-	(*ListDevicesRequest)(nil),      // 25: fabric.v1.ListDevicesRequest
-	(*ListDevicesResponse)(nil),     // 26: fabric.v1.ListDevicesResponse
-	(*Connection)(nil),              // 27: fabric.v1.Connection
-	(*Allocation)(nil),              // 28: fabric.v1.Allocation
-	(*Machine)(nil),                 // 29: fabric.v1.Machine
-	(*Neighbor)(nil),                // 30: fabric.v1.Neighbor
-	(*ReportNeighborsRequest)(nil),  // 31: fabric.v1.ReportNeighborsRequest
-	(*ReportNeighborsResponse)(nil), // 32: fabric.v1.ReportNeighborsResponse
-	(*GetDeviceRequest)(nil),        // 33: fabric.v1.GetDeviceRequest
-	(*GetMachineRequest)(nil),       // 34: fabric.v1.GetMachineRequest
-	(*PlannedPort)(nil),             // 35: fabric.v1.PlannedPort
-	(*SetCablingPlanRequest)(nil),   // 36: fabric.v1.SetCablingPlanRequest
-	(*CablingPlan)(nil),             // 37: fabric.v1.CablingPlan
-	(*Finding)(nil),                 // 38: fabric.v1.Finding
-	(*ListFindingsRequest)(nil),     // 39: fabric.v1.ListFindingsRequest
-	(*ListFindingsResponse)(nil),    // 40: fabric.v1.ListFindingsResponse
-	(*ListMachinesRequest)(nil),     // 41: fabric.v1.ListMachinesRequest
-	(*ListMachinesResponse)(nil),    // 42: fabric.v1.ListMachinesResponse
-	(*CableMachineRequest)(nil),     // 43: fabric.v1.CableMachineRequest
-	(*AllocateMachineRequest)(nil),  // 44: fabric.v1.AllocateMachineRequest
-	(*FreeMachineRequest)(nil),      // 45: fabric.v1.FreeMachineRequest
-	(*GetConvergenceRequest)(nil),   // 46: fabric.v1.GetConvergenceRequest
-	(*DeviceConvergence)(nil),       // 47: fabric.v1.DeviceConvergence
-	(*Convergence)(nil),             // 48: fabric.v1.Convergence
-	(*durationpb.Duration)(nil),     // 49: google.protobuf.Duration
-	(*timestamppb.Timestamp)(nil),   // 50: google.protobuf.Timestamp
+	(Role)(0),                        // 0: fabric.v1.Role
+	(Liveness)(0),                    // 1: fabric.v1.Liveness
+	(*Port)(nil),                     // 2: fabric.v1.Port
+	(*RegisterRequest)(nil),          // 3: fabric.v1.RegisterRequest
+	(*RegisterResponse)(nil),         // 4: fabric.v1.RegisterResponse
+	(*WatchConfigRequest)(nil),       // 5: fabric.v1.WatchConfigRequest
+	(*DeviceConfig)(nil),             // 6: fabric.v1.DeviceConfig
+	(*PortRange)(nil),                // 7: fabric.v1.PortRange
+	(*FirewallRule)(nil),             // 8: fabric.v1.FirewallRule
+	(*FirewallPolicy)(nil),           // 9: fabric.v1.FirewallPolicy
+	(*FirewallTenant)(nil),           // 10: fabric.v1.FirewallTenant
+	(*SetFirewallPolicyRequest)(nil), // 11: fabric.v1.SetFirewallPolicyRequest
+	(*GetFirewallPolicyRequest)(nil), // 12: fabric.v1.GetFirewallPolicyRequest
+	(*UnderlayPeer)(nil),             // 13: fabric.v1.UnderlayPeer
+	(*MachinePeer)(nil),              // 14: fabric.v1.MachinePeer
+	(*PortConfig)(nil),               // 15: fabric.v1.PortConfig
+	(*Vrf)(nil),                      // 16: fabric.v1.Vrf
+	(*StepError)(nil),                // 17: fabric.v1.StepError
+	(*ReportStatusRequest)(nil),      // 18: fabric.v1.ReportStatusRequest
+	(*Routing)(nil),                  // 19: fabric.v1.Routing
+	(*BgpSession)(nil),               // 20: fabric.v1.BgpSession
+	(*Drift)(nil),                    // 21: fabric.v1.Drift
+	(*ReportStatusResponse)(nil),     // 22: fabric.v1.ReportStatusResponse
+	(*Network)(nil),                  // 23: fabric.v1.Network
+	(*GetNetworkRequest)(nil),        // 24: fabric.v1.GetNetworkRequest
+	(*CreateNetworkRequest)(nil),     // 25: fabric.v1.CreateNetworkRequest
+	(*ListNetworksRequest)(nil),      // 26: fabric.v1.ListNetworksRequest
+	(*ListNetworksResponse)(nil),     // 27: fabric.v1.ListNetworksResponse
+	(*DeleteNetworkRequest)(nil),     // 28: fabric.v1.DeleteNetworkRequest
+	(*DeleteNetworkResponse)(nil),    // 29: fabric.v1.DeleteNetworkResponse
+	(*Device)(nil),                   // 30: fabric.v1.Device
+	(*ListDevicesRequest)(nil),       // 31: fabric.v1.ListDevicesRequest
+	(*ListDevicesResponse)(nil),      // 32: fabric.v1.ListDevicesResponse
+	(*Connection)(nil),               // 33: fabric.v1.Connection
+	(*Allocation)(nil),               // 34: fabric.v1.Allocation
+	(*Machine)(nil),                  // 35: fabric.v1.Machine
+	(*Neighbor)(nil),                 // 36: fabric.v1.Neighbor
+	(*ReportNeighborsRequest)(nil),   // 37: fabric.v1.ReportNeighborsRequest
+	(*ReportNeighborsResponse)(nil),  // 38: fabric.v1.ReportNeighborsResponse
+	(*GetDeviceRequest)(nil),         // 39: fabric.v1.GetDeviceRequest
+	(*GetMachineRequest)(nil),        // 40: fabric.v1.GetMachineRequest
+	(*PlannedPort)(nil),              // 41: fabric.v1.PlannedPort
+	(*SetCablingPlanRequest)(nil),    // 42: fabric.v1.SetCablingPlanRequest
+	(*CablingPlan)(nil),              // 43: fabric.v1.CablingPlan
+	(*Finding)(nil),                  // 44: fabric.v1.Finding
+	(*ListFindingsRequest)(nil),      // 45: fabric.v1.ListFindingsRequest
+	(*ListFindingsResponse)(nil),     // 46: fabric.v1.ListFindingsResponse
+	(*ListMachinesRequest)(nil),      // 47: fabric.v1.ListMachinesRequest
+	(*ListMachinesResponse)(nil),     // 48: fabric.v1.ListMachinesResponse
+	(*CableMachineRequest)(nil),      // 49: fabric.v1.CableMachineRequest
+	(*AllocateMachineRequest)(nil),   // 50: fabric.v1.AllocateMachineRequest
+	(*FreeMachineRequest)(nil),       // 51: fabric.v1.FreeMachineRequest
+	(*GetConvergenceRequest)(nil),    // 52: fabric.v1.GetConvergenceRequest
+	(*DeviceConvergence)(nil),        // 53: fabric.v1.DeviceConvergence
+	(*Convergence)(nil),              // 54: fabric.v1.Convergence
+	(*durationpb.Duration)(nil),      // 55: google.protobuf.Duration
+	(*timestamppb.Timestamp)(nil),    // 56: google.protobuf.Timestamp
 }
 var file_fabric_proto_depIdxs = []int32{
 	0,  // 0: fabric.v1.RegisterRequest.role:type_name -> fabric.v1.Role
 	2,  // 1: fabric.v1.RegisterRequest.ports:type_name -> fabric.v1.Port
 	0,  // 2: fabric.v1.DeviceConfig.role:type_name -> fabric.v1.Role
-	10, // 3: fabric.v1.DeviceConfig.vrfs:type_name -> fabric.v1.Vrf
-	9,  // 4: fabric.v1.DeviceConfig.ports:type_name -> fabric.v1.PortConfig
-	7,  // 5: fabric.v1.DeviceConfig.underlay:type_name -> fabric.v1.UnderlayPeer
-	8,  // 6: fabric.v1.Vrf.machine_peers:type_name -> fabric.v1.MachinePeer
-	11, // 7: fabric.v1.ReportStatusRequest.errors:type_name -> fabric.v1.StepError
-	2,  // 8: fabric.v1.ReportStatusRequest.ports:type_name -> fabric.v1.Port
-	15, // 9: fabric.v1.ReportStatusRequest.drift:type_name -> fabric.v1.Drift
-	13, // 10: fabric.v1.ReportStatusRequest.routing:type_name -> fabric.v1.Routing
-	14, // 11: fabric.v1.Routing.sessions:type_name -> fabric.v1.BgpSession
-	49, // 12: fabric.v1.BgpSession.uptime:type_name -> google.protobuf.Duration
-	17, // 13: fabric.v1.ListNetworksResponse.networks:type_name -> fabric.v1.Network
-	0,  // 14: fabric.v1.Device.role:type_name -> fabric.v1.Role
-	2,  // 15: fabric.v1.Device.ports:type_name -> fabric.v1.Port
-	11, // 16: fabric.v1.Device.errors:type_name -> fabric.v1.StepError
-	50, // 17: fabric.v1.Device.last_seen:type_name -> google.protobuf.Timestamp
-	15, // 18: fabric.v1.Device.drift:type_name -> fabric.v1.Drift
-	30, // 19: fabric.v1.Device.neighbors:type_name -> fabric.v1.Neighbor
-	13, // 20: fabric.v1.Device.routing:type_name -> fabric.v1.Routing
-	24, // 21: fabric.v1.ListDevicesResponse.devices:type_name -> fabric.v1.Device
-	27, // 22: fabric.v1.Machine.connections:type_name -> fabric.v1.Connection
-	28, // 23: fabric.v1.Machine.allocation:type_name -> fabric.v1.Allocation
-	27, // 24: fabric.v1.Machine.learned:type_name -> fabric.v1.Connection
-	1,  // 25: fabric.v1.Machine.liveness:type_name -> fabric.v1.Liveness
-	50, // 26: fabric.v1.Machine.last_seen:type_name -> google.protobuf.Timestamp
-	50, // 27: fabric.v1.Neighbor.last_seen:type_name -> google.protobuf.Timestamp
-	30, // 28: fabric.v1.ReportNeighborsRequest.neighbors:type_name -> fabric.v1.Neighbor
-	35, // 29: fabric.v1.SetCablingPlanRequest.ports:type_name -> fabric.v1.PlannedPort
-	35, // 30: fabric.v1.CablingPlan.ports:type_name -> fabric.v1.PlannedPort
-	38, // 31: fabric.v1.ListFindingsResponse.findings:type_name -> fabric.v1.Finding
-	29, // 32: fabric.v1.ListMachinesResponse.machines:type_name -> fabric.v1.Machine
-	27, // 33: fabric.v1.CableMachineRequest.connections:type_name -> fabric.v1.Connection
-	11, // 34: fabric.v1.DeviceConvergence.errors:type_name -> fabric.v1.StepError
-	47, // 35: fabric.v1.Convergence.devices:type_name -> fabric.v1.DeviceConvergence
-	3,  // 36: fabric.v1.DeviceService.Register:input_type -> fabric.v1.RegisterRequest
-	5,  // 37: fabric.v1.DeviceService.WatchConfig:input_type -> fabric.v1.WatchConfigRequest
-	12, // 38: fabric.v1.DeviceService.ReportStatus:input_type -> fabric.v1.ReportStatusRequest
-	31, // 39: fabric.v1.DeviceService.ReportNeighbors:input_type -> fabric.v1.ReportNeighborsRequest
-	19, // 40: fabric.v1.OperatorService.CreateNetwork:input_type -> fabric.v1.CreateNetworkRequest
-	20, // 41: fabric.v1.OperatorService.ListNetworks:input_type -> fabric.v1.ListNetworksRequest
-	22, // 42: fabric.v1.OperatorService.DeleteNetwork:input_type -> fabric.v1.DeleteNetworkRequest
-	25, // 43: fabric.v1.OperatorService.ListDevices:input_type -> fabric.v1.ListDevicesRequest
-	33, // 44: fabric.v1.OperatorService.GetDevice:input_type -> fabric.v1.GetDeviceRequest
-	36, // 45: fabric.v1.OperatorService.SetCablingPlan:input_type -> fabric.v1.SetCablingPlanRequest
-	39, // 46: fabric.v1.OperatorService.ListFindings:input_type -> fabric.v1.ListFindingsRequest
-	18, // 47: fabric.v1.OperatorService.GetNetwork:input_type -> fabric.v1.GetNetworkRequest
-	41, // 48: fabric.v1.OperatorService.ListMachines:input_type -> fabric.v1.ListMachinesRequest
-	34, // 49: fabric.v1.OperatorService.GetMachine:input_type -> fabric.v1.GetMachineRequest
-	43, // 50: fabric.v1.OperatorService.CableMachine:input_type -> fabric.v1.CableMachineRequest
-	44, // 51: fabric.v1.OperatorService.AllocateMachine:input_type -> fabric.v1.AllocateMachineRequest
-	45, // 52: fabric.v1.OperatorService.FreeMachine:input_type -> fabric.v1.FreeMachineRequest
-	46, // 53: fabric.v1.OperatorService.GetConvergence:input_type -> fabric.v1.GetConvergenceRequest
-	4,  // 54: fabric.v1.DeviceService.Register:output_type -> fabric.v1.RegisterResponse
-	6,  // 55: fabric.v1.DeviceService.WatchConfig:output_type -> fabric.v1.DeviceConfig
-	16, // 56: fabric.v1.DeviceService.ReportStatus:output_type -> fabric.v1.ReportStatusResponse
-	32, // 57: fabric.v1.DeviceService.ReportNeighbors:output_type -> fabric.v1.ReportNeighborsResponse
-	17, // 58: fabric.v1.OperatorService.CreateNetwork:output_type -> fabric.v1.Network
-	21, // 59: fabric.v1.OperatorService.ListNetworks:output_type -> fabric.v1.ListNetworksResponse
-	23, // 60: fabric.v1.OperatorService.DeleteNetwork:output_type -> fabric.v1.DeleteNetworkResponse
-	26, // 61: fabric.v1.OperatorService.ListDevices:output_type -> fabric.v1.ListDevicesResponse
-	24, // 62: fabric.v1.OperatorService.GetDevice:output_type -> fabric.v1.Device
-	37, // 63: fabric.v1.OperatorService.SetCablingPlan:output_type -> fabric.v1.CablingPlan
-	40, // 64: fabric.v1.OperatorService.ListFindings:output_type -> fabric.v1.ListFindingsResponse
-	17, // 65: fabric.v1.OperatorService.GetNetwork:output_type -> fabric.v1.Network
-	42, // 66: fabric.v1.OperatorService.ListMachines:output_type -> fabric.v1.ListMachinesResponse
-	29, // 67: fabric.v1.OperatorService.GetMachine:output_type -> fabric.v1.Machine
-	29, // 68: fabric.v1.OperatorService.CableMachine:output_type -> fabric.v1.Machine
-	29, // 69: fabric.v1.OperatorService.AllocateMachine:output_type -> fabric.v1.Machine
-	29, // 70: fabric.v1.OperatorService.FreeMachine:output_type -> fabric.v1.Machine
-	48, // 71: fabric.v1.OperatorService.GetConvergence:output_type -> fabric.v1.Convergence
-	54, // [54:72] is the sub-list for method output_type
-	36, // [36:54] is the sub-list for method input_type
-	36, // [36:36] is the sub-list for extension type_name
-	36, // [36:36] is the sub-list for extension extendee
-	0,  // [0:36] is the sub-list for field type_name
+	16, // 3: fabric.v1.DeviceConfig.vrfs:type_name -> fabric.v1.Vrf
+	15, // 4: fabric.v1.DeviceConfig.ports:type_name -> fabric.v1.PortConfig
+	13, // 5: fabric.v1.DeviceConfig.underlay:type_name -> fabric.v1.UnderlayPeer
+	10, // 6: fabric.v1.DeviceConfig.firewall:type_name -> fabric.v1.FirewallTenant
+	7,  // 7: fabric.v1.FirewallRule.ports:type_name -> fabric.v1.PortRange
+	8,  // 8: fabric.v1.FirewallPolicy.ingress:type_name -> fabric.v1.FirewallRule
+	8,  // 9: fabric.v1.FirewallPolicy.egress:type_name -> fabric.v1.FirewallRule
+	9,  // 10: fabric.v1.FirewallTenant.policy:type_name -> fabric.v1.FirewallPolicy
+	9,  // 11: fabric.v1.SetFirewallPolicyRequest.policy:type_name -> fabric.v1.FirewallPolicy
+	14, // 12: fabric.v1.Vrf.machine_peers:type_name -> fabric.v1.MachinePeer
+	17, // 13: fabric.v1.ReportStatusRequest.errors:type_name -> fabric.v1.StepError
+	2,  // 14: fabric.v1.ReportStatusRequest.ports:type_name -> fabric.v1.Port
+	21, // 15: fabric.v1.ReportStatusRequest.drift:type_name -> fabric.v1.Drift
+	19, // 16: fabric.v1.ReportStatusRequest.routing:type_name -> fabric.v1.Routing
+	20, // 17: fabric.v1.Routing.sessions:type_name -> fabric.v1.BgpSession
+	55, // 18: fabric.v1.BgpSession.uptime:type_name -> google.protobuf.Duration
+	23, // 19: fabric.v1.ListNetworksResponse.networks:type_name -> fabric.v1.Network
+	0,  // 20: fabric.v1.Device.role:type_name -> fabric.v1.Role
+	2,  // 21: fabric.v1.Device.ports:type_name -> fabric.v1.Port
+	17, // 22: fabric.v1.Device.errors:type_name -> fabric.v1.StepError
+	56, // 23: fabric.v1.Device.last_seen:type_name -> google.protobuf.Timestamp
+	21, // 24: fabric.v1.Device.drift:type_name -> fabric.v1.Drift
+	36, // 25: fabric.v1.Device.neighbors:type_name -> fabric.v1.Neighbor
+	19, // 26: fabric.v1.Device.routing:type_name -> fabric.v1.Routing
+	30, // 27: fabric.v1.ListDevicesResponse.devices:type_name -> fabric.v1.Device
+	33, // 28: fabric.v1.Machine.connections:type_name -> fabric.v1.Connection
+	34, // 29: fabric.v1.Machine.allocation:type_name -> fabric.v1.Allocation
+	33, // 30: fabric.v1.Machine.learned:type_name -> fabric.v1.Connection
+	1,  // 31: fabric.v1.Machine.liveness:type_name -> fabric.v1.Liveness
+	56, // 32: fabric.v1.Machine.last_seen:type_name -> google.protobuf.Timestamp
+	56, // 33: fabric.v1.Neighbor.last_seen:type_name -> google.protobuf.Timestamp
+	36, // 34: fabric.v1.ReportNeighborsRequest.neighbors:type_name -> fabric.v1.Neighbor
+	41, // 35: fabric.v1.SetCablingPlanRequest.ports:type_name -> fabric.v1.PlannedPort
+	41, // 36: fabric.v1.CablingPlan.ports:type_name -> fabric.v1.PlannedPort
+	44, // 37: fabric.v1.ListFindingsResponse.findings:type_name -> fabric.v1.Finding
+	35, // 38: fabric.v1.ListMachinesResponse.machines:type_name -> fabric.v1.Machine
+	33, // 39: fabric.v1.CableMachineRequest.connections:type_name -> fabric.v1.Connection
+	17, // 40: fabric.v1.DeviceConvergence.errors:type_name -> fabric.v1.StepError
+	53, // 41: fabric.v1.Convergence.devices:type_name -> fabric.v1.DeviceConvergence
+	3,  // 42: fabric.v1.DeviceService.Register:input_type -> fabric.v1.RegisterRequest
+	5,  // 43: fabric.v1.DeviceService.WatchConfig:input_type -> fabric.v1.WatchConfigRequest
+	18, // 44: fabric.v1.DeviceService.ReportStatus:input_type -> fabric.v1.ReportStatusRequest
+	37, // 45: fabric.v1.DeviceService.ReportNeighbors:input_type -> fabric.v1.ReportNeighborsRequest
+	25, // 46: fabric.v1.OperatorService.CreateNetwork:input_type -> fabric.v1.CreateNetworkRequest
+	26, // 47: fabric.v1.OperatorService.ListNetworks:input_type -> fabric.v1.ListNetworksRequest
+	28, // 48: fabric.v1.OperatorService.DeleteNetwork:input_type -> fabric.v1.DeleteNetworkRequest
+	31, // 49: fabric.v1.OperatorService.ListDevices:input_type -> fabric.v1.ListDevicesRequest
+	39, // 50: fabric.v1.OperatorService.GetDevice:input_type -> fabric.v1.GetDeviceRequest
+	42, // 51: fabric.v1.OperatorService.SetCablingPlan:input_type -> fabric.v1.SetCablingPlanRequest
+	45, // 52: fabric.v1.OperatorService.ListFindings:input_type -> fabric.v1.ListFindingsRequest
+	24, // 53: fabric.v1.OperatorService.GetNetwork:input_type -> fabric.v1.GetNetworkRequest
+	47, // 54: fabric.v1.OperatorService.ListMachines:input_type -> fabric.v1.ListMachinesRequest
+	40, // 55: fabric.v1.OperatorService.GetMachine:input_type -> fabric.v1.GetMachineRequest
+	49, // 56: fabric.v1.OperatorService.CableMachine:input_type -> fabric.v1.CableMachineRequest
+	50, // 57: fabric.v1.OperatorService.AllocateMachine:input_type -> fabric.v1.AllocateMachineRequest
+	51, // 58: fabric.v1.OperatorService.FreeMachine:input_type -> fabric.v1.FreeMachineRequest
+	52, // 59: fabric.v1.OperatorService.GetConvergence:input_type -> fabric.v1.GetConvergenceRequest
+	11, // 60: fabric.v1.OperatorService.SetFirewallPolicy:input_type -> fabric.v1.SetFirewallPolicyRequest
+	12, // 61: fabric.v1.OperatorService.GetFirewallPolicy:input_type -> fabric.v1.GetFirewallPolicyRequest
+	4,  // 62: fabric.v1.DeviceService.Register:output_type -> fabric.v1.RegisterResponse
+	6,  // 63: fabric.v1.DeviceService.WatchConfig:output_type -> fabric.v1.DeviceConfig
+	22, // 64: fabric.v1.DeviceService.ReportStatus:output_type -> fabric.v1.ReportStatusResponse
+	38, // 65: fabric.v1.DeviceService.ReportNeighbors:output_type -> fabric.v1.ReportNeighborsResponse
+	23, // 66: fabric.v1.OperatorService.CreateNetwork:output_type -> fabric.v1.Network
+	27, // 67: fabric.v1.OperatorService.ListNetworks:output_type -> fabric.v1.ListNetworksResponse
+	29, // 68: fabric.v1.OperatorService.DeleteNetwork:output_type -> fabric.v1.DeleteNetworkResponse
+	32, // 69: fabric.v1.OperatorService.ListDevices:output_type -> fabric.v1.ListDevicesResponse
+	30, // 70: fabric.v1.OperatorService.GetDevice:output_type -> fabric.v1.Device
+	43, // 71: fabric.v1.OperatorService.SetCablingPlan:output_type -> fabric.v1.CablingPlan
+	46, // 72: fabric.v1.OperatorService.ListFindings:output_type -> fabric.v1.ListFindingsResponse
+	23, // 73: fabric.v1.OperatorService.GetNetwork:output_type -> fabric.v1.Network
+	48, // 74: fabric.v1.OperatorService.ListMachines:output_type -> fabric.v1.ListMachinesResponse
+	35, // 75: fabric.v1.OperatorService.GetMachine:output_type -> fabric.v1.Machine
+	35, // 76: fabric.v1.OperatorService.CableMachine:output_type -> fabric.v1.Machine
+	35, // 77: fabric.v1.OperatorService.AllocateMachine:output_type -> fabric.v1.Machine
+	35, // 78: fabric.v1.OperatorService.FreeMachine:output_type -> fabric.v1.Machine
+	54, // 79: fabric.v1.OperatorService.GetConvergence:output_type -> fabric.v1.Convergence
+	9,  // 80: fabric.v1.OperatorService.SetFirewallPolicy:output_type -> fabric.v1.FirewallPolicy
+	9,  // 81: fabric.v1.OperatorService.GetFirewallPolicy:output_type -> fabric.v1.FirewallPolicy
+	62, // [62:82] is the sub-list for method output_type
+	42, // [42:62] is the sub-list for method input_type
+	42, // [42:42] is the sub-list for extension type_name
+	42, // [42:42] is the sub-list for extension extendee
+	0,  // [0:42] is the sub-list for field type_name
 }
 
 func init() { file_fabric_proto_init() }
@@ -3552,7 +3980,7 @@ func file_fabric_proto_init() {
 			GoPackagePath: reflect.TypeOf(x{}).PkgPath(),
 			RawDescriptor: unsafe.Slice(unsafe.StringData(file_fabric_proto_rawDesc), len(file_fabric_proto_rawDesc)),
 			NumEnums:      2,
-			NumMessages:   47,
+			NumMessages:   53,
 			NumExtensions: 0,
 			NumServices:   2,
 		},

@@ -259,20 +259,22 @@ var DeviceService_ServiceDesc = grpc.ServiceDesc{
 }
 
 const (
-	OperatorService_CreateNetwork_FullMethodName   = "/fabric.v1.OperatorService/CreateNetwork"
-	OperatorService_ListNetworks_FullMethodName    = "/fabric.v1.OperatorService/ListNetworks"
-	OperatorService_DeleteNetwork_FullMethodName   = "/fabric.v1.OperatorService/DeleteNetwork"
-	OperatorService_ListDevices_FullMethodName     = "/fabric.v1.OperatorService/ListDevices"
-	OperatorService_GetDevice_FullMethodName       = "/fabric.v1.OperatorService/GetDevice"
-	OperatorService_SetCablingPlan_FullMethodName  = "/fabric.v1.OperatorService/SetCablingPlan"
-	OperatorService_ListFindings_FullMethodName    = "/fabric.v1.OperatorService/ListFindings"
-	OperatorService_GetNetwork_FullMethodName      = "/fabric.v1.OperatorService/GetNetwork"
-	OperatorService_ListMachines_FullMethodName    = "/fabric.v1.OperatorService/ListMachines"
-	OperatorService_GetMachine_FullMethodName      = "/fabric.v1.OperatorService/GetMachine"
-	OperatorService_CableMachine_FullMethodName    = "/fabric.v1.OperatorService/CableMachine"
-	OperatorService_AllocateMachine_FullMethodName = "/fabric.v1.OperatorService/AllocateMachine"
-	OperatorService_FreeMachine_FullMethodName     = "/fabric.v1.OperatorService/FreeMachine"
-	OperatorService_GetConvergence_FullMethodName  = "/fabric.v1.OperatorService/GetConvergence"
+	OperatorService_CreateNetwork_FullMethodName     = "/fabric.v1.OperatorService/CreateNetwork"
+	OperatorService_ListNetworks_FullMethodName      = "/fabric.v1.OperatorService/ListNetworks"
+	OperatorService_DeleteNetwork_FullMethodName     = "/fabric.v1.OperatorService/DeleteNetwork"
+	OperatorService_ListDevices_FullMethodName       = "/fabric.v1.OperatorService/ListDevices"
+	OperatorService_GetDevice_FullMethodName         = "/fabric.v1.OperatorService/GetDevice"
+	OperatorService_SetCablingPlan_FullMethodName    = "/fabric.v1.OperatorService/SetCablingPlan"
+	OperatorService_ListFindings_FullMethodName      = "/fabric.v1.OperatorService/ListFindings"
+	OperatorService_GetNetwork_FullMethodName        = "/fabric.v1.OperatorService/GetNetwork"
+	OperatorService_ListMachines_FullMethodName      = "/fabric.v1.OperatorService/ListMachines"
+	OperatorService_GetMachine_FullMethodName        = "/fabric.v1.OperatorService/GetMachine"
+	OperatorService_CableMachine_FullMethodName      = "/fabric.v1.OperatorService/CableMachine"
+	OperatorService_AllocateMachine_FullMethodName   = "/fabric.v1.OperatorService/AllocateMachine"
+	OperatorService_FreeMachine_FullMethodName       = "/fabric.v1.OperatorService/FreeMachine"
+	OperatorService_GetConvergence_FullMethodName    = "/fabric.v1.OperatorService/GetConvergence"
+	OperatorService_SetFirewallPolicy_FullMethodName = "/fabric.v1.OperatorService/SetFirewallPolicy"
+	OperatorService_GetFirewallPolicy_FullMethodName = "/fabric.v1.OperatorService/GetFirewallPolicy"
 )
 
 // OperatorServiceClient is the client API for OperatorService service.
@@ -306,6 +308,12 @@ type OperatorServiceClient interface {
 	// GetConvergence tells which devices have applied the config version that
 	// contains a machine's last allocate, free or re-cabling.
 	GetConvergence(ctx context.Context, in *GetConvergenceRequest, opts ...grpc.CallOption) (*Convergence, error)
+	// SetFirewallPolicy sets (replaces) the firewall policy of a tenant
+	// network; firewalls get it in their config. A policy without rules and
+	// without NAT removes it.
+	SetFirewallPolicy(ctx context.Context, in *SetFirewallPolicyRequest, opts ...grpc.CallOption) (*FirewallPolicy, error)
+	// GetFirewallPolicy returns a network's policy (empty when it has none).
+	GetFirewallPolicy(ctx context.Context, in *GetFirewallPolicyRequest, opts ...grpc.CallOption) (*FirewallPolicy, error)
 }
 
 type operatorServiceClient struct {
@@ -456,6 +464,26 @@ func (c *operatorServiceClient) GetConvergence(ctx context.Context, in *GetConve
 	return out, nil
 }
 
+func (c *operatorServiceClient) SetFirewallPolicy(ctx context.Context, in *SetFirewallPolicyRequest, opts ...grpc.CallOption) (*FirewallPolicy, error) {
+	cOpts := append([]grpc.CallOption{grpc.StaticMethod()}, opts...)
+	out := new(FirewallPolicy)
+	err := c.cc.Invoke(ctx, OperatorService_SetFirewallPolicy_FullMethodName, in, out, cOpts...)
+	if err != nil {
+		return nil, err
+	}
+	return out, nil
+}
+
+func (c *operatorServiceClient) GetFirewallPolicy(ctx context.Context, in *GetFirewallPolicyRequest, opts ...grpc.CallOption) (*FirewallPolicy, error) {
+	cOpts := append([]grpc.CallOption{grpc.StaticMethod()}, opts...)
+	out := new(FirewallPolicy)
+	err := c.cc.Invoke(ctx, OperatorService_GetFirewallPolicy_FullMethodName, in, out, cOpts...)
+	if err != nil {
+		return nil, err
+	}
+	return out, nil
+}
+
 // OperatorServiceServer is the server API for OperatorService service.
 // All implementations must embed UnimplementedOperatorServiceServer
 // for forward compatibility.
@@ -487,6 +515,12 @@ type OperatorServiceServer interface {
 	// GetConvergence tells which devices have applied the config version that
 	// contains a machine's last allocate, free or re-cabling.
 	GetConvergence(context.Context, *GetConvergenceRequest) (*Convergence, error)
+	// SetFirewallPolicy sets (replaces) the firewall policy of a tenant
+	// network; firewalls get it in their config. A policy without rules and
+	// without NAT removes it.
+	SetFirewallPolicy(context.Context, *SetFirewallPolicyRequest) (*FirewallPolicy, error)
+	// GetFirewallPolicy returns a network's policy (empty when it has none).
+	GetFirewallPolicy(context.Context, *GetFirewallPolicyRequest) (*FirewallPolicy, error)
 	mustEmbedUnimplementedOperatorServiceServer()
 }
 
@@ -538,6 +572,12 @@ func (UnimplementedOperatorServiceServer) FreeMachine(context.Context, *FreeMach
 }
 func (UnimplementedOperatorServiceServer) GetConvergence(context.Context, *GetConvergenceRequest) (*Convergence, error) {
 	return nil, status.Error(codes.Unimplemented, "method GetConvergence not implemented")
+}
+func (UnimplementedOperatorServiceServer) SetFirewallPolicy(context.Context, *SetFirewallPolicyRequest) (*FirewallPolicy, error) {
+	return nil, status.Error(codes.Unimplemented, "method SetFirewallPolicy not implemented")
+}
+func (UnimplementedOperatorServiceServer) GetFirewallPolicy(context.Context, *GetFirewallPolicyRequest) (*FirewallPolicy, error) {
+	return nil, status.Error(codes.Unimplemented, "method GetFirewallPolicy not implemented")
 }
 func (UnimplementedOperatorServiceServer) mustEmbedUnimplementedOperatorServiceServer() {}
 func (UnimplementedOperatorServiceServer) testEmbeddedByValue()                         {}
@@ -812,6 +852,42 @@ func _OperatorService_GetConvergence_Handler(srv interface{}, ctx context.Contex
 	return interceptor(ctx, in, info, handler)
 }
 
+func _OperatorService_SetFirewallPolicy_Handler(srv interface{}, ctx context.Context, dec func(interface{}) error, interceptor grpc.UnaryServerInterceptor) (interface{}, error) {
+	in := new(SetFirewallPolicyRequest)
+	if err := dec(in); err != nil {
+		return nil, err
+	}
+	if interceptor == nil {
+		return srv.(OperatorServiceServer).SetFirewallPolicy(ctx, in)
+	}
+	info := &grpc.UnaryServerInfo{
+		Server:     srv,
+		FullMethod: OperatorService_SetFirewallPolicy_FullMethodName,
+	}
+	handler := func(ctx context.Context, req interface{}) (interface{}, error) {
+		return srv.(OperatorServiceServer).SetFirewallPolicy(ctx, req.(*SetFirewallPolicyRequest))
+	}
+	return interceptor(ctx, in, info, handler)
+}
+
+func _OperatorService_GetFirewallPolicy_Handler(srv interface{}, ctx context.Context, dec func(interface{}) error, interceptor grpc.UnaryServerInterceptor) (interface{}, error) {
+	in := new(GetFirewallPolicyRequest)
+	if err := dec(in); err != nil {
+		return nil, err
+	}
+	if interceptor == nil {
+		return srv.(OperatorServiceServer).GetFirewallPolicy(ctx, in)
+	}
+	info := &grpc.UnaryServerInfo{
+		Server:     srv,
+		FullMethod: OperatorService_GetFirewallPolicy_FullMethodName,
+	}
+	handler := func(ctx context.Context, req interface{}) (interface{}, error) {
+		return srv.(OperatorServiceServer).GetFirewallPolicy(ctx, req.(*GetFirewallPolicyRequest))
+	}
+	return interceptor(ctx, in, info, handler)
+}
+
 // OperatorService_ServiceDesc is the grpc.ServiceDesc for OperatorService service.
 // It's only intended for direct use with grpc.RegisterService,
 // and not to be introspected or modified (even as a copy)
@@ -874,6 +950,14 @@ var OperatorService_ServiceDesc = grpc.ServiceDesc{
 		{
 			MethodName: "GetConvergence",
 			Handler:    _OperatorService_GetConvergence_Handler,
+		},
+		{
+			MethodName: "SetFirewallPolicy",
+			Handler:    _OperatorService_SetFirewallPolicy_Handler,
+		},
+		{
+			MethodName: "GetFirewallPolicy",
+			Handler:    _OperatorService_GetFirewallPolicy_Handler,
 		},
 	},
 	Streams:  []grpc.StreamDesc{},
