@@ -346,6 +346,10 @@ func (a *Agent) newLLDP(ctx context.Context) (*lldp.Agent, error) {
 		lldp.WithSystemName(a.cfg.Hostname),
 		lldp.WithInterval(c.Interval),
 		lldp.WithLogger(a.log),
+		// An agent stopping is a restart, not the link going away: no
+		// shutdown frames, so neighbours (and the controller's underlay
+		// sessions derived from their tables) keep us until the TTL.
+		lldp.WithQuietStop(),
 	}
 	if c.SystemDescription != "" {
 		opts = append(opts, lldp.WithSystemDescription(c.SystemDescription))

@@ -83,10 +83,20 @@ type config struct {
 	log              *slog.Logger
 	dial             Dialer
 	now              func() time.Time
+	// quietStop: the end of Run sends no shutdown frames.
+	quietStop bool
 }
 
 // Option configures an Agent.
 type Option func(*config)
+
+// WithQuietStop makes the end of Run send no shutdown frames: the
+// neighbours keep this agent's entry until its TTL runs out. For a daemon
+// that stops to be restarted (an upgrade, a crash loop) the link has not
+// gone away, and a shutdown frame would make every neighbour, and whatever
+// follows their tables (a controller tearing down a BGP session), flap.
+// Ports removed with SetPorts still get a shutdown frame.
+func WithQuietStop() Option { return func(c *config) { c.quietStop = true } }
 
 // WithSystemName sets the system name TLV (e.g. the switch hostname).
 func WithSystemName(s string) Option { return func(c *config) { c.sysName = s } }
@@ -168,10 +178,16 @@ type Agent struct {
 }
 
 type worker struct {
-	port   Port
-	cancel context.CancelFunc
+	port Port
+	// cancel stops the worker because its port was removed (the cause
+	// is errPortRemoved; the end of Run cancels through the run context).
+	cancel func()
 	done   chan struct{}
 }
+
+// errPortRemoved is the cancel cause of a worker whose port SetPorts
+// removed.
+var errPortRemoved = errors.New("lldp: port removed")
 
 // New returns an agent announcing chassis (the switch's MAC) as its
 // chassis ID.
@@ -395,8 +411,8 @@ func (a *Agent) startWorkers(runCtx context.Context) {
 		if _, ok := a.workers[name]; ok {
 			continue
 		}
-		wctx, cancel := context.WithCancel(runCtx)
-		w := &worker{port: p, cancel: cancel, done: make(chan struct{})}
+		wctx, cancel := context.WithCancelCause(runCtx)
+		w := &worker{port: p, cancel: func() { cancel(errPortRemoved) }, done: make(chan struct{})}
 		a.workers[name] = w
 		go func() {
 			defer close(w.done)
@@ -501,7 +517,11 @@ func (a *Agent) serve(ctx context.Context, p Port, conn Conn, hw net.HardwareAdd
 	for {
 		select {
 		case <-ctx.Done():
-			send(shutdown)
+			// A removed port says goodbye; a stopping agent only when
+			// it is not WithQuietStop.
+			if errors.Is(context.Cause(ctx), errPortRemoved) || !a.cfg.quietStop {
+				send(shutdown)
+			}
 			_ = conn.Close()
 			<-readErr
 			return ctx.Err()

@@ -7,6 +7,7 @@ import (
 	"log/slog"
 	"net"
 	"net/netip"
+	"slices"
 	"sync"
 	"testing"
 	"time"
@@ -555,5 +556,44 @@ func TestAgentSetInterval(t *testing.T) {
 	}
 	if err := a.SetInterval(0); err == nil {
 		t.Error("SetInterval(0): no error")
+	}
+}
+
+// WithQuietStop: a stopping agent sends no shutdown frame (its neighbours
+// keep it until the TTL ends), but a port removed with SetPorts still does.
+func TestAgentQuietStop(t *testing.T) {
+	fn := newFakeNet()
+	fn.link("swp1", "eth0")
+	fn.link("swp2", "eth1")
+	leaf, err := New(testMAC, WithDialer(fn.dial), WithLogger(testLogger(t)), WithSystemName("leaf01"), WithInterval(time.Second))
+	if err != nil {
+		t.Fatal(err)
+	}
+	machine, err := New(testMAC2, WithDialer(fn.dial), WithLogger(testLogger(t)), WithSystemName("m1"),
+		WithInterval(time.Hour), WithQuietStop())
+	if err != nil {
+		t.Fatal(err)
+	}
+	startAgent(t, leaf, "swp1", "swp2")
+	stopMachine := startAgent(t, machine, "eth0", "eth1")
+	waitEvent(t, leaf.Events(), "machine on swp1", isEvent(Added, "swp1", "m1"))
+	waitEvent(t, leaf.Events(), "machine on swp2", isEvent(Added, "swp2", "m1"))
+
+	// A removed port says goodbye even with WithQuietStop.
+	if err := machine.SetPorts(t.Context(), []Port{{Name: "eth0"}}); err != nil {
+		t.Fatal(err)
+	}
+	e := waitEvent(t, leaf.Events(), "machine gone from swp2", isEvent(Removed, "swp2", "m1"))
+	if e.Reason != ReasonShutdown {
+		t.Errorf("removal reason on swp2 %q, want %q", e.Reason, ReasonShutdown)
+	}
+	// The agent stops: no shutdown frame, the leaf keeps it on swp1.
+	sent := machine.Counters().FramesSent
+	stopMachine()
+	if got := machine.Counters().FramesSent; got != sent {
+		t.Errorf("a quiet stop sent %d frames", got-sent)
+	}
+	if !slices.ContainsFunc(leaf.Neighbors(), func(n Neighbor) bool { return n.Port == "swp1" && n.SystemName == "m1" }) {
+		t.Errorf("the leaf dropped the machine after its quiet stop: %v", leaf.Neighbors())
 	}
 }
