@@ -17,6 +17,7 @@ import (
 	"runtime/pprof"
 	"strconv"
 	"strings"
+	"sync"
 	"syscall"
 	"testing"
 	"time"
@@ -47,6 +48,9 @@ const (
 	// profile from its start until the load is complete; FILE gets the
 	// round number appended (FILE.r0, FILE.r1, ...).
 	benchProfileEnv = "BGP_BENCH_CPUPROFILE"
+	// BGP_BENCH_MEMPROFILE=FILE makes the helper write a heap profile when
+	// the load is complete (FILE.rN as well).
+	benchMemProfileEnv = "BGP_BENCH_MEMPROFILE"
 )
 
 // TestBGPBenchHelper is not a test: it is the body of the helper process
@@ -124,6 +128,11 @@ func runBenchHelper() int {
 		switch sc.Text() {
 		case "profile-stop":
 			stopProfile()
+			if name := os.Getenv(benchMemProfileEnv); name != "" {
+				if err := writeHeapProfile(name); err != nil {
+					log.Warn("heap profile", "err", err)
+				}
+			}
 			fmt.Println("ok")
 		default:
 			fmt.Println("unknown command")
@@ -137,17 +146,49 @@ func runBenchHelper() int {
 	return 0
 }
 
+func writeHeapProfile(name string) error {
+	f, err := os.Create(name)
+	if err != nil {
+		return err
+	}
+	runtime.GC() // the profile shows the heap as of the last GC
+	if err := pprof.Lookup("heap").WriteTo(f, 0); err != nil {
+		f.Close()
+		return err
+	}
+	return f.Close()
+}
+
 // projectDUT is the helper process running our stack.
 type projectDUT struct {
 	cmd    *exec.Cmd
 	stdin  *os.File
 	stdout *bufio.Reader
-	logs   *strings.Builder
+	logs   *syncLog
 	done   chan struct{}
 }
 
+// syncLog is the helper's stderr, written by one goroutine and read by the
+// test.
+type syncLog struct {
+	mu sync.Mutex
+	b  strings.Builder
+}
+
+func (l *syncLog) add(line string) {
+	l.mu.Lock()
+	defer l.mu.Unlock()
+	l.b.WriteString(line + "\n")
+}
+
+func (l *syncLog) String() string {
+	l.mu.Lock()
+	defer l.mu.Unlock()
+	return l.b.String()
+}
+
 // startProjectDUT starts the helper in ns and waits for its "ready".
-func startProjectDUT(t *testing.T, ns, iface string, asn uint32, rid netip.Addr, profile string) *projectDUT {
+func startProjectDUT(t *testing.T, ns, iface string, asn uint32, rid netip.Addr, profile, memProfile string) *projectDUT {
 	t.Helper()
 	exe, err := os.Executable()
 	if err != nil {
@@ -158,6 +199,9 @@ func startProjectDUT(t *testing.T, ns, iface string, asn uint32, rid netip.Addr,
 		benchASNEnv+"="+strconv.FormatUint(uint64(asn), 10), benchRouterIDEnv+"="+rid.String())
 	if profile != "" {
 		cmd.Env = append(cmd.Env, benchProfileEnv+"="+profile)
+	}
+	if memProfile != "" {
+		cmd.Env = append(cmd.Env, benchMemProfileEnv+"="+memProfile)
 	}
 	inR, inW, err := os.Pipe()
 	if err != nil {
@@ -178,13 +222,13 @@ func startProjectDUT(t *testing.T, ns, iface string, asn uint32, rid netip.Addr,
 	inR.Close()
 	outW.Close()
 	logW.Close()
-	d := &projectDUT{cmd: cmd, stdin: inW, stdout: bufio.NewReader(outR), logs: &strings.Builder{}, done: make(chan struct{})}
+	d := &projectDUT{cmd: cmd, stdin: inW, stdout: bufio.NewReader(outR), logs: &syncLog{}, done: make(chan struct{})}
 	logDone := make(chan struct{})
 	go func() {
 		defer close(logDone)
 		sc := bufio.NewScanner(logR)
 		for sc.Scan() {
-			d.logs.WriteString(sc.Text() + "\n")
+			d.logs.add(sc.Text())
 		}
 	}()
 	go func() {

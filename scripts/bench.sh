@@ -37,3 +37,8 @@ run fib go test ./bgp/fib/ -run '^TestBenchFIB$' -count=1 -v -args -fib.bench
 # and the round trip of a new UDP flow through each (fresh namespaces, host
 # kernel, needs root).
 run nft go test ./nft/ -run '^TestBenchNFT$' -count=1 -v -timeout 20m -args -nft.bench
+# BGP to kernel: an FRR feeder announces 100k IPv4 /32s over an unnumbered
+# eBGP session; time until all are in the main table, our agent's stack
+# (reconciler + GoBGP + FIB programmer) vs FRR bgpd+zebra, plus RSS and CPU
+# after the load (needs root and FRR; host kernel).
+run bgpfeed go test ./bgp/ -run '^TestBenchBGPToKernel$' -count=1 -v -args -bgp.bench
