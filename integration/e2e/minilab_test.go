@@ -3,6 +3,7 @@ package e2e
 import (
 	"context"
 	"fmt"
+	"github.com/metalfabric/fabric/fabric/fabrictest"
 	"log/slog"
 	"net/netip"
 	"os"
@@ -31,6 +32,9 @@ func TestMiniLab(t *testing.T) {
 	if os.Geteuid() != 0 {
 		t.Skip("the mini-lab needs root (network namespaces, veth, VRFs)")
 	}
+	_, probe := fabrictest.NewNetns(t)
+	fabrictest.RequireVRF(t, probe) // FABRIC_NO_VM=1 on a kernel without VRFs
+
 	repo := repoRoot(t)
 	ctx, cancel := context.WithTimeout(context.Background(), 10*time.Minute)
 	defer cancel()
