@@ -199,6 +199,28 @@ func sendRA(p *ipv6.PacketConn, ifi *net.Interface) error {
 	return nil
 }
 
+// kernelLinkLocal returns the link-local address of the single reachable
+// (or stale, not failed) neighbour the kernel knows on ifname, without
+// sending anything.
+func kernelLinkLocal(ifname string) (netip.Addr, bool) {
+	ifi, err := net.InterfaceByName(ifname)
+	if err != nil {
+		return netip.Addr{}, false
+	}
+	local, err := localAddrs(ifi)
+	if err != nil {
+		return netip.Addr{}, false
+	}
+	found, err := neighLinkLocals(ifi, local)
+	if err != nil || len(found) != 1 {
+		return netip.Addr{}, false
+	}
+	for a := range found {
+		return a, true
+	}
+	return netip.Addr{}, false
+}
+
 // neighLinkLocals reads the kernel's neighbour table like GoBGP's own
 // NeighborInterface support does (pkg/config/oc/default_linux.go).
 func neighLinkLocals(ifi *net.Interface, local map[netip.Addr]bool) (map[netip.Addr]bool, error) {

@@ -14,3 +14,5 @@ func resolveLinkLocal(context.Context, string, time.Duration) (netip.Addr, error
 }
 
 func announce(string) error { return errors.New("router advertisements are only supported on Linux") }
+
+func kernelLinkLocal(string) (netip.Addr, bool) { return netip.Addr{}, false }

@@ -369,6 +369,16 @@ func (s *Speaker) AddPeer(ctx context.Context, p bgp.Peer) error {
 	rctx, cancel := context.WithCancel(context.Background())
 	e.cancel, e.kick, e.done = cancel, make(chan struct{}, 1), make(chan struct{})
 	s.peers[k] = e
+	// Fast path: the kernel still knows the one neighbour on the link (an
+	// agent restart keeps the neighbour table), so the session is
+	// configured at once. A peer that connects to a speaker that does not
+	// know it yet is refused, and a graceful-restart helper (GoBGP) then
+	// drops the routes it was keeping for us.
+	if addr, ok := kernelLinkLocal(k.Name); ok {
+		if err := s.setUnnumberedAddrLocked(ctx, k, e, addr); err != nil {
+			s.log.Debug("configuring unnumbered neighbour from the neighbour table", "peer", k.String(), "err", err)
+		}
+	}
 	go s.runUnnumbered(rctx, k, e)
 	s.log.Info("unnumbered peer added", "peer", k.String(), "asn", p.ASN)
 	return nil
@@ -597,7 +607,9 @@ func (s *Speaker) applyPolicyLocked(ctx context.Context, extra []string) error {
 		reset = append(reset, e.gaddr)
 	}
 	sets, pol := importPolicy(as)
-	if err := s.srv.SetPolicies(ctx, &api.SetPoliciesRequest{DefinedSets: sets, Policies: []*api.Policy{pol}}); err != nil {
+	// SetPolicies replaces every policy: the EVPN next-hop policy goes in
+	// again, or its export assignment would point at nothing.
+	if err := s.srv.SetPolicies(ctx, &api.SetPoliciesRequest{DefinedSets: sets, Policies: []*api.Policy{pol, evpnNextHopPolicy()}}); err != nil {
 		return fmt.Errorf("setting import policy: %w", err)
 	}
 	slices.Sort(reset)
@@ -700,6 +712,10 @@ func (s *Speaker) established(ctx context.Context, e *peerEntry) bool {
 func (s *Speaker) setUnnumberedAddr(ctx context.Context, k bgp.PeerKey, e *peerEntry, addr netip.Addr) error {
 	s.mu.Lock()
 	defer s.mu.Unlock()
+	return s.setUnnumberedAddrLocked(ctx, k, e, addr)
+}
+
+func (s *Speaker) setUnnumberedAddrLocked(ctx context.Context, k bgp.PeerKey, e *peerEntry, addr netip.Addr) error {
 	if ctx.Err() != nil || s.peers[k] != e {
 		return nil // deleted meanwhile
 	}
