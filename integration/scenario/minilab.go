@@ -13,6 +13,7 @@ import (
 	"io"
 	"log/slog"
 	"net"
+	"os"
 	"os/exec"
 	"path/filepath"
 	"slices"
@@ -50,6 +51,16 @@ func Start(ctx context.Context, topoPath, binDir string, out io.Writer, log *slo
 	topo, err := lab.Load(topoPath)
 	if err != nil {
 		return nil, err
+	}
+	// A scenario starts from scratch: a lab of the same name left running
+	// (LAB_KEEP) or crashed is torn down, and the node dirs of an earlier
+	// run (the controller's store, the agents' last-known-good configs)
+	// are removed.
+	if err := lab.Down(ctx, topo.Name, lab.WithLogger(log)); err != nil {
+		return nil, fmt.Errorf("tearing down an earlier %s: %w", topo.Name, err)
+	}
+	if err := os.RemoveAll(lab.DefaultLabDir(topo)); err != nil {
+		return nil, fmt.Errorf("removing the state of an earlier %s: %w", topo.Name, err)
 	}
 	// Mutual TLS: a fresh throwaway CA per run, bound into the nodes.
 	pkiDir, err := GenerateCerts(topo)
