@@ -162,29 +162,11 @@ func (s *Speaker) Start(ctx context.Context, g bgp.Global) error {
 	s.byAddr = map[netip.Addr]bgp.PeerKey{}
 	s.adv = map[advKey]advEntry{}
 	s.stopped = make(chan struct{})
-	if err := s.applyPolicyLocked(ctx, nil); err != nil {
-		return fmt.Errorf("starting speaker: %w", err)
-	}
-	if err := s.srv.SetPolicyAssignment(ctx, &api.SetPolicyAssignmentRequest{Assignment: &api.PolicyAssignment{
-		Name:          "global",
-		Direction:     api.PolicyDirection_IMPORT,
-		Policies:      []*api.Policy{{Name: importPolicyName}},
-		DefaultAction: api.RouteAction_ACCEPT,
-	}}); err != nil {
-		return fmt.Errorf("starting speaker: assigning import policy: %w", err)
-	}
-	// EVPN routes keep their next hop (the originating VTEP) when passed
-	// on over eBGP: a spine must not make itself the tunnel endpoint.
-	if err := s.srv.AddPolicy(ctx, &api.AddPolicyRequest{Policy: evpnNextHopPolicy()}); err != nil {
-		return fmt.Errorf("starting speaker: adding the EVPN next-hop policy: %w", err)
-	}
-	if err := s.srv.SetPolicyAssignment(ctx, &api.SetPolicyAssignmentRequest{Assignment: &api.PolicyAssignment{
-		Name:          "global",
-		Direction:     api.PolicyDirection_EXPORT,
-		Policies:      []*api.Policy{{Name: evpnNextHopPolicyName}},
-		DefaultAction: api.RouteAction_ACCEPT,
-	}}); err != nil {
-		return fmt.Errorf("starting speaker: assigning export policy: %w", err)
+	if err := s.policiesLocked(ctx); err != nil {
+		// Leave nothing half started: Start may be called again.
+		_ = s.srv.StopBgp(context.WithoutCancel(ctx), &api.StopBgpRequest{})
+		s.started = false
+		return err
 	}
 	s.log.Info("bgp speaker started", "asn", g.ASN, "router_id", g.RouterID, "port", port)
 	return nil
@@ -952,4 +934,32 @@ func deferral(g bgp.Global) time.Duration {
 		return g.SelectionDeferral
 	}
 	return 30 * time.Second
+}
+
+// policiesLocked installs the global import policy (allowances) and the
+// EVPN next-hop export policy of a freshly started speaker.
+func (s *Speaker) policiesLocked(ctx context.Context) error {
+	if err := s.applyPolicyLocked(ctx, nil); err != nil {
+		return fmt.Errorf("starting speaker: %w", err)
+	}
+	if err := s.srv.SetPolicyAssignment(ctx, &api.SetPolicyAssignmentRequest{Assignment: &api.PolicyAssignment{
+		Name:          "global",
+		Direction:     api.PolicyDirection_IMPORT,
+		Policies:      []*api.Policy{{Name: importPolicyName}},
+		DefaultAction: api.RouteAction_ACCEPT,
+	}}); err != nil {
+		return fmt.Errorf("starting speaker: assigning import policy: %w", err)
+	}
+	// EVPN routes keep their next hop (the originating VTEP) when passed
+	// on over eBGP: a spine must not make itself the tunnel endpoint. The
+	// policy itself went in with applyPolicyLocked above.
+	if err := s.srv.SetPolicyAssignment(ctx, &api.SetPolicyAssignmentRequest{Assignment: &api.PolicyAssignment{
+		Name:          "global",
+		Direction:     api.PolicyDirection_EXPORT,
+		Policies:      []*api.Policy{{Name: evpnNextHopPolicyName}},
+		DefaultAction: api.RouteAction_ACCEPT,
+	}}); err != nil {
+		return fmt.Errorf("starting speaker: assigning export policy: %w", err)
+	}
+	return nil
 }
