@@ -73,7 +73,12 @@ func (s scope) empty() bool { return len(s.global)+len(s.vrf)+len(s.evpn) == 0 }
 
 // apply records one update and adds what it touched to s.
 func (r *rib) apply(u Update, s scope) {
-	paths := slices.DeleteFunc(slices.Clone(u.Paths), func(p Path) bool { return p.Local })
+	// Share the update's slice unless there are local paths to drop (the
+	// RIB never modifies a stored slice, and updates are not reused).
+	paths := u.Paths
+	if slices.ContainsFunc(paths, func(p Path) bool { return p.Local }) {
+		paths = slices.DeleteFunc(slices.Clone(paths), func(p Path) bool { return p.Local })
+	}
 	switch {
 	case u.Family == EVPN:
 		k := evpnKey{RD: u.RD, Prefix: u.Prefix}

@@ -1,6 +1,7 @@
 package gobgp
 
 import (
+	"bytes"
 	"errors"
 	"fmt"
 	"net"
@@ -8,10 +9,14 @@ import (
 	"strconv"
 	"strings"
 	"time"
+	"unsafe"
 
 	api "github.com/osrg/gobgp/v3/api"
 	"github.com/osrg/gobgp/v3/pkg/apiutil"
 	pkt "github.com/osrg/gobgp/v3/pkg/packet/bgp"
+	"google.golang.org/protobuf/encoding/protowire"
+	"google.golang.org/protobuf/proto"
+	"google.golang.org/protobuf/types/known/anypb"
 
 	"github.com/metalfabric/fabric/bgp"
 )
@@ -286,7 +291,22 @@ var errSkip = errors.New("path not used by the fabric")
 
 // decodePath converts a GoBGP API path (as WatchEvent and ListPath return
 // them); it returns errSkip for families and route types the fabric ignores.
+//
+// Paths in GoBGP's anypb form (what WatchEvent sends) are read straight
+// from their protobuf wire bytes (see decodeWire): only the NLRI, next hop,
+// AS path and (EVPN) the route targets and router MAC, without building
+// GoBGP's packet types. Paths in binary form go through apiutil.
 func decodePath(p *api.Path) (decoded, error) {
+	var d decoded
+	if len(p.NlriBinary) == 0 && len(p.PattrsBinary) == 0 {
+		err := decodeWire(p, &d, nil)
+		return d, err
+	}
+	return decodePathNative(p)
+}
+
+// decodePathNative is decodePath through GoBGP's packet types.
+func decodePathNative(p *api.Path) (decoded, error) {
 	var d decoded
 	if p.Family == nil {
 		return d, errors.New("path without family")
@@ -396,4 +416,488 @@ func formatRD(rd pkt.RouteDistinguisherInterface) string {
 		return fmt.Sprintf("%d:%d", r.Admin, r.Assigned)
 	}
 	return rd.String()
+}
+
+// Full names of the GoBGP API messages decodeWire reads.
+var (
+	msgIPAddressPrefix       = msgName(&api.IPAddressPrefix{})
+	msgLabeledVPNPrefix      = msgName(&api.LabeledVPNIPAddressPrefix{})
+	msgEVPNIPPrefixRoute     = msgName(&api.EVPNIPPrefixRoute{})
+	msgRDTwoOctetASN         = msgName(&api.RouteDistinguisherTwoOctetASN{})
+	msgRDIPAddress           = msgName(&api.RouteDistinguisherIPAddress{})
+	msgRDFourOctetASN        = msgName(&api.RouteDistinguisherFourOctetASN{})
+	msgNextHopAttribute      = msgName(&api.NextHopAttribute{})
+	msgMpReachNLRIAttribute  = msgName(&api.MpReachNLRIAttribute{})
+	msgAsPathAttribute       = msgName(&api.AsPathAttribute{})
+	msgExtCommunities        = msgName(&api.ExtendedCommunitiesAttribute{})
+	msgTwoOctetAsSpecificExt = msgName(&api.TwoOctetAsSpecificExtended{})
+	msgFourOctetAsSpecificEx = msgName(&api.FourOctetAsSpecificExtended{})
+	msgIPv4AddrSpecificExt   = msgName(&api.IPv4AddressSpecificExtended{})
+	msgRouterMacExtended     = msgName(&api.RouterMacExtended{})
+)
+
+func msgName(m proto.Message) string { return string(m.ProtoReflect().Descriptor().FullName()) }
+
+// anyName is the full message name of an Any's type URL ("" for nil).
+func anyName(a *anypb.Any) string {
+	u := a.GetTypeUrl()
+	if i := strings.LastIndexByte(u, '/'); i >= 0 {
+		return u[i+1:]
+	}
+	return u
+}
+
+// decodeBuf is scratch space shared by the paths of one batch.
+type decodeBuf struct {
+	// as is a slab the AS paths of decoded paths are cut from (one
+	// allocation for many paths instead of one per path).
+	as []uint32
+}
+
+// asSlabSize is the number of AS numbers per decodeBuf slab.
+const asSlabSize = 4096
+
+// decodeWire is decodePath for paths in anypb form. It reads the protobuf
+// wire bytes of the NLRI and of the attributes it needs, skipping the rest
+// unparsed; the results are the ones decodePathNative gives. buf may be nil.
+func decodeWire(p *api.Path, d *decoded, buf *decodeBuf) error {
+	if p.Family == nil {
+		return errors.New("path without family")
+	}
+	rf := apiutil.ToRouteFamily(p.Family)
+	f, vpn, ok := ourFamily(rf)
+	if !ok {
+		return errSkip
+	}
+	d.Family, d.VPN, d.Withdraw = f, vpn, p.IsWithdraw
+	if err := decodeWireNLRI(p.Nlri, rf, d); err != nil {
+		return err
+	}
+	if ip, err := netip.ParseAddr(p.NeighborIp); err == nil && !ip.IsUnspecified() {
+		d.Neighbor = ip.Unmap()
+	} else {
+		d.Local = true
+	}
+	var as []uint32
+	start := 0
+	if buf != nil {
+		if cap(buf.as)-len(buf.as) < 64 {
+			buf.as = make([]uint32, 0, asSlabSize)
+		}
+		as, start = buf.as, len(buf.as)
+	}
+	for _, a := range p.Pattrs {
+		var err error
+		switch anyName(a) {
+		case msgNextHopAttribute:
+			err = decodeWireNextHop(a.Value, d)
+		case msgMpReachNLRIAttribute:
+			err = decodeWireMpReach(a.Value, d)
+		case msgAsPathAttribute:
+			as, err = decodeWireASPath(a.Value, as)
+		case msgExtCommunities:
+			err = decodeWireExtCommunities(a.Value, d)
+		}
+		if err != nil {
+			return fmt.Errorf("decoding attributes: %w", err)
+		}
+	}
+	if len(as) > start {
+		d.ASPath = as[start:len(as):len(as)]
+	}
+	if buf != nil {
+		buf.as = as
+	}
+	return nil
+}
+
+func decodeWireNLRI(a *anypb.Any, rf pkt.RouteFamily, d *decoded) error {
+	if a == nil {
+		return errors.New("decoding NLRI: missing")
+	}
+	var (
+		r      = wireReader{b: a.Value}
+		bits   uint64
+		prefix []byte
+		err    error
+	)
+	switch anyName(a) {
+	case msgIPAddressPrefix:
+		for r.next() {
+			switch r.num {
+			case 1:
+				bits = r.v
+			case 2:
+				prefix = r.s
+			}
+		}
+	case msgLabeledVPNPrefix:
+		for r.next() {
+			switch r.num {
+			case 2:
+				d.RD, err = decodeWireRD(r.s)
+			case 3:
+				bits = r.v
+			case 4:
+				prefix = r.s
+			}
+		}
+	case msgEVPNIPPrefixRoute:
+		if rf != pkt.RF_EVPN {
+			return errSkip
+		}
+		for r.next() {
+			switch r.num {
+			case 1:
+				d.RD, err = decodeWireRD(r.s)
+			case 4:
+				prefix = r.s
+			case 5:
+				bits = r.v
+			case 7:
+				d.VNI = uint32(r.v)
+			}
+		}
+	default:
+		// Other EVPN route types, other NLRI kinds.
+		return errSkip
+	}
+	if r.err != nil {
+		return fmt.Errorf("decoding NLRI: %w", r.err)
+	}
+	if err != nil {
+		return fmt.Errorf("decoding NLRI: %w", err)
+	}
+	ip, err := parseAddrBytes(prefix)
+	if err != nil || (rf == pkt.RF_IPv4_UC || rf == pkt.RF_IPv4_VPN) && !ip.Is4() {
+		return fmt.Errorf("invalid prefix address %q", prefix)
+	}
+	if bits > 0xff {
+		return fmt.Errorf("prefix %s/%d: invalid length", ip, bits)
+	}
+	if d.Prefix, err = ip.Prefix(int(bits)); err != nil {
+		return fmt.Errorf("prefix %s/%d: %w", ip, bits, err)
+	}
+	return nil
+}
+
+// decodeWireRD formats a route distinguisher (an Any) as formatRD does the
+// one apiutil.UnmarshalRD makes of it.
+func decodeWireRD(b []byte) (string, error) {
+	var (
+		name, value []byte
+		r           = wireReader{b: b}
+	)
+	for r.next() {
+		switch r.num {
+		case 1:
+			name = r.s
+		case 2:
+			value = r.s
+		}
+	}
+	if r.err != nil {
+		return "", r.err
+	}
+	if i := bytes.LastIndexByte(name, '/'); i >= 0 {
+		name = name[i+1:]
+	}
+	var (
+		admin, assigned uint64
+		ipAdmin         []byte
+	)
+	r = wireReader{b: value}
+	for r.next() {
+		switch r.num {
+		case 1:
+			admin, ipAdmin = r.v, r.s
+		case 2:
+			assigned = r.v
+		}
+	}
+	if r.err != nil {
+		return "", r.err
+	}
+	var s [64]byte
+	out := s[:0]
+	switch string(name) {
+	case msgRDTwoOctetASN:
+		out = strconv.AppendUint(out, uint64(uint16(admin)), 10)
+		out = append(out, ':')
+		out = strconv.AppendUint(out, uint64(uint32(assigned)), 10)
+	case msgRDIPAddress:
+		ip, err := parseAddrBytes(ipAdmin)
+		if err != nil || !ip.Is4() {
+			return "", fmt.Errorf("RD: invalid administrator %q", ipAdmin)
+		}
+		out = ip.AppendTo(out)
+		out = append(out, ':')
+		out = strconv.AppendUint(out, uint64(uint16(assigned)), 10)
+	case msgRDFourOctetASN:
+		out = strconv.AppendUint(out, uint64(uint32(admin)), 10)
+		out = append(out, ':')
+		out = strconv.AppendUint(out, uint64(uint16(assigned)), 10)
+	default:
+		return "", fmt.Errorf("RD: unknown type %q", name)
+	}
+	return string(out), nil
+}
+
+func decodeWireNextHop(b []byte, d *decoded) error {
+	r := wireReader{b: b}
+	var nh []byte
+	for r.next() {
+		if r.num == 1 {
+			nh = r.s
+		}
+	}
+	if r.err != nil {
+		return r.err
+	}
+	ip, err := parseAddrBytes(nh)
+	if err != nil {
+		return fmt.Errorf("invalid nexthop %q", nh)
+	}
+	d.NextHop = ip
+	return nil
+}
+
+// decodeWireMpReach takes the next hop of MP_REACH_NLRI as apiutil does:
+// the first next hop (0.0.0.0 or :: if none), for IPv6 the link-local
+// second one when the first is unspecified.
+func decodeWireMpReach(b []byte, d *decoded) error {
+	var (
+		r         = wireReader{b: b}
+		family    []byte
+		hasFamily bool
+		nhs       [2][]byte
+		n         int
+	)
+	for r.next() {
+		switch r.num {
+		case 1:
+			family, hasFamily = r.s, true
+		case 2:
+			if n < len(nhs) {
+				nhs[n] = r.s
+			}
+			n++
+		}
+	}
+	if r.err != nil {
+		return r.err
+	}
+	if !hasFamily {
+		return errors.New("empty family")
+	}
+	var afi, safi uint64
+	r = wireReader{b: family}
+	for r.next() {
+		switch r.num {
+		case 1:
+			afi = r.v
+		case 2:
+			safi = r.v
+		}
+	}
+	if r.err != nil {
+		return r.err
+	}
+	var nh, ll netip.Addr
+	switch {
+	case safi == pkt.SAFI_FLOW_SPEC_UNICAST || safi == pkt.SAFI_FLOW_SPEC_VPN:
+	case n > 0:
+		ip, err := parseAddrBytes(nhs[0])
+		if err != nil {
+			return fmt.Errorf("invalid nexthop: %s", nhs[0])
+		}
+		nh = ip
+	case afi == pkt.AFI_IP6:
+		nh = netip.IPv6Unspecified()
+	default:
+		nh = netip.IPv4Unspecified()
+	}
+	if afi == pkt.AFI_IP6 && n > 1 {
+		ip, err := parseAddrBytes(nhs[1])
+		if err != nil {
+			return fmt.Errorf("invalid nexthop: %s", nhs[1])
+		}
+		ll = ip
+	}
+	d.NextHop = nh
+	if ll.IsValid() && (!nh.IsValid() || nh.IsUnspecified()) {
+		d.NextHop = ll
+	}
+	return nil
+}
+
+// decodeWireASPath appends the AS numbers of all segments to as.
+func decodeWireASPath(b []byte, as []uint32) ([]uint32, error) {
+	r := wireReader{b: b}
+	for r.next() {
+		if r.num != 1 || r.typ != protowire.BytesType {
+			continue
+		}
+		seg := wireReader{b: r.s}
+		for seg.next() {
+			if seg.num != 2 {
+				continue
+			}
+			switch seg.typ {
+			case protowire.VarintType: // unpacked
+				as = append(as, uint32(seg.v))
+			case protowire.BytesType: // packed
+				for p := seg.s; len(p) > 0; {
+					v, n := protowire.ConsumeVarint(p)
+					if n < 0 {
+						return as, protowire.ParseError(n)
+					}
+					as = append(as, uint32(v))
+					p = p[n:]
+				}
+			}
+		}
+		if seg.err != nil {
+			return as, seg.err
+		}
+	}
+	return as, r.err
+}
+
+// decodeWireExtCommunities takes the route targets and the router MAC.
+func decodeWireExtCommunities(b []byte, d *decoded) error {
+	r := wireReader{b: b}
+	for r.next() {
+		if r.num != 1 || r.typ != protowire.BytesType {
+			continue
+		}
+		var name, value []byte
+		c := wireReader{b: r.s}
+		for c.next() {
+			switch c.num {
+			case 1:
+				name = c.s
+			case 2:
+				value = c.s
+			}
+		}
+		if c.err != nil {
+			return c.err
+		}
+		if i := bytes.LastIndexByte(name, '/'); i >= 0 {
+			name = name[i+1:]
+		}
+		var (
+			sub, asn, local uint64
+			str             []byte
+		)
+		c = wireReader{b: value}
+		for c.next() {
+			switch c.num {
+			case 1:
+				str = c.s // RouterMacExtended.mac
+			case 2:
+				sub = c.v
+			case 3:
+				asn, str = c.v, c.s // asn, or IPv4AddressSpecificExtended.address
+			case 4:
+				local = c.v
+			}
+		}
+		if c.err != nil {
+			return c.err
+		}
+		var s [64]byte
+		out := s[:0]
+		switch string(name) {
+		case msgTwoOctetAsSpecificExt:
+			if pkt.ExtendedCommunityAttrSubType(sub) != pkt.EC_SUBTYPE_ROUTE_TARGET {
+				continue
+			}
+			out = strconv.AppendUint(out, uint64(uint16(asn)), 10)
+			out = append(out, ':')
+			out = strconv.AppendUint(out, uint64(uint32(local)), 10)
+		case msgFourOctetAsSpecificEx:
+			if pkt.ExtendedCommunityAttrSubType(sub) != pkt.EC_SUBTYPE_ROUTE_TARGET {
+				continue
+			}
+			out = strconv.AppendUint(out, uint64(uint32(asn)), 10)
+			out = append(out, ':')
+			out = strconv.AppendUint(out, uint64(uint16(local)), 10)
+		case msgIPv4AddrSpecificExt:
+			if pkt.ExtendedCommunityAttrSubType(sub) != pkt.EC_SUBTYPE_ROUTE_TARGET {
+				continue
+			}
+			ip, err := parseAddrBytes(str)
+			if err != nil || !ip.Is4() {
+				return fmt.Errorf("invalid IPv4 address specific extended community address %q", str)
+			}
+			out = ip.AppendTo(out)
+			out = append(out, ':')
+			out = strconv.AppendUint(out, uint64(uint16(local)), 10)
+		case msgRouterMacExtended:
+			mac, err := net.ParseMAC(string(str))
+			if err != nil {
+				return err
+			}
+			d.MAC = mac
+			continue
+		default:
+			continue
+		}
+		d.RTs = append(d.RTs, string(out))
+	}
+	return r.err
+}
+
+// parseAddrBytes parses an address held in protobuf wire bytes (IPv4-mapped
+// IPv6 comes out as IPv4, as addrOf does), without copying it to a string:
+// netip.ParseAddr keeps no reference to its input on success (a zone is
+// interned by copy), and the bytes are never modified.
+func parseAddrBytes(b []byte) (netip.Addr, error) {
+	if len(b) == 0 {
+		return netip.Addr{}, errors.New("empty address")
+	}
+	ip, err := netip.ParseAddr(unsafe.String(unsafe.SliceData(b), len(b)))
+	if err != nil {
+		return netip.Addr{}, errors.New("invalid address")
+	}
+	return ip.Unmap(), nil
+}
+
+// wireReader steps through the fields of a protobuf message's wire bytes.
+type wireReader struct {
+	b   []byte
+	err error
+	num protowire.Number
+	typ protowire.Type
+	v   uint64 // a varint field's value
+	s   []byte // a length-delimited field's bytes
+}
+
+func (r *wireReader) next() bool {
+	if len(r.b) == 0 || r.err != nil {
+		return false
+	}
+	num, typ, n := protowire.ConsumeTag(r.b)
+	if n < 0 {
+		r.err = protowire.ParseError(n)
+		return false
+	}
+	r.b = r.b[n:]
+	r.num, r.typ, r.v, r.s = num, typ, 0, nil
+	switch typ {
+	case protowire.VarintType:
+		r.v, n = protowire.ConsumeVarint(r.b)
+	case protowire.BytesType:
+		r.s, n = protowire.ConsumeBytes(r.b)
+	default:
+		n = protowire.ConsumeFieldValue(num, typ, r.b)
+	}
+	if n < 0 {
+		r.err = protowire.ParseError(n)
+		return false
+	}
+	r.b = r.b[n:]
+	return true
 }

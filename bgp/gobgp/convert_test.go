@@ -1,6 +1,7 @@
 package gobgp
 
 import (
+	"errors"
 	"net"
 	"net/netip"
 	"testing"
@@ -10,6 +11,7 @@ import (
 	api "github.com/osrg/gobgp/v3/api"
 	"github.com/osrg/gobgp/v3/pkg/apiutil"
 	pkt "github.com/osrg/gobgp/v3/pkg/packet/bgp"
+	"google.golang.org/protobuf/types/known/anypb"
 
 	"github.com/metalfabric/fabric/bgp"
 )
@@ -283,3 +285,195 @@ func TestToUpdates(t *testing.T) {
 }
 
 var timeZero = time.Unix(0, 0)
+
+// wirePaths are API paths of every shape decodePath meets, in GoBGP's anypb
+// form.
+func wirePaths(t testing.TB) []*api.Path {
+	t.Helper()
+	mac, _ := net.ParseMAC("02:aa:bb:cc:dd:01")
+	mk := func(nlri pkt.AddrPrefixInterface, withdraw bool, neighbor string, attrs ...pkt.PathAttributeInterface) *api.Path {
+		t.Helper()
+		ap, err := apiutil.NewPath(nlri, withdraw, append([]pkt.PathAttributeInterface{pkt.NewPathAttributeOrigin(0)}, attrs...), timeZero)
+		if err != nil {
+			t.Fatal(err)
+		}
+		ap.NeighborIp = neighbor
+		return ap
+	}
+	asPath := pkt.NewPathAttributeAsPath([]pkt.AsPathParamInterface{
+		pkt.NewAs4PathParam(pkt.BGP_ASPATH_ATTR_TYPE_SEQ, []uint32{65101, 4200000001}),
+		pkt.NewAs4PathParam(pkt.BGP_ASPATH_ATTR_TYPE_SET, []uint32{7, 300}),
+	})
+	v4 := pkt.NewIPAddrPrefix(32, "10.128.1.2")
+	v6 := pkt.NewIPv6AddrPrefix(64, "2001:db8:1::")
+	mpLL := pkt.NewPathAttributeMpReachNLRI("::", []pkt.AddrPrefixInterface{v6})
+	mpLL.LinkLocalNexthop = net.ParseIP("fe80::7")
+	mpGlobalLL := pkt.NewPathAttributeMpReachNLRI("2001:db8::9", []pkt.AddrPrefixInterface{v6})
+	mpGlobalLL.LinkLocalNexthop = net.ParseIP("fe80::9")
+	var out []*api.Path
+	out = append(out,
+		mk(v4, false, "fe80::a", pkt.NewPathAttributeMpReachNLRI("fe80::a", []pkt.AddrPrefixInterface{v4}), asPath),
+		mk(v4, false, "10.0.0.1", pkt.NewPathAttributeNextHop("10.0.0.1"), asPath),
+		mk(v4, true, "fe80::a"),
+		mk(pkt.NewIPAddrPrefix(24, "10.1.0.0"), false, "", pkt.NewPathAttributeNextHop("0.0.0.0")),
+		mk(pkt.NewIPAddrPrefix(0, "0.0.0.0"), false, "0.0.0.0", pkt.NewPathAttributeNextHop("192.0.2.1")),
+		mk(v6, false, "fe80::7", mpLL, asPath),
+		mk(v6, false, "2001:db8::9", mpGlobalLL),
+		mk(v6, false, "::ffff:10.0.0.2", pkt.NewPathAttributeMpReachNLRI("::ffff:10.0.0.2", []pkt.AddrPrefixInterface{v6})),
+	)
+	for _, rd := range []string{"10.255.0.1:100", "65001:100010", "4200000001:7"} {
+		r, err := parseRD(rd)
+		if err != nil {
+			t.Fatal(err)
+		}
+		vpn4 := pkt.NewLabeledVPNIPAddrPrefix(24, "192.168.1.0", *pkt.NewMPLSLabelStack(), r)
+		vpn6 := pkt.NewLabeledVPNIPv6AddrPrefix(48, "2001:db8:5::", *pkt.NewMPLSLabelStack(100), r)
+		out = append(out,
+			mk(vpn4, false, "10.9.0.1", pkt.NewPathAttributeMpReachNLRI("10.9.0.1", []pkt.AddrPrefixInterface{vpn4}), asPath),
+			mk(vpn6, false, "10.9.0.1", pkt.NewPathAttributeMpReachNLRI("2001:db8::1", []pkt.AddrPrefixInterface{vpn6})),
+			mk(vpn4, true, "10.9.0.1"),
+		)
+		t5 := pkt.NewEVPNIPPrefixRoute(r, pkt.EthernetSegmentIdentifier{}, 0, 24, "192.168.10.0", "0.0.0.0", 100010)
+		t5v6 := pkt.NewEVPNIPPrefixRoute(r, pkt.EthernetSegmentIdentifier{}, 0, 64, "2001:db8:10::", "::", 100011)
+		rt4, _ := parseRT("10.0.0.1:7")
+		ecs := pkt.NewPathAttributeExtendedCommunities([]pkt.ExtendedCommunityInterface{
+			pkt.NewTwoOctetAsSpecificExtended(pkt.EC_SUBTYPE_ROUTE_TARGET, 65002, 100010, true),
+			pkt.NewFourOctetAsSpecificExtended(pkt.EC_SUBTYPE_ROUTE_TARGET, 4200000001, 10, true),
+			rt4,
+			pkt.NewTwoOctetAsSpecificExtended(pkt.EC_SUBTYPE_ROUTE_ORIGIN, 65002, 1, true), // not a route target
+			pkt.NewEncapExtended(pkt.TUNNEL_TYPE_VXLAN),
+			pkt.NewRoutersMacExtended(mac.String()),
+		})
+		type2 := pkt.NewEVPNMacIPAdvertisementRoute(r, pkt.EthernetSegmentIdentifier{}, 0, "02:aa:bb:cc:dd:02", "192.168.10.5", []uint32{100})
+		type3 := pkt.NewEVPNMulticastEthernetTagRoute(r, 0, "10.255.0.1")
+		out = append(out,
+			mk(t5, false, "10.0.0.1", pkt.NewPathAttributeMpReachNLRI("10.255.0.1", []pkt.AddrPrefixInterface{t5}), ecs, asPath),
+			mk(t5v6, false, "", pkt.NewPathAttributeMpReachNLRI("10.255.0.1", []pkt.AddrPrefixInterface{t5v6}), ecs),
+			mk(t5, true, "10.0.0.1"),
+			mk(type2, false, "10.0.0.1", pkt.NewPathAttributeMpReachNLRI("10.255.0.1", []pkt.AddrPrefixInterface{type2}), ecs),
+			mk(type3, false, "10.0.0.1", pkt.NewPathAttributeMpReachNLRI("10.255.0.1", []pkt.AddrPrefixInterface{type3})),
+		)
+	}
+	// A family the fabric ignores.
+	fs := pkt.NewFlowSpecIPv4Unicast([]pkt.FlowSpecComponentInterface{pkt.NewFlowSpecDestinationPrefix(pkt.NewIPAddrPrefix(24, "10.0.0.0"))})
+	out = append(out, mk(fs, false, "10.0.0.1", pkt.NewPathAttributeMpReachNLRI("0.0.0.0", []pkt.AddrPrefixInterface{fs})))
+	return out
+}
+
+// TestDecodeWire checks that reading the wire bytes gives what decoding
+// through GoBGP's packet types gives.
+func TestDecodeWire(t *testing.T) {
+	for i, ap := range wirePaths(t) {
+		want, wantErr := decodePathNative(ap)
+		got, gotErr := decodePath(ap)
+		var buf decodeBuf
+		var slab decoded
+		slabErr := decodeWire(ap, &slab, &buf)
+		if (wantErr != nil) != (gotErr != nil) || errors.Is(wantErr, errSkip) != errors.Is(gotErr, errSkip) || (gotErr != nil) != (slabErr != nil) {
+			t.Errorf("path %d (%v): error %v, native decoding error %v (with buffer %v)", i, ap.Nlri.GetTypeUrl(), gotErr, wantErr, slabErr)
+			continue
+		}
+		if wantErr != nil {
+			continue
+		}
+		if d := cmp.Diff(want, got, pathOpts); d != "" {
+			t.Errorf("path %d (%v): (-native +wire)\n%s", i, ap.Nlri.GetTypeUrl(), d)
+		}
+		if d := cmp.Diff(want, slab, pathOpts); d != "" {
+			t.Errorf("path %d (%v) with buffer: (-native +wire)\n%s", i, ap.Nlri.GetTypeUrl(), d)
+		}
+	}
+}
+
+// TestDecodeWireErrors checks that malformed paths are refused, not
+// half-decoded.
+func TestDecodeWireErrors(t *testing.T) {
+	good := func() *api.Path {
+		ap, err := apiutil.NewPath(pkt.NewIPAddrPrefix(32, "10.0.0.1"), false, []pkt.PathAttributeInterface{pkt.NewPathAttributeNextHop("10.0.0.2")}, timeZero)
+		if err != nil {
+			t.Fatal(err)
+		}
+		return ap
+	}
+	if _, err := decodePath(good()); err != nil {
+		t.Fatalf("good path: %v", err)
+	}
+	for name, mut := range map[string]func(*api.Path){
+		"no family":       func(p *api.Path) { p.Family = nil },
+		"no NLRI":         func(p *api.Path) { p.Nlri = nil },
+		"truncated NLRI":  func(p *api.Path) { p.Nlri.Value = p.Nlri.Value[:len(p.Nlri.Value)-1] },
+		"bad next hop":    func(p *api.Path) { p.Pattrs[0], _ = anypb.New(&api.NextHopAttribute{NextHop: "x"}) },
+		"v6 in v4 family": func(p *api.Path) { p.Nlri, _ = anypb.New(&api.IPAddressPrefix{PrefixLen: 64, Prefix: "2001:db8::"}) },
+		"too long":        func(p *api.Path) { p.Nlri, _ = anypb.New(&api.IPAddressPrefix{PrefixLen: 33, Prefix: "10.0.0.1"}) },
+		"bad MAC": func(p *api.Path) {
+			mac, _ := anypb.New(&api.RouterMacExtended{Mac: "x"})
+			p.Pattrs[0], _ = anypb.New(&api.ExtendedCommunitiesAttribute{Communities: []*anypb.Any{mac}})
+		},
+	} {
+		p := good()
+		mut(p)
+		if d, err := decodePath(p); err == nil || errors.Is(err, errSkip) {
+			t.Errorf("%s: decoded %+v, %v", name, d, err)
+		}
+	}
+}
+
+// TestToUpdatesRepeat checks a destination sent twice in one event (the
+// later set wins and moves to the end) and across events (replaced in
+// place).
+func TestToUpdatesRepeat(t *testing.T) {
+	mk := func(prefix, nh string) *api.Path {
+		t.Helper()
+		p := pfx(prefix)
+		ap, err := apiutil.NewPath(pkt.NewIPAddrPrefix(uint8(p.Bits()), p.Addr().String()), false,
+			[]pkt.PathAttributeInterface{pkt.NewPathAttributeNextHop(nh)}, timeZero)
+		if err != nil {
+			t.Fatal(err)
+		}
+		ap.NeighborIp = nh
+		return ap
+	}
+	events := [][]*api.Path{
+		{mk("10.0.0.1/32", "10.9.0.1"), mk("10.0.0.2/32", "10.9.0.1"), mk("10.0.0.1/32", "10.9.0.2"), mk("10.0.0.3/32", "10.9.0.1")},
+		{mk("10.0.0.2/32", "10.9.0.3"), mk("10.0.0.4/32", "10.9.0.1")},
+	}
+	got := toUpdates(events, nil, nil, func(err error) { t.Error(err) })
+	type pn struct{ Prefix, NextHop string }
+	var gotPN []pn
+	for _, u := range got {
+		for _, p := range u.Paths {
+			gotPN = append(gotPN, pn{u.Prefix.String(), p.NextHop.String()})
+		}
+	}
+	want := []pn{{"10.0.0.2/32", "10.9.0.3"}, {"10.0.0.1/32", "10.9.0.2"}, {"10.0.0.3/32", "10.9.0.1"}, {"10.0.0.4/32", "10.9.0.1"}}
+	if d := cmp.Diff(want, gotPN); d != "" {
+		t.Errorf("(-want +got)\n%s", d)
+	}
+}
+
+// BenchmarkToUpdates decodes a batch of 1000 received /32s as GoBGP's
+// watcher sends them.
+func BenchmarkToUpdates(b *testing.B) {
+	var ev []*api.Path
+	for i := range 1000 {
+		p := netip.AddrFrom4([4]byte{10, 128, byte(i >> 8), byte(i)})
+		nlri := pkt.NewIPAddrPrefix(32, p.String())
+		ap, err := apiutil.NewPath(nlri, false, []pkt.PathAttributeInterface{
+			pkt.NewPathAttributeOrigin(0),
+			pkt.NewPathAttributeAsPath([]pkt.AsPathParamInterface{pkt.NewAs4PathParam(pkt.BGP_ASPATH_ATTR_TYPE_SEQ, []uint32{65000})}),
+			pkt.NewPathAttributeMpReachNLRI("fe80::a", []pkt.AddrPrefixInterface{nlri}),
+		}, timeZero)
+		if err != nil {
+			b.Fatal(err)
+		}
+		ap.NeighborIp = "fe80::a"
+		ev = append(ev, ap)
+	}
+	peers := map[netip.Addr]peerInfo{addr("fe80::a"): {Key: bgp.PeerKey{Name: "swp1"}, Interface: "swp1"}}
+	b.ReportAllocs()
+	for b.Loop() {
+		if us := toUpdates([][]*api.Path{ev}, peers, nil, func(err error) { b.Fatal(err) }); len(us) != len(ev) {
+			b.Fatalf("%d updates", len(us))
+		}
+	}
+}

@@ -144,23 +144,48 @@ func (s *Speaker) updates(events [][]*api.Path) []bgp.Update {
 // destination (GoBGP sends a destination's multipath set consecutively) and
 // lets later events replace earlier ones for the same destination.
 func toUpdates(events [][]*api.Path, peers map[netip.Addr]peerInfo, rdToVRF map[string]string, warn func(error)) []bgp.Update {
-	var order []destKey
-	latest := map[destKey]bgp.Update{}
+	n := 0
 	for _, ev := range events {
+		n += len(ev)
+	}
+	// out holds the updates in first-seen order; index finds a
+	// destination's update in out and the event that last set it. A
+	// destination repeated within one event moves to the end (its slot is
+	// left dead and compacted away at the end).
+	type slot struct {
+		i     int
+		event int
+	}
+	out := make([]bgp.Update, 0, n)
+	dead := 0
+	index := make(map[destKey]slot, n)
+	var buf decodeBuf
+	for e, ev := range events {
 		var cur *bgp.Update
 		var curKey destKey
-		seen := map[destKey]bool{}
 		flush := func() {
-			if cur != nil {
-				if _, ok := latest[curKey]; !ok {
-					order = append(order, curKey)
-				}
-				latest[curKey] = *cur
-				cur = nil
+			if cur == nil {
+				return
 			}
+			if sl, ok := index[curKey]; ok && sl.event != e {
+				out[sl.i] = *cur
+				index[curKey] = slot{i: sl.i, event: e}
+			} else {
+				// New, or (dead slot) repeated in this event.
+				index[curKey] = slot{i: len(out), event: e}
+				out = append(out, *cur)
+			}
+			cur = nil
 		}
+		var u bgp.Update
 		for _, ap := range ev {
-			d, err := decodePath(ap)
+			var d decoded
+			var err error
+			if len(ap.NlriBinary) == 0 && len(ap.PattrsBinary) == 0 {
+				err = decodeWire(ap, &d, &buf)
+			} else {
+				d, err = decodePathNative(ap)
+			}
 			if errors.Is(err, errSkip) {
 				continue
 			}
@@ -169,37 +194,35 @@ func toUpdates(events [][]*api.Path, peers map[netip.Addr]peerInfo, rdToVRF map[
 				continue
 			}
 			k := d.key()
-			u := bgp.Update{Family: d.Family, Prefix: d.Prefix}
-			switch {
-			case d.VPN:
-				vrf, ok := rdToVRF[d.RD]
-				if !ok {
+			var vrf string
+			if d.VPN {
+				var ok bool
+				if vrf, ok = rdToVRF[d.RD]; !ok {
 					continue
 				}
-				u.VRF = vrf
-			case d.Family == bgp.EVPN:
-				u.RD = d.RD
 			}
 			if cur == nil || k != curKey {
 				flush()
-				if seen[k] {
+				if sl, ok := index[k]; ok && sl.event == e {
 					// The same destination twice in one event: the
 					// later set replaces the earlier one.
-					delete(latest, k)
-					order = slices.DeleteFunc(order, func(o destKey) bool { return o == k })
+					out[sl.i] = bgp.Update{}
+					dead++
 				}
-				seen[k] = true
+				u = bgp.Update{Family: d.Family, Prefix: d.Prefix, VRF: vrf}
+				if d.Family == bgp.EVPN && !d.VPN {
+					u.RD = d.RD
+				}
 				cur, curKey = &u, k
 			}
 			if !d.Withdraw {
-				cur.Paths = append(cur.Paths, toPath(d, u, peers))
+				cur.Paths = append(cur.Paths, toPath(d, *cur, peers))
 			}
 		}
 		flush()
 	}
-	out := make([]bgp.Update, 0, len(order))
-	for _, k := range order {
-		out = append(out, latest[k])
+	if dead > 0 {
+		out = slices.DeleteFunc(out, func(u bgp.Update) bool { return u.Family == "" })
 	}
 	return out
 }
