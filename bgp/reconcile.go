@@ -172,6 +172,22 @@ func (r *Reconciler) Apply(ctx context.Context, d Desired) error {
 	}
 
 	var errs []error
+	// A restarting speaker configures its underlay sessions before
+	// anything else: a GR helper that reconnects to a speaker that does
+	// not know it yet is refused, and may give up the routes it keeps for
+	// us (GoBGP does).
+	if g.Restarting && !r.adopted {
+		for _, p := range d.peers() {
+			if p.VRF != "" {
+				continue
+			}
+			if err := r.sp.AddPeer(ctx, p); err != nil {
+				errs = append(errs, fmt.Errorf("adding BGP session %s: %w", p.Key(), err))
+				continue
+			}
+			r.peers[p.Key()] = p
+		}
+	}
 	// VRF RIBs first: machine sessions live in them.
 	want := make(map[string]VRF)
 	for _, v := range d.speakerVRFs() {

@@ -518,10 +518,16 @@ func TestRestartAdoptsOriginations(t *testing.T) {
 		t.Fatal(err)
 	}
 	calls := sp.takeCalls()
-	firstPeer := slices.IndexFunc(calls, func(c string) bool { return strings.HasPrefix(c, "AddPeer") })
+	// The underlay sessions come first (a GR helper reconnecting early must
+	// not be refused), then the VRFs and the re-originations, then the
+	// machine sessions; the speaker holds every update back until its
+	// peers' End-of-RIB anyway.
+	underlay := slices.Index(calls, "AddPeer swp31")
+	firstVRF := slices.IndexFunc(calls, func(c string) bool { return strings.HasPrefix(c, "AddVRF") })
+	machinePeer := slices.IndexFunc(calls, func(c string) bool { return strings.HasPrefix(c, "AddPeer") && strings.Contains(c, "/") })
 	adopted := slices.IndexFunc(calls, func(c string) bool { return strings.Contains(c, "l2vpn-evpn") })
-	if adopted < 0 || firstPeer < 0 || adopted > firstPeer {
-		t.Fatalf("calls %q: want the re-originations before the first AddPeer", calls)
+	if underlay != 1 || firstVRF < underlay || adopted < firstVRF || machinePeer < adopted {
+		t.Fatalf("calls %q: want Start, the underlay sessions, the VRFs, the re-originations, then the machine sessions", calls)
 	}
 	want := []Path{
 		{Family: EVPN, Prefix: pfx("192.0.2.1/32"), NextHop: ourVTEP, RD: RD(routerID, 10), RouteTargets: []string{RT(testASN, 10)}, RouterMAC: macRed, VNI: 10},

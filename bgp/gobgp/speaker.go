@@ -457,6 +457,11 @@ func (s *Speaker) apiPeer(p bgp.Peer, gaddr string) *api.Peer {
 		ap.GracefulRestart = &api.GracefulRestart{
 			Enabled:     true,
 			RestartTime: uint32(seconds(s.global.GracefulRestart, s.global.GracefulRestart)),
+			// Long-lived GR (RFC 9494) too: a GoBGP helper drops the stale
+			// routes of a restarting peer as soon as one reconnection
+			// attempt fails (any transition to idle), unless LLGR is
+			// negotiated, which keeps them as LLGR-stale instead.
+			LonglivedEnabled: true,
 		}
 		if time.Now().Before(s.restartUntil) {
 			// RFC 4724 4.1: the restart state bit, and selection deferral
@@ -473,6 +478,9 @@ func (s *Speaker) apiPeer(p bgp.Peer, gaddr string) *api.Peer {
 		}
 		if gr {
 			af.MpGracefulRestart = &api.MpGracefulRestart{Config: &api.MpGracefulRestartConfig{Enabled: true}}
+			af.LongLivedGracefulRestart = &api.LongLivedGracefulRestart{Config: &api.LongLivedGracefulRestartConfig{
+				Enabled: true, RestartTime: uint32(seconds(s.global.GracefulRestart, s.global.GracefulRestart)),
+			}}
 		}
 		ap.AfiSafis = append(ap.AfiSafis, af)
 	}
