@@ -7,6 +7,11 @@
 //	    [--tls-ca CA.pem --tls-cert CERT.pem --tls-key KEY.pem] [--metrics-listen :9101] [--commit-confirm 0s]
 //	    [--config /etc/fabric/agent.yaml]
 //	fabric-agent plan --controller HOST:PORT [--hostname NAME] [--role ROLE] [--timeout 30s] [--log-level warn] [--tls-*]
+//	fabric-agent cleanup [--state-dir /var/lib/fabric-agent] [--hostname NAME] [--dry-run] [--force]
+//
+// cleanup is for decommissioning: with the agent stopped, it removes what
+// the agent created (routes of protocol 200, the inet fabric nftables table,
+// marked links, the addresses it added, the cached config) and nothing else.
 //
 // plan takes one snapshot and prints the kernel changes applying it would
 // make, one per line, without changing anything. --controller takes several
@@ -57,6 +62,7 @@ import (
 	"github.com/metalfabric/fabric/fabric"
 	"github.com/metalfabric/fabric/lldp"
 	"github.com/metalfabric/fabric/metrics"
+	"github.com/metalfabric/fabric/nft"
 	"github.com/metalfabric/fabric/pki"
 	"github.com/metalfabric/fabric/systemd"
 )
@@ -80,6 +86,7 @@ func usage(w io.Writer) {
                [--lldp=BOOL] [--lldp-interval D] [--mgmt-interface NAME] [--lldp-mgmt-addr IP,...]
                [--tls-ca FILE --tls-cert FILE --tls-key FILE] [--metrics-listen ADDR] [--commit-confirm D] [--config FILE]
   fabric-agent plan --controller HOST:PORT [--hostname NAME] [--role ROLE] [--timeout D] [--log-level LEVEL] [--tls-ca FILE --tls-cert FILE --tls-key FILE]
+  fabric-agent cleanup [--state-dir DIR] [--hostname NAME] [--dry-run] [--force]
 `)
 }
 
@@ -305,6 +312,9 @@ func (t *tlsFlags) client(certRequired bool) (*tls.Config, error) {
 func run(ctx context.Context, args []string, stdout, stderr io.Writer) int {
 	if len(args) > 0 && args[0] == "plan" {
 		return runPlan(ctx, args[1:], stdout, stderr)
+	}
+	if len(args) > 0 && args[0] == "cleanup" {
+		return runCleanup(ctx, args[1:], stdout, stderr)
 	}
 	// SIGHUP reloads the config file; caught from the start, so an early
 	// one does not kill the daemon.
@@ -569,4 +579,85 @@ func runPlan(ctx context.Context, args []string, stdout, stderr io.Writer) int {
 	}
 	fmt.Fprintf(stderr, "version %d: %d change(s)\n", version, len(changes))
 	return exitOK
+}
+
+func runCleanup(ctx context.Context, args []string, stdout, stderr io.Writer) int {
+	fs := flag.NewFlagSet("fabric-agent cleanup", flag.ContinueOnError)
+	fs.SetOutput(stderr)
+	fs.Usage = func() {
+		fmt.Fprint(stderr, `usage: fabric-agent cleanup [--state-dir DIR] [--hostname NAME] [--dry-run] [--force]
+
+Removes everything the agent created, for decommissioning the device: the
+routes of protocol 200 and the EVPN neighbour/FDB entries of the FIB
+programmer, the nftables table inet fabric, the links marked fabric-agent
+and the addresses the agent added (ports are released from marked masters,
+otherwise left as they are), and the cached last-known-good config, in that
+order. Nothing the agent did not create is touched. IPv6 addresses the agent
+added to ports are not recognisable once it stopped and are left.
+
+Stop the agent first (systemctl stop fabric-agent): a running agent would put
+it all back. cleanup refuses to run while another fabric-agent process
+exists, unless --force. Exits 1 if any step failed (the others still run).
+
+`)
+		fs.PrintDefaults()
+	}
+	stateDir := fs.String("state-dir", "/var/lib/fabric-agent", "where the agent keeps the last-known-good config (\"\": leave it)")
+	hostname := fs.String("hostname", "", "device hostname the cached config is named after (default: the OS hostname)")
+	dryRun := fs.Bool("dry-run", false, "print what would be removed, change nothing")
+	force := fs.Bool("force", false, "run even though another fabric-agent process runs")
+	if err := fs.Parse(args); err != nil {
+		if errors.Is(err, flag.ErrHelp) {
+			return exitOK
+		}
+		return exitUsage
+	}
+	if fs.NArg() > 0 {
+		fmt.Fprintf(stderr, "fabric-agent cleanup: unexpected argument %q\n", fs.Arg(0))
+		return exitUsage
+	}
+	if pids := otherAgents(); len(pids) > 0 && !*force && !*dryRun {
+		fmt.Fprintf(stderr, "fabric-agent cleanup: fabric-agent is running (pid %s); stop it first (or --force)\n", strings.Join(pids, ", "))
+		return exitError
+	}
+	err := agent.Cleanup(ctx, agent.CleanupConfig{
+		OpenFIB: func() (agent.CleanupFIB, error) {
+			p, err := fib.New()
+			if err != nil {
+				return nil, err
+			}
+			context.AfterFunc(ctx, func() { p.Close() })
+			return p, nil
+		},
+		OpenFirewall:  func() (agent.CleanupFirewall, error) { return nft.New() },
+		FirewallTable: nft.DefaultTable,
+		OpenKernel:    func() (fabric.Kernel, error) { return fabric.OpenKernel() },
+		StateDir:      *stateDir,
+		Hostname:      *hostname,
+		DryRun:        *dryRun,
+		Out:           stdout,
+	})
+	if err != nil {
+		fmt.Fprintf(stderr, "fabric-agent cleanup: %v\n", err)
+		return exitError
+	}
+	return exitOK
+}
+
+// otherAgents returns the pids of the processes named fabric-agent other
+// than this one (none where there is no /proc).
+func otherAgents() []string {
+	self := strconv.Itoa(os.Getpid())
+	entries, _ := os.ReadDir("/proc")
+	var pids []string
+	for _, e := range entries {
+		pid := e.Name()
+		if pid == self || strings.Trim(pid, "0123456789") != "" {
+			continue
+		}
+		if b, err := os.ReadFile("/proc/" + pid + "/comm"); err == nil && strings.TrimSpace(string(b)) == "fabric-agent" {
+			pids = append(pids, pid)
+		}
+	}
+	return pids
 }
