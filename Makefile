@@ -50,7 +50,7 @@ fuzz:
 	done
 
 e2e: deps build
-	$(GOTESTSUM) --format standard-verbose -- -count=1 -timeout 20m $(E2E_PKGS)
+	$(GOTESTSUM) --format standard-verbose -- -count=1 -timeout 25m $(E2E_PKGS)
 
 # Bring up the mini-lab, allocate both machines and check the leaves' kernels.
 # LAB_KEEP=1 leaves it running (in the VM: an interactive shell).
