@@ -188,7 +188,11 @@ func TestMiniLab(t *testing.T) {
 			if err := m.CutMachineLegs(ctx, false); err != nil {
 				t.Fatal(err)
 			}
-			defer m.CutMachineLegs(ctx, true)
+			defer func() {
+				if err := m.RestoreMachineLegs(ctx); err != nil {
+					t.Errorf("restoring the machines' links: %v", err)
+				}
+			}()
 			if err := m.WaitAcrossLeaves(ctx, vni, ip1, ip2); err != nil {
 				t.Fatal(err)
 			}
@@ -374,7 +378,11 @@ func TestMiniLab(t *testing.T) {
 		if err := m.SetLink(ctx, "machine01", "lan0", false); err != nil {
 			t.Fatal(err)
 		}
-		defer m.SetLink(ctx, "machine01", "lan0", true)
+		defer func() {
+			if err := m.RestoreMachineLegs(ctx); err != nil {
+				t.Errorf("restoring the machines' links: %v", err)
+			}
+		}()
 		time.Sleep(5 * time.Second)
 		close(stop)
 		st := <-res

@@ -412,10 +412,7 @@ func (m *MiniLab) RoutingDemo(ctx context.Context) error {
 	fmt.Fprintf(m.Out, "\n$ vtysh -N machine01 -c 'show bgp summary'   (in machine01)\n%s", out2)
 
 	// Restore the machines' second links.
-	if err := m.SetLink(ctx, "machine01", "lan1", true); err != nil {
-		return err
-	}
-	return m.SetLink(ctx, "machine02", "lan0", true)
+	return m.RestoreMachineLegs(ctx)
 }
 
 // routingDebug prints what helps to understand a routing failure and
@@ -615,4 +612,43 @@ func (m *MiniLab) RoutingLog(node, since string) string {
 		out = append(out, line)
 	}
 	return strings.Join(out, "\n")
+}
+
+// RestoreMachineLegs brings all of machine01's and machine02's links up and
+// waits until the fabric has settled again: both machines' full wiring
+// learned over LLDP, their configs converged, and each leaf routing both
+// machines directly (via the machine's link-local on its port).
+func (m *MiniLab) RestoreMachineLegs(ctx context.Context) error {
+	for _, l := range [][2]string{{"machine01", "lan0"}, {"machine01", "lan1"}, {"machine02", "lan0"}, {"machine02", "lan1"}} {
+		if err := m.SetLink(ctx, l[0], l[1], true); err != nil {
+			return err
+		}
+	}
+	for _, machine := range []string{"machine01", "machine02"} {
+		if err := m.WaitWiring(ctx, WiringTimeout, machine, Cabling[machine]); err != nil {
+			return err
+		}
+		if err := m.WaitConverged(ctx, convergeTimeout, machine); err != nil {
+			return err
+		}
+	}
+	vni, err := m.NetworkVNI(ctx, "tenant-a")
+	if err != nil {
+		return err
+	}
+	for _, machine := range []string{"machine01", "machine02"} {
+		ip, err := m.MachineIP(ctx, machine)
+		if err != nil {
+			return err
+		}
+		for _, leaf := range []string{"leaf01", "leaf02"} {
+			if _, err := m.WaitRoute(ctx, leaf, vni, ip.String()+"/32", "via the machine's link-local", func(r kernelRoute) bool {
+				g := r.gateways()
+				return len(g) > 0 && strings.HasPrefix(g[0], "fe80:")
+			}); err != nil {
+				return err
+			}
+		}
+	}
+	return nil
 }
