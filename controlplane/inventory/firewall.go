@@ -96,8 +96,8 @@ func (t txn) touchFirewalls() error {
 	return nil
 }
 
-// firewallInput reads what a firewall's config needs: every policy, and
-// the networks they belong to.
+// firewallInput reads what a firewall's config needs: every policy, the
+// networks they belong to, and every external network.
 func (t txn) firewallInput() ([]model.FirewallPolicy, map[string]model.Network, error) {
 	pols, err := list[model.FirewallPolicy](t, bucketFirewalls)
 	if err != nil {
@@ -113,6 +113,15 @@ func (t txn) firewallInput() ([]model.FirewallPolicy, map[string]model.Network, 
 			return nil, nil, err
 		}
 		nets[n.Name] = n
+	}
+	all, err := list[model.Network](t, bucketNetworks)
+	if err != nil {
+		return nil, nil, err
+	}
+	for _, n := range all {
+		if n.External {
+			nets[n.Name] = n
+		}
 	}
 	return pols, nets, nil
 }

@@ -87,12 +87,13 @@ func configToProto(c model.DeviceConfig) *apiv1.DeviceConfig {
 	}
 	for _, v := range c.VRFs {
 		out.Vrfs = append(out.Vrfs, &apiv1.Vrf{
-			Name:    v.Name,
-			Vni:     v.VNI,
-			Table:   v.Table,
-			Network: v.Network,
-			Ports:   append([]string(nil), v.Ports...),
-			L3Vni:   v.L3VNI,
+			Name:     v.Name,
+			Vni:      v.VNI,
+			Table:    v.Table,
+			Network:  v.Network,
+			Ports:    append([]string(nil), v.Ports...),
+			L3Vni:    v.L3VNI,
+			External: v.External,
 			MachinePeers: func() []*apiv1.MachinePeer {
 				var ps []*apiv1.MachinePeer
 				for _, p := range v.MachinePeers {
@@ -246,7 +247,7 @@ func routingToProto(r *model.Routing) *apiv1.Routing {
 }
 
 func networkToProto(n inventory.NetworkInfo) *apiv1.Network {
-	return &apiv1.Network{Name: n.Name, Prefix: n.Prefix.String(), Vni: n.VNI, Allocated: uint32(n.Allocated), Capacity: ipam.Capacity(n.Prefix), Parent: n.Parent}
+	return &apiv1.Network{Name: n.Name, Prefix: n.Prefix.String(), Vni: n.VNI, Allocated: uint32(n.Allocated), Capacity: ipam.Capacity(n.Prefix), Parent: n.Parent, External: n.External}
 }
 
 func connectionsFromProto(cs []*apiv1.Connection) []model.Connection {
