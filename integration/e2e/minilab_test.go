@@ -122,6 +122,21 @@ func TestMiniLab(t *testing.T) {
 		}
 	})
 
+	// Firewall: fw01 serves tenant-a towards the internet network
+	// (FirewallDemo: SNAT to the egress IP, a denied port); the policy is
+	// removed afterwards so the subtests below see the fabric as before.
+	t.Run("firewall: tenant to internet through fw01 with SNAT and a denied port", func(t *testing.T) {
+		if !routingOK {
+			t.Skip("routing is not up")
+		}
+		if err := m.FirewallDemo(ctx); err != nil {
+			t.Fatal(err)
+		}
+		if _, err := api.SetFirewallPolicy(ctx, &apiv1.SetFirewallPolicyRequest{Policy: &apiv1.FirewallPolicy{Network: "tenant-a"}}); err != nil {
+			t.Fatalf("removing tenant-a's firewall policy: %v", err)
+		}
+	})
+
 	t.Run("machine session rejects prefixes outside its allowance", func(t *testing.T) {
 		if !routingOK {
 			t.Skip("routing is not up")
