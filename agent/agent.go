@@ -505,7 +505,7 @@ func (a *Agent) applyLocal(ctx context.Context, cfg *apiv1.DeviceConfig) (ok boo
 	rerrs := a.applyRouting(context.WithoutCancel(ctx), cfg, res.State)
 	a.routingCfg = cfg
 	// The firewall role last: leak routes need the VRF devices.
-	ferrs := a.applyFirewall(context.WithoutCancel(ctx), cfg)
+	ferrs := a.applyFirewall(context.WithoutCancel(ctx), cfg, res.State)
 	a.drift.recordApply(cfg.GetVersion(), desired, res, err, rerrs)
 	a.drift.recordFirewall(ferrs)
 	a.drift.applyMu.Unlock()

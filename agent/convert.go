@@ -173,7 +173,7 @@ func routingFromProto(cfg *apiv1.DeviceConfig, state fabric.Actual) (bgp.Desired
 	// firewall step and originates nothing).
 	var originate map[string][]netip.Prefix
 	if len(cfg.GetFirewall()) > 0 {
-		if plan, err := planFirewall(cfg); err == nil {
+		if plan, err := planFirewall(cfg, state); err == nil {
 			originate = plan.originate
 		}
 	}

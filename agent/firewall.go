@@ -18,7 +18,9 @@ import (
 //
 //   - applies the policies with nftables (package nft, table inet fabric):
 //     per tenant its egress and ingress rules and source NAT to its egress
-//     IPs on the way into the external VRF; the firewall's own BGP
+//     IPs on the way into the external VRF (matched on the external L3VNI's
+//     SVI: for a route leaked via a VRF device, the nat postrouting hook
+//     sees the device the packet finally leaves through, not the VRF); the firewall's own BGP
 //     (tcp 179) and VXLAN (udp 4789) accepted on input; forwarding between
 //     underlay ports (the firewall is an ECMP path of the underlay too)
 //     accepted;
@@ -87,10 +89,11 @@ type firewallPlan struct {
 	problems []fabric.StepError
 }
 
-// planFirewall derives the firewall role's work from a snapshot. It is
-// pure. A snapshot without firewall policies and without an external VRF
-// (any leaf's or spine's) gives an empty plan.
-func planFirewall(cfg *apiv1.DeviceConfig) (firewallPlan, error) {
+// planFirewall derives the firewall role's work from a snapshot and the
+// kernel state the fabric reconciler reached (the external L3VNI's SVI). It
+// is pure. A snapshot without firewall policies and without an external
+// VRF (any leaf's or spine's) gives an empty plan.
+func planFirewall(cfg *apiv1.DeviceConfig, state fabric.Actual) (firewallPlan, error) {
 	plan := firewallPlan{originate: make(map[string][]netip.Prefix)}
 	vrfs := make(map[string]*apiv1.Vrf)
 	var ext *apiv1.Vrf
@@ -157,6 +160,12 @@ func planFirewall(cfg *apiv1.DeviceConfig) (firewallPlan, error) {
 			}
 			if ext != nil {
 				t.NAT.Interfaces = []string{vrfName(ext)}
+				if vlan, ok := state.L3VNIVLAN(ext.GetVni()); ok {
+					t.NAT.Interfaces = append(t.NAT.Interfaces, fabric.SVIName(vlan))
+				} else {
+					plan.problems = append(plan.problems, fabric.StepError{Step: "plan tenant " + name,
+						Err: fmt.Errorf("the external VRF %s has no L3VNI in the kernel yet: NAT only matches traffic leaving through it", vrfName(ext))})
+				}
 				for _, a := range ips {
 					egressIPs = append(egressIPs, netip.PrefixFrom(a, a.BitLen()))
 				}
@@ -230,11 +239,11 @@ func firewallErrorsToProto(errs []fabric.StepError) []*apiv1.StepError {
 // applyFirewall runs the firewall role for a snapshot: the nft policy,
 // then the route leaks. Failures come back as steps "nft: ..." and
 // "leak: ...".
-func (a *Agent) applyFirewall(ctx context.Context, cfg *apiv1.DeviceConfig) []fabric.StepError {
+func (a *Agent) applyFirewall(ctx context.Context, cfg *apiv1.DeviceConfig, state fabric.Actual) []fabric.StepError {
 	if a.fwPolicy == nil {
 		return nil
 	}
-	plan, err := planFirewall(cfg)
+	plan, err := planFirewall(cfg, state)
 	if err != nil {
 		return []fabric.StepError{{Step: "nft: convert policy", Err: err}}
 	}

@@ -35,8 +35,16 @@ func fwConfig() *apiv1.DeviceConfig {
 	}
 }
 
+// fwState is the kernel with the internet VRF's L3VNI (VNI 12) on VLAN 1001.
+func fwState() fabric.Actual {
+	return fabric.Actual{
+		Links: []fabric.Link{{Name: "vxlan12", Kind: fabric.KindVXLAN, Alias: fabric.Marker}},
+		VLANs: []fabric.BridgeVLAN{{Link: "vxlan12", VID: 1001, PVID: true, Untagged: true}},
+	}
+}
+
 func TestPlanFirewall(t *testing.T) {
-	plan, err := planFirewall(fwConfig())
+	plan, err := planFirewall(fwConfig(), fwState())
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -66,7 +74,7 @@ func TestPlanFirewall(t *testing.T) {
 		t.Errorf("underlay transit interfaces %v", got)
 	}
 	ta := plan.policy.Tenants[1]
-	wantNAT := nft.NAT{Mode: nft.NATSNAT, EgressIPs: []netip.Addr{netip.MustParseAddr("203.0.113.200")}, Interfaces: []string{"vrf12"}}
+	wantNAT := nft.NAT{Mode: nft.NATSNAT, EgressIPs: []netip.Addr{netip.MustParseAddr("203.0.113.200")}, Interfaces: []string{"vrf12", "vlan1001"}}
 	if diff := cmp.Diff(wantNAT, ta.NAT, cmp.Comparer(func(a, b netip.Addr) bool { return a == b })); diff != "" {
 		t.Errorf("NAT (-want +got):\n%s", diff)
 	}
@@ -76,8 +84,13 @@ func TestPlanFirewall(t *testing.T) {
 	if len(plan.problems) != 0 {
 		t.Errorf("problems %v", plan.problems)
 	}
+	// Without the external L3VNI in the kernel yet: NAT on the VRF only,
+	// and said so.
+	if p2, err := planFirewall(fwConfig(), fabric.Actual{}); err != nil || len(p2.problems) != 1 || len(p2.policy.Tenants[1].NAT.Interfaces) != 1 {
+		t.Errorf("without the external SVI: problems %v, NAT %+v, err %v", p2.problems, p2.policy.Tenants[1].NAT, err)
+	}
 	// The routing conversion carries the originations.
-	d, err := routingFromProto(fwConfig(), fabric.Actual{})
+	d, err := routingFromProto(fwConfig(), fwState())
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -91,7 +104,7 @@ func TestPlanFirewall(t *testing.T) {
 func TestPlanFirewallNATWithoutEgressIPs(t *testing.T) {
 	cfg := fwConfig()
 	cfg.Firewall[0].Policy.EgressIps = nil
-	plan, err := planFirewall(cfg)
+	plan, err := planFirewall(cfg, fwState())
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -106,7 +119,7 @@ func TestPlanFirewallNATWithoutEgressIPs(t *testing.T) {
 func TestPlanFirewallNoExternal(t *testing.T) {
 	cfg := fwConfig()
 	cfg.Vrfs = cfg.Vrfs[:1]
-	plan, err := planFirewall(cfg)
+	plan, err := planFirewall(cfg, fwState())
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -136,7 +149,7 @@ func TestApplyFirewallSteps(t *testing.T) {
 	fp, fl := &fakePolicy{err: errors.New("netlink: boom")}, &fakeLeaker{err: errors.Join(errors.New("a"), errors.New("b"))}
 	a := &Agent{log: slog.New(slog.DiscardHandler)}
 	WithFirewall(fp, fl)(a)
-	errs := a.applyFirewall(t.Context(), fwConfig())
+	errs := a.applyFirewall(t.Context(), fwConfig(), fwState())
 	var steps []string
 	for _, e := range errs {
 		steps = append(steps, e.Step)
