@@ -11,17 +11,20 @@ import (
 	"golang.org/x/sys/unix"
 )
 
-// kernelLeaker installs leak routes in the caller's network namespace.
-type kernelLeaker struct{}
+// kernelLeaker installs leak routes over a netlink handle.
+type kernelLeaker struct{ h *netlink.Handle }
 
 // NewKernelLeaker returns the Leaker over netlink in the process's network
 // namespace.
-func NewKernelLeaker() Leaker { return kernelLeaker{} }
+func NewKernelLeaker() Leaker { return kernelLeaker{h: &netlink.Handle{}} }
+
+// newKernelLeakerAt returns the Leaker over a handle (another namespace).
+func newKernelLeakerAt(h *netlink.Handle) Leaker { return kernelLeaker{h: h} }
 
 // Sync replaces every wanted route (so a changed target device is
 // updated) and deletes the routes of LeakProtocol that are not wanted. It
 // goes on after a failure and returns every error, joined.
-func (kernelLeaker) Sync(ctx context.Context, want []LeakRoute) error {
+func (k kernelLeaker) Sync(ctx context.Context, want []LeakRoute) error {
 	var errs []error
 	wanted := make(map[string]bool, len(want))
 	for _, r := range want {
@@ -29,7 +32,7 @@ func (kernelLeaker) Sync(ctx context.Context, want []LeakRoute) error {
 			return err
 		}
 		wanted[leakKey(r.Table, r.Prefix)] = true
-		link, err := netlink.LinkByName(r.Dev)
+		link, err := k.h.LinkByName(r.Dev)
 		if err != nil {
 			errs = append(errs, fmt.Errorf("route %s: device %s: %w", r, r.Dev, err))
 			continue
@@ -38,12 +41,12 @@ func (kernelLeaker) Sync(ctx context.Context, want []LeakRoute) error {
 			LinkIndex: link.Attrs().Index, Dst: ipNet(r.Prefix), Table: int(r.Table),
 			Protocol: LeakProtocol, Scope: netlink.SCOPE_LINK, Type: unix.RTN_UNICAST,
 		}
-		if err := netlink.RouteReplace(nr); err != nil {
+		if err := k.h.RouteReplace(nr); err != nil {
 			errs = append(errs, fmt.Errorf("route %s: %w", r, err))
 		}
 	}
 	for _, fam := range []int{netlink.FAMILY_V4, netlink.FAMILY_V6} {
-		have, err := netlink.RouteListFiltered(fam, &netlink.Route{Table: unix.RT_TABLE_UNSPEC, Protocol: LeakProtocol},
+		have, err := k.h.RouteListFiltered(fam, &netlink.Route{Table: unix.RT_TABLE_UNSPEC, Protocol: LeakProtocol},
 			netlink.RT_FILTER_TABLE|netlink.RT_FILTER_PROTOCOL)
 		if err != nil {
 			errs = append(errs, fmt.Errorf("listing leak routes: %w", err))
@@ -57,7 +60,7 @@ func (kernelLeaker) Sync(ctx context.Context, want []LeakRoute) error {
 			if wanted[leakKey(uint32(hr.Table), p)] {
 				continue
 			}
-			if err := netlink.RouteDel(&hr); err != nil && !errors.Is(err, unix.ESRCH) {
+			if err := k.h.RouteDel(&hr); err != nil && !errors.Is(err, unix.ESRCH) {
 				errs = append(errs, fmt.Errorf("removing route %s table %d: %w", p, hr.Table, err))
 			}
 		}
