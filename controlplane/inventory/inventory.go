@@ -378,6 +378,12 @@ func (inv *Inventory) DeleteNetwork(ctx context.Context, name string) error {
 				return err
 			}
 		}
+		// Firewalls hold every external network's VRF.
+		if n.External {
+			if err := t.touchFirewalls(); err != nil {
+				return err
+			}
+		}
 		return t.deleteNetworkRecord(n)
 	})
 	if err != nil {
