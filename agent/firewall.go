@@ -29,8 +29,11 @@ import (
 //     tenant's prefix in the external VRF's table back into the tenant VRF
 //     (for the replies, once conntrack has undone the NAT);
 //   - originates over EVPN (routingFromProto, bgp.TenantVRF.Originate) the
-//     default route into each tenant VNI and the tenants' egress IPs into
-//     the external VNI, never the tenants' private prefixes.
+//     default route into each tenant VNI and the tenants' egress IPs and
+//     public prefixes into the external VNI, never the tenants' private
+//     prefixes; a public prefix is also leaked from the external VRF into
+//     the tenant VRF (its machines announce it to the leaves), so traffic
+//     to it passes the tenant's ingress rules.
 
 // LeakProtocol is the rtm_protocol of the route-leaking routes the
 // firewall role installs (bgp/fib's Protocol, 200, is the FIB programmer's,
@@ -122,7 +125,7 @@ func planFirewall(cfg *apiv1.DeviceConfig, state fabric.Actual) (firewallPlan, e
 			Ingress: []nft.Rule{{Action: nft.Accept, Comment: "underlay transit"}},
 		})
 	}
-	var egressIPs []netip.Prefix
+	var egressIPs, public []netip.Prefix
 	for _, ft := range cfg.GetFirewall() {
 		pol := ft.GetPolicy()
 		name := pol.GetNetwork()
@@ -185,10 +188,21 @@ func planFirewall(cfg *apiv1.DeviceConfig, state fabric.Actual) (firewallPlan, e
 			LeakRoute{Table: v.GetTable(), Prefix: def, Dev: vrfName(ext)},
 			LeakRoute{Table: ext.GetTable(), Prefix: prefix.Masked(), Dev: ft.GetVrf()})
 		plan.originate[ft.GetVrf()] = append(plan.originate[ft.GetVrf()], def)
+		// Public prefixes: routed from the external VRF into the tenant
+		// (the forward chain sends that traffic through the tenant's
+		// ingress rules by its output interface) and announced into the
+		// external VNI.
+		for _, s := range pol.GetPublicPrefixes() {
+			pf, err := netip.ParsePrefix(s)
+			if err != nil {
+				return firewallPlan{}, fmt.Errorf("firewall tenant %s: public prefix %q: %w", name, s, err)
+			}
+			plan.leaks = append(plan.leaks, LeakRoute{Table: ext.GetTable(), Prefix: pf.Masked(), Dev: ft.GetVrf()})
+			public = append(public, pf.Masked())
+		}
 	}
-	if ext != nil && len(egressIPs) > 0 {
-		slices.SortFunc(egressIPs, netip.Prefix.Compare)
-		plan.originate[vrfName(ext)] = slices.Compact(egressIPs)
+	if ext != nil && len(egressIPs)+len(public) > 0 {
+		plan.originate[vrfName(ext)] = append(egressIPs, public...)
 	}
 	for k, ps := range plan.originate {
 		slices.SortFunc(ps, netip.Prefix.Compare)

@@ -161,3 +161,31 @@ func TestApplyFirewallSteps(t *testing.T) {
 		t.Errorf("policy %v, leaks %v: the leaks must be synced although nft failed", fp.got, fl.got)
 	}
 }
+
+// A public prefix is leaked from the internet VRF into the tenant VRF and
+// announced into the internet VNI with the egress IP.
+func TestPlanFirewallPublic(t *testing.T) {
+	cfg := fwConfig()
+	cfg.Firewall[0].Policy.PublicPrefixes = []string{"203.0.113.50/32"}
+	plan, err := planFirewall(cfg, fwState())
+	if err != nil {
+		t.Fatal(err)
+	}
+	pfx := cmp.Comparer(func(a, b netip.Prefix) bool { return a == b })
+	wantLeaks := []LeakRoute{
+		{Table: 10, Prefix: netip.MustParsePrefix("0.0.0.0/0"), Dev: "vrf12"},
+		{Table: 12, Prefix: netip.MustParsePrefix("10.0.1.0/24"), Dev: "vrf10"},
+		{Table: 12, Prefix: netip.MustParsePrefix("203.0.113.50/32"), Dev: "vrf10"},
+	}
+	if diff := cmp.Diff(wantLeaks, plan.leaks, pfx); diff != "" {
+		t.Errorf("leaks (-want +got):\n%s", diff)
+	}
+	want := []netip.Prefix{netip.MustParsePrefix("203.0.113.50/32"), netip.MustParsePrefix("203.0.113.200/32")}
+	if diff := cmp.Diff(want, plan.originate["vrf12"], pfx); diff != "" {
+		t.Errorf("originated into the internet VNI (-want +got):\n%s", diff)
+	}
+	cfg.Firewall[0].Policy.PublicPrefixes = []string{"nope"}
+	if _, err := planFirewall(cfg, fwState()); err == nil {
+		t.Error("a malformed public prefix planned fine")
+	}
+}

@@ -412,6 +412,10 @@ type FirewallPolicy struct {
 	Egress    []FirewallRule `json:"egress,omitempty"`
 	NAT       bool           `json:"nat,omitempty"`
 	EgressIPs []netip.Addr   `json:"egressIPs,omitempty"`
+	// Public are the tenant's public prefixes (inside an external
+	// network): firewalls route them from the external network to the
+	// tenant, through the ingress rules.
+	Public []netip.Prefix `json:"public,omitempty"`
 }
 
 // FirewallTenant is one tenant network's policy as a firewall device gets

@@ -123,6 +123,7 @@ func firewallPolicyToProto(p model.FirewallPolicy) *apiv1.FirewallPolicy {
 	for _, a := range p.EgressIPs {
 		out.EgressIps = append(out.EgressIps, a.String())
 	}
+	out.PublicPrefixes = prefixStrings(p.Public)
 	return out
 }
 
@@ -157,6 +158,13 @@ func firewallPolicyFromProto(p *apiv1.FirewallPolicy) (model.FirewallPolicy, err
 			return model.FirewallPolicy{}, fmt.Errorf("egress IP %q is not an IP address", s)
 		}
 		out.EgressIPs = append(out.EgressIPs, a)
+	}
+	for _, s := range p.GetPublicPrefixes() {
+		pf, err := netip.ParsePrefix(s)
+		if err != nil {
+			return model.FirewallPolicy{}, fmt.Errorf("public prefix %q is not a CIDR prefix", s)
+		}
+		out.Public = append(out.Public, pf)
 	}
 	return out, nil
 }

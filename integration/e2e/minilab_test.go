@@ -32,7 +32,7 @@ func TestMiniLab(t *testing.T) {
 		t.Skip("the mini-lab needs root (network namespaces, veth, VRFs)")
 	}
 	repo := repoRoot(t)
-	ctx, cancel := context.WithTimeout(context.Background(), 10*time.Minute)
+	ctx, cancel := context.WithTimeout(context.Background(), 14*time.Minute)
 	defer cancel()
 	log := slog.New(slog.NewTextHandler(testWriter{t}, &slog.HandlerOptions{Level: slog.LevelWarn}))
 	m, err := scenario.Start(ctx, filepath.Join(repo, "containerlab", "mini-lab.clab.yml"), filepath.Join(repo, "bin"), testWriter{t}, log)
@@ -132,8 +132,8 @@ func TestMiniLab(t *testing.T) {
 		if err := m.FirewallDemo(ctx); err != nil {
 			t.Fatal(err)
 		}
-		if _, err := api.SetFirewallPolicy(ctx, &apiv1.SetFirewallPolicyRequest{Policy: &apiv1.FirewallPolicy{Network: "tenant-a"}}); err != nil {
-			t.Fatalf("removing tenant-a's firewall policy: %v", err)
+		if err := m.RemoveFirewallPolicy(ctx, "tenant-a"); err != nil {
+			t.Fatal(err)
 		}
 	})
 

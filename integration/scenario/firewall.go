@@ -378,3 +378,134 @@ func dialFrom(ctx context.Context, ns string, src, dst netip.Addr, port int, tim
 	}
 	return conn.Close()
 }
+
+// PublicIP is machine02's public address in the ingress demo, from the
+// internet network's prefix.
+var PublicIP = netip.MustParseAddr("203.0.113.50")
+
+// Ports machine02 listens on in the ingress demo: one an ingress rule
+// allows, one nothing allows.
+const (
+	IngressAllowedPort = 22
+	IngressDeniedPort  = 23
+)
+
+var firewallIngressPolicyFile = firewallPolicyFile + fmt.Sprintf(`publicPrefixes: [%s/32]
+ingress:
+  - {action: accept, protocol: tcp, ports: ["%d"], comment: "ssh to the public IP"}
+`, PublicIP, IngressAllowedPort)
+
+// FirewallIngressDemo runs after FirewallDemo: machine02 is allocated again
+// with the public address PublicIP (--announce) and announces it over BGP,
+// tenant-a's policy lists it as public with one ingress rule, and inet01
+// reaches PublicIP on the allowed port (machine02 sees inet01's own
+// address), not on another.
+func (m *MiniLab) FirewallIngressDemo(ctx context.Context) error {
+	fmt.Fprintf(m.Out, "\n=== firewall: ingress from the internet to machine02's public IP %s ===\n", PublicIP)
+	host := netip.PrefixFrom(PublicIP, 32)
+	if err := m.Fabricctl(ctx, "machine", "free", "machine02"); err != nil {
+		return err
+	}
+	if err := m.Fabricctl(ctx, "machine", "allocate", "machine02", "--network", "tenant-a", "--announce", host.String()); err != nil {
+		return err
+	}
+	if err := m.WaitConverged(ctx, convergeTimeout, "machine02"); err != nil {
+		return err
+	}
+	if out, err := m.Lab.Exec(ctx, "machine02", "ip", "addr", "replace", host.String(), "dev", "lo"); err != nil {
+		return fmt.Errorf("machine02: adding %s to lo: %v: %s", host, err, out)
+	}
+	if err := m.FRRNetworks(ctx, "machine02", MachineASN(2), false, host); err != nil {
+		return err
+	}
+	dir, err := os.MkdirTemp("", "fabric-lab-fw")
+	if err != nil {
+		return err
+	}
+	defer os.RemoveAll(dir)
+	file := filepath.Join(dir, "tenant-a.yaml")
+	if err := os.WriteFile(file, []byte(firewallIngressPolicyFile), 0o644); err != nil {
+		return err
+	}
+	fmt.Fprintf(m.Out, "\n$ cat tenant-a.yaml\n%s", firewallIngressPolicyFile)
+	if err := m.Fabricctl(ctx, "firewall", "set", "tenant-a", "-f", file); err != nil {
+		return err
+	}
+	vniInet, err := m.NetworkVNI(ctx, "internet")
+	if err != nil {
+		return err
+	}
+	r, err := m.WaitRoute(ctx, "fw01", vniInet, host.String(), "leaked into tenant-a's VRF", func(r kernelRoute) bool { return r.Dev != "" && r.Protocol == "201" })
+	if err != nil {
+		return m.firewallDebug(ctx, err)
+	}
+	fmt.Fprintf(m.Out, "fw01 table %d: %s dev %s proto %s\n", vniInet, r.Dst, r.Dev, r.Protocol)
+	r, err = m.WaitRoute(ctx, "exit01", 254, host.String(), "learned over BGP", func(r kernelRoute) bool { return len(r.gateways()) > 0 })
+	if err != nil {
+		return m.firewallDebug(ctx, err)
+	}
+	fmt.Fprintf(m.Out, "exit01: %s\n", r)
+
+	ls, err := listenIn(m.Lab.NetNS("machine02"), PublicIP, IngressAllowedPort, IngressDeniedPort)
+	if err != nil {
+		return err
+	}
+	defer ls.Close()
+	if err := poll(ctx, routingTimeout, func(ctx context.Context) (bool, string, error) {
+		err := dialFrom(ctx, m.Lab.NetNS("inet01"), InetHostIP, PublicIP, IngressAllowedPort, 3*time.Second)
+		return err == nil, fmt.Sprintf("inet01 -> %s tcp %d (allowed): %v", PublicIP, IngressAllowedPort, err), nil
+	}); err != nil {
+		return m.firewallDebug(ctx, err)
+	}
+	src := ls.WaitPeers(ctx, IngressAllowedPort, 2*time.Second)
+	if len(src) == 0 || src[0] != InetHostIP {
+		return m.firewallDebug(ctx, fmt.Errorf("machine02 saw tcp %d from %v, want inet01's %s", IngressAllowedPort, src, InetHostIP))
+	}
+	fmt.Fprintf(m.Out, "ok: inet01 -> %s tcp %d (allowed by an ingress rule) connected; machine02 saw %s\n", PublicIP, IngressAllowedPort, src[0])
+	err = dialFrom(ctx, m.Lab.NetNS("inet01"), InetHostIP, PublicIP, IngressDeniedPort, 3*time.Second)
+	if err == nil || len(ls.Peers(IngressDeniedPort)) > 0 {
+		return m.firewallDebug(ctx, fmt.Errorf("inet01 -> %s tcp %d (no ingress rule) connected", PublicIP, IngressDeniedPort))
+	}
+	fmt.Fprintf(m.Out, "ok: inet01 -> %s tcp %d (no ingress rule) failed: %v\n", PublicIP, IngressDeniedPort, err)
+	// Only the public address is reachable from the internet, never the
+	// tenant's private one.
+	ip2, err := m.MachineIP(ctx, "machine02")
+	if err != nil {
+		return err
+	}
+	if n, out := m.Ping(ctx, "inet01", InetHostIP, ip2, 2); n != 0 {
+		return fmt.Errorf("inet01 reached machine02's private address %s:\n%s", ip2, out)
+	}
+	fmt.Fprintf(m.Out, "ok: inet01 -> machine02's private address %s: no answer\n", ip2)
+	return nil
+}
+
+// RemoveFirewallPolicy removes a tenant's firewall policy and waits until
+// the firewall's default route is gone from machine01 and from the leaves'
+// tenant-a tables (machines re-advertise a default they learned, which
+// would skew later session counters).
+func (m *MiniLab) RemoveFirewallPolicy(ctx context.Context, network string) error {
+	if err := m.Fabricctl(ctx, "firewall", "set", network, "-f", "/dev/null"); err != nil {
+		return err
+	}
+	vni, err := m.NetworkVNI(ctx, network)
+	if err != nil {
+		return err
+	}
+	for _, w := range []struct {
+		node  string
+		table uint32
+	}{{"leaf01", vni}, {"leaf02", vni}, {"machine01", 254}, {"machine02", 254}} {
+		if err := poll(ctx, routingTimeout, func(ctx context.Context) (bool, string, error) {
+			r, found, err := m.Route(ctx, w.node, w.table, "default")
+			if err != nil {
+				return false, "", err
+			}
+			return !found, fmt.Sprintf("%s table %d still has %s", w.node, w.table, r), nil
+		}); err != nil {
+			return err
+		}
+	}
+	fmt.Fprintf(m.Out, "firewall policy of %s removed: no default route left on the leaves and machines\n", network)
+	return nil
+}

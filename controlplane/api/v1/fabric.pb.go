@@ -655,10 +655,15 @@ type FirewallPolicy struct {
 	Egress  []*FirewallRule        `protobuf:"bytes,3,rep,name=egress,proto3" json:"egress,omitempty"`
 	// Source NAT of egress traffic: masquerade, or SNAT to egress_ips
 	// (hashed by source address) when there are some.
-	Nat           bool     `protobuf:"varint,4,opt,name=nat,proto3" json:"nat,omitempty"`
-	EgressIps     []string `protobuf:"bytes,5,rep,name=egress_ips,json=egressIps,proto3" json:"egress_ips,omitempty"`
-	unknownFields protoimpl.UnknownFields
-	sizeCache     protoimpl.SizeCache
+	Nat       bool     `protobuf:"varint,4,opt,name=nat,proto3" json:"nat,omitempty"`
+	EgressIps []string `protobuf:"bytes,5,rep,name=egress_ips,json=egressIps,proto3" json:"egress_ips,omitempty"`
+	// Public prefixes of the tenant (from an external network; its machines
+	// announce them, allocated with --announce): firewalls route them from
+	// the external network into the tenant VRF, subject to the ingress
+	// rules, and announce them into the external network's VNI.
+	PublicPrefixes []string `protobuf:"bytes,6,rep,name=public_prefixes,json=publicPrefixes,proto3" json:"public_prefixes,omitempty"`
+	unknownFields  protoimpl.UnknownFields
+	sizeCache      protoimpl.SizeCache
 }
 
 func (x *FirewallPolicy) Reset() {
@@ -722,6 +727,13 @@ func (x *FirewallPolicy) GetNat() bool {
 func (x *FirewallPolicy) GetEgressIps() []string {
 	if x != nil {
 		return x.EgressIps
+	}
+	return nil
+}
+
+func (x *FirewallPolicy) GetPublicPrefixes() []string {
+	if x != nil {
+		return x.PublicPrefixes
 	}
 	return nil
 }
@@ -3593,14 +3605,15 @@ const file_fabric_proto_rawDesc = "" +
 	"\bprotocol\x18\x02 \x01(\tR\bprotocol\x12\x14\n" +
 	"\x05cidrs\x18\x03 \x03(\tR\x05cidrs\x12*\n" +
 	"\x05ports\x18\x04 \x03(\v2\x14.fabric.v1.PortRangeR\x05ports\x12\x18\n" +
-	"\acomment\x18\x05 \x01(\tR\acomment\"\xbf\x01\n" +
+	"\acomment\x18\x05 \x01(\tR\acomment\"\xe8\x01\n" +
 	"\x0eFirewallPolicy\x12\x18\n" +
 	"\anetwork\x18\x01 \x01(\tR\anetwork\x121\n" +
 	"\aingress\x18\x02 \x03(\v2\x17.fabric.v1.FirewallRuleR\aingress\x12/\n" +
 	"\x06egress\x18\x03 \x03(\v2\x17.fabric.v1.FirewallRuleR\x06egress\x12\x10\n" +
 	"\x03nat\x18\x04 \x01(\bR\x03nat\x12\x1d\n" +
 	"\n" +
-	"egress_ips\x18\x05 \x03(\tR\tegressIps\"\x7f\n" +
+	"egress_ips\x18\x05 \x03(\tR\tegressIps\x12'\n" +
+	"\x0fpublic_prefixes\x18\x06 \x03(\tR\x0epublicPrefixes\"\x7f\n" +
 	"\x0eFirewallTenant\x121\n" +
 	"\x06policy\x18\x01 \x01(\v2\x19.fabric.v1.FirewallPolicyR\x06policy\x12\x16\n" +
 	"\x06prefix\x18\x02 \x01(\tR\x06prefix\x12\x10\n" +
