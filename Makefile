@@ -38,7 +38,7 @@ generate: deps
 # Unit tests, privileged host tests (namespaces, veth) and the full-kernel
 # tests (in a qemu VM when this kernel has no VRFs), with a summary at the end.
 test: deps build
-	$(GOTESTSUM) --format testname --format-hide-empty-pkg -- -count=1 -timeout 25m ./...
+	$(GOTESTSUM) --format testname --format-hide-empty-pkg -- -count=1 -timeout 30m ./...
 	@$(MAKE) --no-print-directory fuzz
 
 fuzz:
@@ -50,7 +50,7 @@ fuzz:
 	done
 
 e2e: deps build
-	$(GOTESTSUM) --format standard-verbose -- -count=1 -timeout 25m $(E2E_PKGS)
+	$(GOTESTSUM) --format standard-verbose -- -count=1 -timeout 30m $(E2E_PKGS)
 
 # Bring up the mini-lab, allocate both machines and check the leaves' kernels.
 # LAB_KEEP=1 leaves it running (in the VM: an interactive shell).

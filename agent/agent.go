@@ -117,6 +117,10 @@ type Agent struct {
 	// routingSum is the summary of the last routing report (Run goroutine).
 	routingSum string
 
+	// Firewall role (firewall.go): nil when off.
+	fwPolicy PolicyApplier
+	fwLeaker Leaker
+
 	// cachePath is the last-known-good config file (cache.go); "" : none.
 	cachePath  string
 	cacheTried bool // only the Run goroutine touches it
@@ -500,11 +504,17 @@ func (a *Agent) applyLocal(ctx context.Context, cfg *apiv1.DeviceConfig) (ok boo
 	// VRF, EVPN routes the L3VNI's SVI and VXLAN device.
 	rerrs := a.applyRouting(context.WithoutCancel(ctx), cfg, res.State)
 	a.routingCfg = cfg
+	// The firewall role last: leak routes need the VRF devices.
+	ferrs := a.applyFirewall(context.WithoutCancel(ctx), cfg, res.State)
 	a.drift.recordApply(cfg.GetVersion(), desired, res, err, rerrs)
+	a.drift.recordFirewall(ferrs)
 	a.drift.applyMu.Unlock()
 	took := time.Since(start)
 	if err == nil && len(rerrs) > 0 {
 		err = fmt.Errorf("routing: %d steps failed, first: %s: %w", len(rerrs), rerrs[0].Step, rerrs[0].Err)
+	}
+	if err == nil && len(ferrs) > 0 {
+		err = fmt.Errorf("firewall: %d steps failed, first: %s: %w", len(ferrs), ferrs[0].Step, ferrs[0].Err)
 	}
 	if a.observer != nil {
 		a.observer.Applied(cfg.GetVersion(), took, err)

@@ -53,12 +53,12 @@ func TestPrivilegedCleanup(t *testing.T) {
 
 	// Foreign: an address on eth0 and on lo, a static route, a bridge
 	// with a port, an nftables table.
-	must("foreign address", h.AddrAdd(eth0, &netlink.Addr{IPNet: ipNet("192.0.2.10/24")}))
-	must("foreign lo address", h.AddrAdd(lo, &netlink.Addr{IPNet: ipNet("10.9.9.9/32")}))
-	foreignRoute := &netlink.Route{LinkIndex: eth0.Attrs().Index, Dst: ipNet("198.51.100.0/24"), Gw: net.ParseIP("192.0.2.1"), Protocol: unix.RTPROT_STATIC}
+	must("foreign address", h.AddrAdd(eth0, &netlink.Addr{IPNet: cidrNet("192.0.2.10/24")}))
+	must("foreign lo address", h.AddrAdd(lo, &netlink.Addr{IPNet: cidrNet("10.9.9.9/32")}))
+	foreignRoute := &netlink.Route{LinkIndex: eth0.Attrs().Index, Dst: cidrNet("198.51.100.0/24"), Gw: net.ParseIP("192.0.2.1"), Protocol: unix.RTPROT_STATIC}
 	must("foreign route", h.RouteAdd(foreignRoute))
 	// The same prefix as ours, another protocol and metric: must stay.
-	must("foreign twin route", h.RouteAdd(&netlink.Route{LinkIndex: eth0.Attrs().Index, Dst: ipNet("203.0.113.0/24"), Gw: net.ParseIP("192.0.2.1"), Protocol: unix.RTPROT_STATIC, Priority: 500}))
+	must("foreign twin route", h.RouteAdd(&netlink.Route{LinkIndex: eth0.Attrs().Index, Dst: cidrNet("203.0.113.0/24"), Gw: net.ParseIP("192.0.2.1"), Protocol: unix.RTPROT_STATIC, Priority: 500}))
 	must("foreign bridge", h.LinkAdd(&netlink.Bridge{LinkAttrs: netlink.LinkAttrs{Name: "br-foreign"}}))
 	brf, _ := h.LinkByName("br-foreign")
 	eth5, _ := h.LinkByName("eth5")
@@ -199,7 +199,7 @@ func TestPrivilegedCleanup(t *testing.T) {
 	}
 }
 
-func ipNet(s string) *net.IPNet {
+func cidrNet(s string) *net.IPNet {
 	ip, n, err := net.ParseCIDR(s)
 	if err != nil {
 		panic(err)

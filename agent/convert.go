@@ -168,12 +168,21 @@ func routingFromProto(cfg *apiv1.DeviceConfig, state fabric.Actual) (bgp.Desired
 	for _, u := range cfg.GetUnderlay() {
 		d.Underlay = append(d.Underlay, bgp.UnderlayPeer{Interface: u.GetPort(), ASN: u.GetPeerAsn(), Description: u.GetPeer()})
 	}
+	// On firewalls: the default route into tenant VNIs, egress IPs into
+	// the external VNI (firewall.go; a malformed policy is reported by the
+	// firewall step and originates nothing).
+	var originate map[string][]netip.Prefix
+	if len(cfg.GetFirewall()) > 0 {
+		if plan, err := planFirewall(cfg, state); err == nil {
+			originate = plan.originate
+		}
+	}
 	for _, v := range cfg.GetVrfs() {
 		name := v.GetName()
 		if name == "" && v.GetVni() != 0 {
 			name = fmt.Sprintf("vrf%d", v.GetVni())
 		}
-		tv := bgp.TenantVRF{Name: name, VNI: v.GetVni(), Table: v.GetTable()}
+		tv := bgp.TenantVRF{Name: name, VNI: v.GetVni(), Table: v.GetTable(), Originate: originate[name]}
 		if v.GetL3Vni() {
 			if vlan, ok := state.L3VNIVLAN(v.GetVni()); ok {
 				if svi, ok := state.Link(fabric.SVIName(vlan)); ok {

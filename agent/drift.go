@@ -114,6 +114,9 @@ type status struct {
 	ports   []fabric.Link
 	// routingErrors are the routing subsystem's failed steps.
 	routingErrors []fabric.StepError
+	// firewallErrors are the firewall role's, named "nft: ..." and
+	// "leak: ...".
+	firewallErrors []fabric.StepError
 }
 
 func newDriftState() *driftState { return &driftState{kick: make(chan struct{}, 1)} }
@@ -135,6 +138,16 @@ func (d *driftState) recordApply(version uint64, desired fabric.Desired, res fab
 	d.status = &status{version: version, errors: res.Errors, ports: res.State.Ports(), routingErrors: routingErrs}
 }
 
+// recordFirewall adds the firewall role's failed steps to the status
+// recordApply just recorded.
+func (d *driftState) recordFirewall(errs []fabric.StepError) {
+	d.mu.Lock()
+	defer d.mu.Unlock()
+	if d.status != nil {
+		d.status.firewallErrors = errs
+	}
+}
+
 // report sends the newest status to the controller.
 // A report the controller accepted is contact for commit-confirm.
 func (a *Agent) report(ctx context.Context, client apiv1.DeviceServiceClient) {
@@ -154,7 +167,7 @@ func (a *Agent) report(ctx context.Context, client apiv1.DeviceServiceClient) {
 		Hostname:       a.cfg.Hostname,
 		AppliedVersion: st.version,
 		Errors: slices.Concat(stepErrorsToProto("fabric", st.errors), stepErrorsToProto("bgp", st.routingErrors),
-			stepErrorsToProto("agent", agentErrs)),
+			stepErrorsToProto("agent", agentErrs), firewallErrorsToProto(st.firewallErrors)),
 		Ports:   portsToProto(st.ports),
 		Drift:   driftToProto(a.DriftStats()),
 		Routing: a.routingStatus(rctx),

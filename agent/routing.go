@@ -103,7 +103,7 @@ func (a *Agent) routingEvent(ctx context.Context, e fabric.Event, carrier map[st
 	}
 	switch e.Kind {
 	case fabric.EventRoute:
-		return e.Protocol == fib.Protocol
+		return e.Protocol == fib.Protocol || e.Protocol == LeakProtocol
 	case fabric.EventLink:
 		if e.Op == fabric.EventDelete {
 			delete(carrier, e.Link)

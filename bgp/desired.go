@@ -50,6 +50,13 @@ type TenantVRF struct {
 	VLAN      uint16
 	RouterMAC net.HardwareAddr
 	Machines  []MachinePeer
+	// Originate are prefixes this device exports as EVPN type-5 routes of
+	// the VRF's VNI (next hop its VTEP) on its own behalf, sorted: a
+	// firewall's default route into a tenant VNI, its SNAT addresses into
+	// the internet VNI. The reconciler installs no kernel route for them
+	// (the caller routes them, e.g. by route leaking) and ignores imports
+	// of them.
+	Originate []netip.Prefix
 }
 
 // MachinePeer is an eBGP unnumbered session with a machine on a port in
@@ -137,6 +144,11 @@ func (d Desired) Validate() error {
 		tables[v.Table] = v.Name
 		if v.evpn() && (len(v.RouterMAC) != 6 || !d.VTEP.IsValid()) {
 			return fmt.Errorf("VRF %s: an L3VNI needs a router MAC and a VTEP", v.Name)
+		}
+		for _, p := range v.Originate {
+			if !p.IsValid() || p != p.Masked() {
+				return fmt.Errorf("VRF %s: originated prefix %v is not canonical", v.Name, p)
+			}
 		}
 		for _, m := range v.Machines {
 			if err := claim(m.Interface, "machine session in "+v.Name); err != nil {

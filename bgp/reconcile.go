@@ -267,6 +267,9 @@ func (r *Reconciler) Apply(ctx context.Context, d Desired) error {
 	for name, v := range r.vrfs {
 		if o, ok := oldVRFs[name]; !ok || !sameTenantVRF(o, v) || vtepChanged {
 			touched = append(touched, r.vrfScope(o)...)
+			for _, p := range v.Originate {
+				touched = append(touched, vrfPrefix{VRF: name, Prefix: p})
+			}
 			changed[name] = true
 			if ok && o.Table != v.Table {
 				// Its routes leave the old table, as a removed VRF's.
@@ -370,7 +373,7 @@ func (r *Reconciler) vrfScope(v TenantVRF) []vrfPrefix {
 
 func sameTenantVRF(a, b TenantVRF) bool {
 	return a.Name == b.Name && a.VNI == b.VNI && a.Table == b.Table && a.SVI == b.SVI && a.VXLAN == b.VXLAN &&
-		a.VLAN == b.VLAN && a.RouterMAC.String() == b.RouterMAC.String()
+		a.VLAN == b.VLAN && a.RouterMAC.String() == b.RouterMAC.String() && slices.Equal(a.Originate, b.Originate)
 }
 
 // startWatch follows the speaker's best paths until stopped.

@@ -172,15 +172,19 @@ type vrfOutcome struct {
 // on the L3VNI SVI (ECMP over several), and are handed to the machines.
 func (r *rib) vrfDestination(d *Desired, v TenantVRF, prefix netip.Prefix) vrfOutcome {
 	var out vrfOutcome
+	if slices.Contains(v.Originate, prefix) {
+		// Our own origination: exported, neither installed nor imported.
+		if v.evpn() {
+			out.export = d.export(v, prefix)
+		}
+		return out
+	}
 	if paths := r.vrf[vrfPrefix{VRF: v.Name, Prefix: prefix}]; len(paths) > 0 {
 		if nhs := nextHops(paths); len(nhs) > 0 {
 			out.route = &fib.Route{Table: v.Table, Prefix: prefix, NextHops: nhs}
 		}
 		if v.evpn() {
-			out.export = &Path{
-				Family: EVPN, Prefix: prefix, NextHop: d.VTEP, RD: RD(d.RouterID, v.VNI),
-				RouteTargets: []string{RT(d.ASN, v.VNI)}, RouterMAC: v.RouterMAC, VNI: v.VNI,
-			}
+			out.export = d.export(v, prefix)
 		}
 	}
 	if !v.evpn() {
@@ -209,6 +213,14 @@ func (r *rib) vrfDestination(d *Desired, v TenantVRF, prefix netip.Prefix) vrfOu
 	slices.SortFunc(route.NextHops, compareNextHop)
 	out.route = &route
 	return out
+}
+
+// export is the type-5 route d originates for prefix in v.
+func (d *Desired) export(v TenantVRF, prefix netip.Prefix) *Path {
+	return &Path{
+		Family: EVPN, Prefix: prefix, NextHop: d.VTEP, RD: RD(d.RouterID, v.VNI),
+		RouteTargets: []string{RT(d.ASN, v.VNI)}, RouterMAC: v.RouterMAC, VNI: v.VNI,
+	}
 }
 
 // globalRoute derives the main-table route of a global prefix.

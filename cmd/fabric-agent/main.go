@@ -412,6 +412,16 @@ func run(ctx context.Context, args []string, stdout, stderr io.Writer) int {
 			bgp.WithLogger(log), bgp.WithListenPort(int32(set.bgpPort)), bgp.WithRestarting(restarting))
 		opts = append(opts, agent.WithRouting(routing))
 	}
+	if cfg.Role == agent.RoleFirewall {
+		// The firewall role: policies in the nftables table inet fabric,
+		// route leaking between tenant VRFs and the external VRF.
+		fw, err := nft.New(nft.WithLogger(log))
+		if err != nil {
+			fmt.Fprintf(stderr, "fabric-agent: firewall: %v\n", err)
+			return exitError
+		}
+		opts = append(opts, agent.WithFirewall(fw, nil))
+	}
 	a, err := agent.New(cfg, opts...)
 	if err != nil {
 		fmt.Fprintf(stderr, "fabric-agent: %v\n", err)

@@ -43,15 +43,21 @@ func cmdDemo(ctx context.Context, log *slog.Logger, args []string, stdout, stder
 	if demoErr == nil {
 		demoErr = m.RoutingDemo(ctx)
 	}
+	if demoErr == nil {
+		demoErr = m.FirewallDemo(ctx)
+	}
+	if demoErr == nil {
+		demoErr = m.FirewallIngressDemo(ctx)
+	}
 	if demoErr != nil {
-		for _, n := range []string{scenario.ControllerNode, "leaf01", "leaf02", "spine01", "spine02"} {
+		for _, n := range []string{scenario.ControllerNode, "leaf01", "leaf02", "spine01", "spine02", "fw01"} {
 			if b, err := os.ReadFile(m.Lab.NodeLog(n)); err == nil {
 				fmt.Fprintf(stderr, "=== %s: last lines of %s ===\n%s\n", n, m.Lab.NodeLog(n), lastLines(string(b), 20))
 			}
 		}
 	} else {
 		slices.Sort(latencies)
-		fmt.Fprintf(stdout, "\nlab: ok: every machine port is in its tenant VRF, same-tenant machines ping each other across the leaves over VXLAN, other tenants cannot; allocation -> kernel latency min %s max %s over %d leaf ports\n",
+		fmt.Fprintf(stdout, "\nlab: ok: every machine port is in its tenant VRF, same-tenant machines ping each other across the leaves over VXLAN, other tenants cannot, tenant-a reaches the internet host only through fw01 (SNAT to its egress IP, denied port blocked), the internet reaches machine02's public IP only where an ingress rule allows; allocation -> kernel latency min %s max %s over %d leaf ports\n",
 			latencies[0].Round(time.Millisecond), latencies[len(latencies)-1].Round(time.Millisecond), len(latencies))
 	}
 	if *keep && demoErr == nil {

@@ -132,6 +132,7 @@ func (c *cli) networkCmd() *cobra.Command {
 	cmd := &cobra.Command{Use: "network", Aliases: []string{"networks", "net"}, Short: "Tenant networks"}
 	var prefix, parent string
 	var length uint32
+	var external bool
 	create := &cobra.Command{
 		Use:   "create NAME (--prefix CIDR | --parent NETWORK --length BITS)",
 		Short: "Create a network; its VNI comes from the controller's pool",
@@ -143,7 +144,7 @@ func (c *cli) networkCmd() *cobra.Command {
 			if err != nil {
 				return err
 			}
-			req := &apiv1.CreateNetworkRequest{Name: args[0], Prefix: prefix, Parent: parent, ChildLength: length}
+			req := &apiv1.CreateNetworkRequest{Name: args[0], Prefix: prefix, Parent: parent, ChildLength: length, External: external}
 			return call(c, cmd, api.CreateNetwork, req, func(n *apiv1.Network) [][]string {
 				return networkTable(n)
 			})
@@ -152,6 +153,7 @@ func (c *cli) networkCmd() *cobra.Command {
 	create.Flags().StringVar(&prefix, "prefix", "", "the network's prefix, e.g. 10.0.1.0/24")
 	create.Flags().StringVar(&parent, "parent", "", "create a child of this network (with --length)")
 	create.Flags().Uint32Var(&length, "length", 0, "prefix length of the child network, e.g. 28 (with --parent)")
+	create.Flags().BoolVar(&external, "external", false, "an external (internet) network: firewalls hold its VRF and leak tenants' default route into it")
 	create.MarkFlagsOneRequired("prefix", "parent")
 	create.MarkFlagsMutuallyExclusive("prefix", "parent")
 	create.MarkFlagsRequiredTogether("parent", "length")

@@ -18,6 +18,7 @@ import (
 //
 //	nat: true
 //	egressIPs: [203.0.113.10, 203.0.113.11]
+//	publicPrefixes: [203.0.113.64/28]
 //	egress:
 //	  - {action: drop, cidrs: [10.0.0.0/8], comment: no private ranges}
 //	  - {action: accept, protocol: tcp, ports: ["80", "443", "8000-8100"]}
@@ -26,6 +27,7 @@ import (
 type policyFile struct {
 	NAT       bool       `yaml:"nat"`
 	EgressIPs []string   `yaml:"egressIPs"`
+	Public    []string   `yaml:"publicPrefixes"`
 	Ingress   []fileRule `yaml:"ingress"`
 	Egress    []fileRule `yaml:"egress"`
 }
@@ -46,7 +48,7 @@ func parsePolicyFile(network string, data []byte) (*apiv1.FirewallPolicy, error)
 	if err := dec.Decode(&f); err != nil && !errors.Is(err, io.EOF) {
 		return nil, fmt.Errorf("parsing policy file: %w", err)
 	}
-	p := &apiv1.FirewallPolicy{Network: network, Nat: f.NAT, EgressIps: f.EgressIPs}
+	p := &apiv1.FirewallPolicy{Network: network, Nat: f.NAT, EgressIps: f.EgressIPs, PublicPrefixes: f.Public}
 	conv := func(dir string, rs []fileRule) ([]*apiv1.FirewallRule, error) {
 		var out []*apiv1.FirewallRule
 		for i, r := range rs {
@@ -146,5 +148,8 @@ func firewallTable(p *apiv1.FirewallPolicy) [][]string {
 		}
 	}
 	rows = append(rows, []string{p.GetNetwork(), "nat", "-", nat, "-", "-", "-", "-"})
+	if len(p.GetPublicPrefixes()) > 0 {
+		rows = append(rows, []string{p.GetNetwork(), "public", "-", "route in", "-", strings.Join(p.GetPublicPrefixes(), ","), "-", "-"})
+	}
 	return rows
 }

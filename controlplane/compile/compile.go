@@ -61,7 +61,7 @@ func Compile(in Input) []model.DeviceConfig {
 	for _, d := range in.Devices {
 		cfg := Device(d, networks, byDevice[d.Hostname], Underlay(in.Neighbors[d.Hostname], devices))
 		if d.Role == model.RoleFirewall {
-			cfg.Firewall = FirewallTenants(in.Firewalls, networks)
+			Firewall(&cfg, d, in.Firewalls, networks)
 		}
 		out = append(out, cfg)
 	}
@@ -194,6 +194,41 @@ func FirewallTenants(policies []model.FirewallPolicy, networks map[string]model.
 	}
 	slices.SortFunc(out, func(a, b model.FirewallTenant) int { return cmp.Compare(a.Network, b.Network) })
 	return out
+}
+
+// Firewall completes a firewall's config (Device compiled its loopback,
+// ASN and underlay): the policies (FirewallTenants), the VTEP and router
+// MAC like a leaf's, and one VRF with an L3VNI and no ports for each
+// network that has a policy (the tenants the firewall serves) and for each
+// external network (marked External; the tenants' default route leaks
+// into it). networks must hold every network with a policy and every
+// external network.
+func Firewall(cfg *model.DeviceConfig, d model.Device, policies []model.FirewallPolicy, networks map[string]model.Network) {
+	cfg.Firewall = FirewallTenants(policies, networks)
+	cfg.VTEP = d.Loopback
+	cfg.RouterMAC = d.ChassisMAC
+	seen := make(map[string]bool)
+	add := func(n model.Network) {
+		if seen[n.Name] {
+			return
+		}
+		seen[n.Name] = true
+		cfg.VRFs = append(cfg.VRFs, model.VRF{
+			Name: VRFName(n.VNI), VNI: n.VNI, Table: n.VNI, Network: n.Name,
+			L3VNI: cfg.VTEP.IsValid(), External: n.External,
+		})
+	}
+	for _, t := range cfg.Firewall {
+		add(networks[t.Network])
+	}
+	for _, name := range slices.Sorted(maps.Keys(networks)) {
+		if networks[name].External {
+			add(networks[name])
+		}
+	}
+	slices.SortFunc(cfg.VRFs, func(a, b model.VRF) int {
+		return cmp.Or(cmp.Compare(a.VNI, b.VNI), cmp.Compare(a.Network, b.Network))
+	})
 }
 
 // VRFName is the kernel name of a tenant VRF.

@@ -431,3 +431,36 @@ func TestFirewallTenants(t *testing.T) {
 		t.Errorf("leaf1 got firewall tenants %v, want none", got[1].Firewall)
 	}
 }
+
+func TestFirewallVRFs(t *testing.T) {
+	nets := []model.Network{
+		{Name: "inet", Prefix: netip.MustParsePrefix("203.0.113.0/24"), VNI: 12, External: true},
+		{Name: "b", Prefix: netip.MustParsePrefix("10.2.0.0/24"), VNI: 11},
+		{Name: "a", Prefix: netip.MustParsePrefix("10.1.0.0/24"), VNI: 10},
+	}
+	pols := []model.FirewallPolicy{{Network: "a", NAT: true}}
+	lo := netip.MustParseAddr("10.255.0.9")
+	got := compile.Compile(compile.Input{
+		Devices: []model.Device{
+			{Hostname: "fw1", Role: model.RoleFirewall, Loopback: lo, ChassisMAC: "02:00:00:00:00:09"},
+			{Hostname: "leaf1", Role: model.RoleLeaf},
+		},
+		Networks:  nets,
+		Firewalls: pols,
+	})
+	fw := got[0]
+	if fw.VTEP != lo || fw.RouterMAC != "02:00:00:00:00:09" {
+		t.Errorf("fw1 VTEP %v router MAC %q, want %v and its chassis MAC", fw.VTEP, fw.RouterMAC, lo)
+	}
+	// Network b has no policy: the firewall does not serve it.
+	want := []model.VRF{
+		{Name: "vrf10", VNI: 10, Table: 10, Network: "a", L3VNI: true},
+		{Name: "vrf12", VNI: 12, Table: 12, Network: "inet", L3VNI: true, External: true},
+	}
+	if diff := cmp.Diff(want, fw.VRFs); diff != "" {
+		t.Errorf("fw1 VRFs (-want +got):\n%s", diff)
+	}
+	if len(got[1].VRFs) != 0 {
+		t.Errorf("leaf1 (no machines) got VRFs %v", got[1].VRFs)
+	}
+}

@@ -38,6 +38,11 @@ func (inv *Inventory) SetFirewallPolicy(ctx context.Context, p model.FirewallPol
 		if err != nil {
 			return err
 		}
+		for _, pf := range p.Public {
+			if n.Prefix.Overlaps(pf) {
+				return errorf(ErrInvalid, "public prefix %s overlaps the network's own prefix %s", pf, n.Prefix)
+			}
+		}
 		for _, a := range p.EgressIPs {
 			if a.Is6() != n.Prefix.Addr().Is6() {
 				return errorf(ErrInvalid, "egress IP %s is not of the address family of the network's prefix %s", a, n.Prefix)
@@ -46,7 +51,7 @@ func (inv *Inventory) SetFirewallPolicy(ctx context.Context, p model.FirewallPol
 		if err := t.touchFirewalls(); err != nil {
 			return err
 		}
-		if len(p.Ingress) == 0 && len(p.Egress) == 0 && !p.NAT {
+		if len(p.Ingress) == 0 && len(p.Egress) == 0 && !p.NAT && len(p.Public) == 0 {
 			return t.tx.Delete(bucketFirewalls, p.Network)
 		}
 		return t.put(bucketFirewalls, p.Network, p)
@@ -96,8 +101,8 @@ func (t txn) touchFirewalls() error {
 	return nil
 }
 
-// firewallInput reads what a firewall's config needs: every policy, and
-// the networks they belong to.
+// firewallInput reads what a firewall's config needs: every policy, the
+// networks they belong to, and every external network.
 func (t txn) firewallInput() ([]model.FirewallPolicy, map[string]model.Network, error) {
 	pols, err := list[model.FirewallPolicy](t, bucketFirewalls)
 	if err != nil {
@@ -113,6 +118,15 @@ func (t txn) firewallInput() ([]model.FirewallPolicy, map[string]model.Network, 
 			return nil, nil, err
 		}
 		nets[n.Name] = n
+	}
+	all, err := list[model.Network](t, bucketNetworks)
+	if err != nil {
+		return nil, nil, err
+	}
+	for _, n := range all {
+		if n.External {
+			nets[n.Name] = n
+		}
 	}
 	return pols, nets, nil
 }
@@ -142,6 +156,14 @@ func validFirewallPolicy(p model.FirewallPolicy) error {
 	}
 	if len(p.EgressIPs) > maxEgressIPs {
 		return errorf(ErrInvalid, "%d egress IPs: at most %d", len(p.EgressIPs), maxEgressIPs)
+	}
+	if len(p.Public) > maxEgressIPs {
+		return errorf(ErrInvalid, "%d public prefixes: at most %d", len(p.Public), maxEgressIPs)
+	}
+	for _, pf := range p.Public {
+		if !pf.IsValid() || pf.Addr().Zone() != "" || pf.Addr().Is4In6() || pf != pf.Masked() {
+			return errorf(ErrInvalid, "public prefix %v is not a canonical IPv4 or IPv6 prefix", pf)
+		}
 	}
 	seen := make(map[netip.Addr]bool)
 	for _, a := range p.EgressIPs {

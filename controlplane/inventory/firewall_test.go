@@ -109,3 +109,41 @@ func TestFirewallPolicyInvalid(t *testing.T) {
 		}
 	}
 }
+
+// An external network puts its VRF on every firewall (and only there), and
+// takes it away again when deleted; a tenant network with a policy gets one
+// too.
+func TestExternalNetworkOnFirewalls(t *testing.T) {
+	ctx := context.Background()
+	inv, rec := newInv(t)
+	must(inv.Register(ctx, model.Device{Hostname: "fw1", Role: model.RoleFirewall}))(t)
+	must(inv.Register(ctx, leaf("leaf1", "swp1")))(t)
+	rec.take()
+	inet := must(inv.CreateNetwork(ctx, "internet", "203.0.113.0/24", inventory.External()))(t)
+	if !inet.External {
+		t.Fatalf("CreateNetwork(External()) = %+v, not external", inet)
+	}
+	pub := rec.take()
+	if len(pub) != 1 || pub[0].Hostname != "fw1" || len(pub[0].VRFs) != 1 || !pub[0].VRFs[0].External || pub[0].VRFs[0].VNI != inet.VNI {
+		t.Fatalf("after creating the external network: published %+v, want fw1 with its VRF", pub)
+	}
+	if pub[0].VTEP != must(inv.Device(ctx, "fw1"))(t).Loopback {
+		t.Errorf("fw1's VTEP %v is not its loopback", pub[0].VTEP)
+	}
+	a := must(inv.CreateNetwork(ctx, "tenant-a", "10.1.0.0/24"))(t)
+	if pub := rec.take(); len(pub) != 0 {
+		t.Errorf("a tenant network without policy published %d configs", len(pub))
+	}
+	must(inv.SetFirewallPolicy(ctx, model.FirewallPolicy{Network: "tenant-a", NAT: true}))(t)
+	pub = rec.take()
+	if len(pub) != 1 || len(pub[0].VRFs) != 2 || pub[0].VRFs[0].VNI != a.VNI && pub[0].VRFs[1].VNI != a.VNI {
+		t.Fatalf("after tenant-a's policy: published %+v, want fw1 with two VRFs", pub)
+	}
+	if err := inv.DeleteNetwork(ctx, "internet"); err != nil {
+		t.Fatal(err)
+	}
+	pub = rec.take()
+	if len(pub) != 1 || len(pub[0].VRFs) != 1 || pub[0].VRFs[0].VNI != a.VNI {
+		t.Errorf("after deleting the external network: published %+v, want fw1 with tenant-a's VRF only", pub)
+	}
+}

@@ -351,7 +351,7 @@ func (t txn) recompile(rev uint64) (map[string]model.DeviceConfig, []model.Devic
 			if err != nil {
 				return nil, nil, fmt.Errorf("recompiling %s: %w", h, err)
 			}
-			cfg.Firewall = compile.FirewallTenants(pols, nets)
+			compile.Firewall(&cfg, d, pols, nets)
 		}
 		var old model.DeviceConfig
 		err = t.get(bucketConfigs, h, &old)

@@ -194,7 +194,14 @@ func (inv *Inventory) mutateMaybe(ctx context.Context, fn func(t txn, bump func(
 }
 
 // CreateNetwork creates a network on prefix with the lowest free VNI.
-func (inv *Inventory) CreateNetwork(ctx context.Context, name, prefix string) (model.Network, error) {
+//
+// Options: External() marks it as an external (internet) network, which
+// every firewall then holds (and so gets recompiled).
+func (inv *Inventory) CreateNetwork(ctx context.Context, name, prefix string, opts ...NetworkOption) (model.Network, error) {
+	var no networkOptions
+	for _, o := range opts {
+		o(&no)
+	}
 	if err := validName("network", name); err != nil {
 		return model.Network{}, fmt.Errorf("creating network: %w", err)
 	}
@@ -219,7 +226,12 @@ func (inv *Inventory) CreateNetwork(ctx context.Context, name, prefix string) (m
 		if inv.loopbacks.Overlaps(p) {
 			return errorf(ErrPrecondition, "prefix %s overlaps the device loopback pool %s", p, inv.loopbacks)
 		}
-		n, err = inv.putNetwork(t, nets, model.Network{Name: name, Prefix: p})
+		if no.external {
+			if err := t.touchFirewalls(); err != nil {
+				return err
+			}
+		}
+		n, err = inv.putNetwork(t, nets, model.Network{Name: name, Prefix: p, External: no.external})
 		return err
 	})
 	if err != nil {
@@ -228,6 +240,14 @@ func (inv *Inventory) CreateNetwork(ctx context.Context, name, prefix string) (m
 	inv.log.Info("network created", "network", n.Name, "prefix", n.Prefix, "vni", n.VNI)
 	return n, nil
 }
+
+// NetworkOption is an option of CreateNetwork.
+type NetworkOption func(*networkOptions)
+
+type networkOptions struct{ external bool }
+
+// External marks a new network as external (internet).
+func External() NetworkOption { return func(o *networkOptions) { o.external = true } }
 
 // CreateChildNetwork creates a network as a child of parent, on the lowest
 // prefix of length bits inside the parent's prefix that overlaps no other
@@ -355,6 +375,12 @@ func (inv *Inventory) DeleteNetwork(ctx context.Context, name string) error {
 				return err
 			}
 			if err := t.tx.Delete(bucketFirewalls, name); err != nil {
+				return err
+			}
+		}
+		// Firewalls hold every external network's VRF.
+		if n.External {
+			if err := t.touchFirewalls(); err != nil {
 				return err
 			}
 		}

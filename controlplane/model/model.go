@@ -40,6 +40,9 @@ type Network struct {
 	// Parent is the network whose prefix this child network's prefix was
 	// carved from; empty for a top-level network.
 	Parent string `json:"parent,omitempty"`
+	// External marks an external (internet) network: firewalls hold its
+	// VRF and leak the tenant VRFs' default route into it.
+	External bool `json:"external,omitempty"`
 }
 
 // Connection is one machine NIC cabled to one switch port.
@@ -303,6 +306,8 @@ type VRF struct {
 	// MachinePeers are the BGP sessions with the machines on Ports, sorted
 	// by port.
 	MachinePeers []MachinePeer `json:"machinePeers,omitempty"`
+	// External is set, on firewalls, on the VRF of an external network.
+	External bool `json:"external,omitempty"`
 }
 
 // MachinePeer is a BGP session (eBGP unnumbered, inside the tenant VRF) with
@@ -407,6 +412,10 @@ type FirewallPolicy struct {
 	Egress    []FirewallRule `json:"egress,omitempty"`
 	NAT       bool           `json:"nat,omitempty"`
 	EgressIPs []netip.Addr   `json:"egressIPs,omitempty"`
+	// Public are the tenant's public prefixes (inside an external
+	// network): firewalls route them from the external network to the
+	// tenant, through the ingress rules.
+	Public []netip.Prefix `json:"public,omitempty"`
 }
 
 // FirewallTenant is one tenant network's policy as a firewall device gets

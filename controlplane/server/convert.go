@@ -87,12 +87,13 @@ func configToProto(c model.DeviceConfig) *apiv1.DeviceConfig {
 	}
 	for _, v := range c.VRFs {
 		out.Vrfs = append(out.Vrfs, &apiv1.Vrf{
-			Name:    v.Name,
-			Vni:     v.VNI,
-			Table:   v.Table,
-			Network: v.Network,
-			Ports:   append([]string(nil), v.Ports...),
-			L3Vni:   v.L3VNI,
+			Name:     v.Name,
+			Vni:      v.VNI,
+			Table:    v.Table,
+			Network:  v.Network,
+			Ports:    append([]string(nil), v.Ports...),
+			L3Vni:    v.L3VNI,
+			External: v.External,
 			MachinePeers: func() []*apiv1.MachinePeer {
 				var ps []*apiv1.MachinePeer
 				for _, p := range v.MachinePeers {
@@ -122,6 +123,7 @@ func firewallPolicyToProto(p model.FirewallPolicy) *apiv1.FirewallPolicy {
 	for _, a := range p.EgressIPs {
 		out.EgressIps = append(out.EgressIps, a.String())
 	}
+	out.PublicPrefixes = prefixStrings(p.Public)
 	return out
 }
 
@@ -156,6 +158,13 @@ func firewallPolicyFromProto(p *apiv1.FirewallPolicy) (model.FirewallPolicy, err
 			return model.FirewallPolicy{}, fmt.Errorf("egress IP %q is not an IP address", s)
 		}
 		out.EgressIPs = append(out.EgressIPs, a)
+	}
+	for _, s := range p.GetPublicPrefixes() {
+		pf, err := netip.ParsePrefix(s)
+		if err != nil {
+			return model.FirewallPolicy{}, fmt.Errorf("public prefix %q is not a CIDR prefix", s)
+		}
+		out.Public = append(out.Public, pf)
 	}
 	return out, nil
 }
@@ -246,7 +255,7 @@ func routingToProto(r *model.Routing) *apiv1.Routing {
 }
 
 func networkToProto(n inventory.NetworkInfo) *apiv1.Network {
-	return &apiv1.Network{Name: n.Name, Prefix: n.Prefix.String(), Vni: n.VNI, Allocated: uint32(n.Allocated), Capacity: ipam.Capacity(n.Prefix), Parent: n.Parent}
+	return &apiv1.Network{Name: n.Name, Prefix: n.Prefix.String(), Vni: n.VNI, Allocated: uint32(n.Allocated), Capacity: ipam.Capacity(n.Prefix), Parent: n.Parent, External: n.External}
 }
 
 func connectionsFromProto(cs []*apiv1.Connection) []model.Connection {

@@ -373,7 +373,11 @@ func (o operatorService) CreateNetwork(ctx context.Context, req *apiv1.CreateNet
 	var err error
 	switch {
 	case req.GetParent() == "" && req.GetChildLength() == 0:
-		n, err = o.s.inv.CreateNetwork(ctx, req.GetName(), req.GetPrefix())
+		var opts []inventory.NetworkOption
+		if req.GetExternal() {
+			opts = append(opts, inventory.External())
+		}
+		n, err = o.s.inv.CreateNetwork(ctx, req.GetName(), req.GetPrefix(), opts...)
 	case req.GetPrefix() != "":
 		return nil, status.Errorf(codes.InvalidArgument, "creating network %s: give either a prefix or a parent with a child length, not both", req.GetName())
 	case req.GetParent() == "":

@@ -36,7 +36,7 @@ func TestMiniLab(t *testing.T) {
 	fabrictest.RequireVRF(t, probe) // FABRIC_NO_VM=1 on a kernel without VRFs
 
 	repo := repoRoot(t)
-	ctx, cancel := context.WithTimeout(context.Background(), 20*time.Minute)
+	ctx, cancel := context.WithTimeout(context.Background(), 22*time.Minute)
 	defer cancel()
 	log := slog.New(slog.NewTextHandler(testWriter{t}, &slog.HandlerOptions{Level: slog.LevelWarn}))
 	m, err := scenario.Start(ctx, filepath.Join(repo, "containerlab", "mini-lab.clab.yml"), filepath.Join(repo, "bin"), testWriter{t}, log)
@@ -122,6 +122,21 @@ func TestMiniLab(t *testing.T) {
 	// checks all of it with real pings).
 	routingOK := t.Run("routing: ping across leaves, tenants isolated", func(t *testing.T) {
 		if err := m.RoutingDemo(ctx); err != nil {
+			t.Fatal(err)
+		}
+	})
+
+	// Firewall: fw01 serves tenant-a towards the internet network
+	// (FirewallDemo: SNAT to the egress IP, a denied port); the policy is
+	// removed afterwards so the subtests below see the fabric as before.
+	t.Run("firewall: tenant to internet through fw01 with SNAT and a denied port", func(t *testing.T) {
+		if !routingOK {
+			t.Skip("routing is not up")
+		}
+		if err := m.FirewallDemo(ctx); err != nil {
+			t.Fatal(err)
+		}
+		if err := m.RemoveFirewallPolicy(ctx, "tenant-a"); err != nil {
 			t.Fatal(err)
 		}
 	})

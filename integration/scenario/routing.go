@@ -238,7 +238,7 @@ func (m *MiniLab) Loopback(ctx context.Context, name string) (netip.Addr, error)
 func (m *MiniLab) RoutingDemo(ctx context.Context) error {
 	for _, args := range [][]string{
 		{"network", "create", "tenant-b", "--prefix", "10.0.2.0/24"},
-		{"network", "create", "internet", "--prefix", "203.0.113.0/24"},
+		{"network", "create", "internet", "--prefix", "203.0.113.0/24", "--external"},
 	} {
 		if err := m.Fabricctl(ctx, args...); err != nil {
 			return err

@@ -655,10 +655,15 @@ type FirewallPolicy struct {
 	Egress  []*FirewallRule        `protobuf:"bytes,3,rep,name=egress,proto3" json:"egress,omitempty"`
 	// Source NAT of egress traffic: masquerade, or SNAT to egress_ips
 	// (hashed by source address) when there are some.
-	Nat           bool     `protobuf:"varint,4,opt,name=nat,proto3" json:"nat,omitempty"`
-	EgressIps     []string `protobuf:"bytes,5,rep,name=egress_ips,json=egressIps,proto3" json:"egress_ips,omitempty"`
-	unknownFields protoimpl.UnknownFields
-	sizeCache     protoimpl.SizeCache
+	Nat       bool     `protobuf:"varint,4,opt,name=nat,proto3" json:"nat,omitempty"`
+	EgressIps []string `protobuf:"bytes,5,rep,name=egress_ips,json=egressIps,proto3" json:"egress_ips,omitempty"`
+	// Public prefixes of the tenant (from an external network; its machines
+	// announce them, allocated with --announce): firewalls route them from
+	// the external network into the tenant VRF, subject to the ingress
+	// rules, and announce them into the external network's VNI.
+	PublicPrefixes []string `protobuf:"bytes,6,rep,name=public_prefixes,json=publicPrefixes,proto3" json:"public_prefixes,omitempty"`
+	unknownFields  protoimpl.UnknownFields
+	sizeCache      protoimpl.SizeCache
 }
 
 func (x *FirewallPolicy) Reset() {
@@ -722,6 +727,13 @@ func (x *FirewallPolicy) GetNat() bool {
 func (x *FirewallPolicy) GetEgressIps() []string {
 	if x != nil {
 		return x.EgressIps
+	}
+	return nil
+}
+
+func (x *FirewallPolicy) GetPublicPrefixes() []string {
+	if x != nil {
+		return x.PublicPrefixes
 	}
 	return nil
 }
@@ -1096,7 +1108,10 @@ type Vrf struct {
 	// a VLAN picked by the agent, and an SVI in the VRF).
 	L3Vni bool `protobuf:"varint,6,opt,name=l3vni,proto3" json:"l3vni,omitempty"`
 	// BGP sessions with the machines on ports, one per port.
-	MachinePeers  []*MachinePeer `protobuf:"bytes,7,rep,name=machine_peers,json=machinePeers,proto3" json:"machine_peers,omitempty"`
+	MachinePeers []*MachinePeer `protobuf:"bytes,7,rep,name=machine_peers,json=machinePeers,proto3" json:"machine_peers,omitempty"`
+	// On firewalls: this is the VRF of an external (internet) network, the
+	// side the tenant VRFs' default route leaks into.
+	External      bool `protobuf:"varint,8,opt,name=external,proto3" json:"external,omitempty"`
 	unknownFields protoimpl.UnknownFields
 	sizeCache     protoimpl.SizeCache
 }
@@ -1178,6 +1193,13 @@ func (x *Vrf) GetMachinePeers() []*MachinePeer {
 		return x.MachinePeers
 	}
 	return nil
+}
+
+func (x *Vrf) GetExternal() bool {
+	if x != nil {
+		return x.External
+	}
+	return false
 }
 
 type StepError struct {
@@ -1650,7 +1672,10 @@ type Network struct {
 	// Number of machine addresses the prefix holds.
 	Capacity uint64 `protobuf:"varint,5,opt,name=capacity,proto3" json:"capacity,omitempty"`
 	// The network this one is a child of; empty for a top-level network.
-	Parent        string `protobuf:"bytes,6,opt,name=parent,proto3" json:"parent,omitempty"`
+	Parent string `protobuf:"bytes,6,opt,name=parent,proto3" json:"parent,omitempty"`
+	// An external (internet) network: firewalls hold its VRF and leak the
+	// tenants' default route into it.
+	External      bool `protobuf:"varint,7,opt,name=external,proto3" json:"external,omitempty"`
 	unknownFields protoimpl.UnknownFields
 	sizeCache     protoimpl.SizeCache
 }
@@ -1727,6 +1752,13 @@ func (x *Network) GetParent() string {
 	return ""
 }
 
+func (x *Network) GetExternal() bool {
+	if x != nil {
+		return x.External
+	}
+	return false
+}
+
 type GetNetworkRequest struct {
 	state         protoimpl.MessageState `protogen:"open.v1"`
 	Name          string                 `protobuf:"bytes,1,opt,name=name,proto3" json:"name,omitempty"`
@@ -1779,8 +1811,10 @@ type CreateNetworkRequest struct {
 	// parent and child_length create a child network: the controller picks
 	// the lowest free prefix of that length inside the parent, overlapping no
 	// other child and no machine IP allocated in the parent.
-	Parent        string `protobuf:"bytes,3,opt,name=parent,proto3" json:"parent,omitempty"`
-	ChildLength   uint32 `protobuf:"varint,4,opt,name=child_length,json=childLength,proto3" json:"child_length,omitempty"`
+	Parent      string `protobuf:"bytes,3,opt,name=parent,proto3" json:"parent,omitempty"`
+	ChildLength uint32 `protobuf:"varint,4,opt,name=child_length,json=childLength,proto3" json:"child_length,omitempty"`
+	// Marks the network as external (internet): see Network.external.
+	External      bool `protobuf:"varint,5,opt,name=external,proto3" json:"external,omitempty"`
 	unknownFields protoimpl.UnknownFields
 	sizeCache     protoimpl.SizeCache
 }
@@ -1841,6 +1875,13 @@ func (x *CreateNetworkRequest) GetChildLength() uint32 {
 		return x.ChildLength
 	}
 	return 0
+}
+
+func (x *CreateNetworkRequest) GetExternal() bool {
+	if x != nil {
+		return x.External
+	}
+	return false
 }
 
 type ListNetworksRequest struct {
@@ -3564,14 +3605,15 @@ const file_fabric_proto_rawDesc = "" +
 	"\bprotocol\x18\x02 \x01(\tR\bprotocol\x12\x14\n" +
 	"\x05cidrs\x18\x03 \x03(\tR\x05cidrs\x12*\n" +
 	"\x05ports\x18\x04 \x03(\v2\x14.fabric.v1.PortRangeR\x05ports\x12\x18\n" +
-	"\acomment\x18\x05 \x01(\tR\acomment\"\xbf\x01\n" +
+	"\acomment\x18\x05 \x01(\tR\acomment\"\xe8\x01\n" +
 	"\x0eFirewallPolicy\x12\x18\n" +
 	"\anetwork\x18\x01 \x01(\tR\anetwork\x121\n" +
 	"\aingress\x18\x02 \x03(\v2\x17.fabric.v1.FirewallRuleR\aingress\x12/\n" +
 	"\x06egress\x18\x03 \x03(\v2\x17.fabric.v1.FirewallRuleR\x06egress\x12\x10\n" +
 	"\x03nat\x18\x04 \x01(\bR\x03nat\x12\x1d\n" +
 	"\n" +
-	"egress_ips\x18\x05 \x03(\tR\tegressIps\"\x7f\n" +
+	"egress_ips\x18\x05 \x03(\tR\tegressIps\x12'\n" +
+	"\x0fpublic_prefixes\x18\x06 \x03(\tR\x0epublicPrefixes\"\x7f\n" +
 	"\x0eFirewallTenant\x121\n" +
 	"\x06policy\x18\x01 \x01(\v2\x19.fabric.v1.FirewallPolicyR\x06policy\x12\x16\n" +
 	"\x06prefix\x18\x02 \x01(\tR\x06prefix\x12\x10\n" +
@@ -3594,7 +3636,7 @@ const file_fabric_proto_rawDesc = "" +
 	"PortConfig\x12\x12\n" +
 	"\x04name\x18\x01 \x01(\tR\x04name\x12 \n" +
 	"\vdescription\x18\x02 \x01(\tR\vdescription\x12\x19\n" +
-	"\badmin_up\x18\x03 \x01(\bR\aadminUp\"\xc4\x01\n" +
+	"\badmin_up\x18\x03 \x01(\bR\aadminUp\"\xe0\x01\n" +
 	"\x03Vrf\x12\x12\n" +
 	"\x04name\x18\x01 \x01(\tR\x04name\x12\x10\n" +
 	"\x03vni\x18\x02 \x01(\rR\x03vni\x12\x14\n" +
@@ -3602,7 +3644,8 @@ const file_fabric_proto_rawDesc = "" +
 	"\anetwork\x18\x04 \x01(\tR\anetwork\x12\x14\n" +
 	"\x05ports\x18\x05 \x03(\tR\x05ports\x12\x14\n" +
 	"\x05l3vni\x18\x06 \x01(\bR\x05l3vni\x12;\n" +
-	"\rmachine_peers\x18\a \x03(\v2\x16.fabric.v1.MachinePeerR\fmachinePeers\"9\n" +
+	"\rmachine_peers\x18\a \x03(\v2\x16.fabric.v1.MachinePeerR\fmachinePeers\x12\x1a\n" +
+	"\bexternal\x18\b \x01(\bR\bexternal\"9\n" +
 	"\tStepError\x12\x12\n" +
 	"\x04step\x18\x01 \x01(\tR\x04step\x12\x18\n" +
 	"\amessage\x18\x02 \x01(\tR\amessage\"\x85\x02\n" +
@@ -3638,21 +3681,23 @@ const file_fabric_proto_rawDesc = "" +
 	"\arepairs\x18\x01 \x01(\x04R\arepairs\x12+\n" +
 	"\x11unmanaged_changes\x18\x02 \x01(\x04R\x10unmanagedChanges\x12%\n" +
 	"\x0elast_unmanaged\x18\x03 \x01(\tR\rlastUnmanaged\"\x16\n" +
-	"\x14ReportStatusResponse\"\x99\x01\n" +
+	"\x14ReportStatusResponse\"\xb5\x01\n" +
 	"\aNetwork\x12\x12\n" +
 	"\x04name\x18\x01 \x01(\tR\x04name\x12\x16\n" +
 	"\x06prefix\x18\x02 \x01(\tR\x06prefix\x12\x10\n" +
 	"\x03vni\x18\x03 \x01(\rR\x03vni\x12\x1c\n" +
 	"\tallocated\x18\x04 \x01(\rR\tallocated\x12\x1a\n" +
 	"\bcapacity\x18\x05 \x01(\x04R\bcapacity\x12\x16\n" +
-	"\x06parent\x18\x06 \x01(\tR\x06parent\"'\n" +
+	"\x06parent\x18\x06 \x01(\tR\x06parent\x12\x1a\n" +
+	"\bexternal\x18\a \x01(\bR\bexternal\"'\n" +
 	"\x11GetNetworkRequest\x12\x12\n" +
-	"\x04name\x18\x01 \x01(\tR\x04name\"}\n" +
+	"\x04name\x18\x01 \x01(\tR\x04name\"\x99\x01\n" +
 	"\x14CreateNetworkRequest\x12\x12\n" +
 	"\x04name\x18\x01 \x01(\tR\x04name\x12\x16\n" +
 	"\x06prefix\x18\x02 \x01(\tR\x06prefix\x12\x16\n" +
 	"\x06parent\x18\x03 \x01(\tR\x06parent\x12!\n" +
-	"\fchild_length\x18\x04 \x01(\rR\vchildLength\"\x15\n" +
+	"\fchild_length\x18\x04 \x01(\rR\vchildLength\x12\x1a\n" +
+	"\bexternal\x18\x05 \x01(\bR\bexternal\"\x15\n" +
 	"\x13ListNetworksRequest\"F\n" +
 	"\x14ListNetworksResponse\x12.\n" +
 	"\bnetworks\x18\x01 \x03(\v2\x12.fabric.v1.NetworkR\bnetworks\"*\n" +

@@ -22,7 +22,7 @@ import (
 )
 
 // Timeout bounds one VM run (boot, tests, power-off).
-const Timeout = 24 * time.Minute
+const Timeout = 26 * time.Minute
 
 // Main runs m where the kernel has VRFs and returns the exit code for
 // os.Exit. Without root it runs m directly, so the tests can skip with
