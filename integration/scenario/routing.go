@@ -628,7 +628,10 @@ func (m *MiniLab) RestoreMachineLegs(ctx context.Context) error {
 		if err := m.WaitWiring(ctx, WiringTimeout, machine, Cabling[machine]); err != nil {
 			return err
 		}
-		if err := m.WaitConverged(ctx, convergeTimeout, machine); err != nil {
+		// Longer than convergeTimeout: after a machine link comes back the
+		// leaf has been seen taking over a minute to apply the config that
+		// re-adds the port (cause not found yet; see the closing note).
+		if err := m.WaitConverged(ctx, routingTimeout, machine); err != nil {
 			return err
 		}
 	}
