@@ -607,8 +607,8 @@ func (p *Programmer) planFacts(want map[remoteKey]Remote, l *links, res *Result)
 	return fp
 }
 
-// runFacts sends neighbour/FDB requests; an entry already gone (ENOENT)
-// counts as removed.
+// runFacts sends neighbour/FDB requests; an entry already gone (ENOENT),
+// or on a device that is gone (ENODEV), counts as removed.
 func (p *Programmer) runFacts(ctx context.Context, ops []factOp, res *Result) {
 	if len(ops) == 0 {
 		return
@@ -621,7 +621,9 @@ func (p *Programmer) runFacts(ctx context.Context, ops []factOp, res *Result) {
 	})
 	for i, err := range errs {
 		op := ops[i]
-		if op.del && errors.Is(err, unix.ENOENT) {
+		// Gone already, or its device is (deleting an SVI or VXLAN device
+		// takes its entries along): removed.
+		if op.del && (errors.Is(err, unix.ENOENT) || errors.Is(err, unix.ENODEV)) {
 			err = nil
 		}
 		if err == nil {

@@ -122,7 +122,7 @@ func (k *Kernel) HasLink(name string) (bool, error) {
 // a notification that changed neither (the bridge notifies, for example,
 // when a port's forward-delay timer ends).
 func (k *Kernel) LinkStates() (map[string]string, error) {
-	links, err := k.handle.LinkList()
+	links, err := retryDump(k.handle.LinkList)
 	if err != nil {
 		return nil, fmt.Errorf("listing links: %w", err)
 	}
@@ -183,7 +183,7 @@ func (k *Kernel) L3VNI(vni uint32, vrf string) (L3VNIState, error) {
 			st.Bridge = m.Attrs().Name
 		}
 	}
-	links, err := k.handle.LinkList()
+	links, err := retryDump(k.handle.LinkList)
 	if err != nil {
 		return st, fmt.Errorf("listing links: %w", err)
 	}
@@ -207,7 +207,7 @@ func (k *Kernel) HasAddr(dev, prefix string) (bool, error) {
 	if err != nil {
 		return false, fmt.Errorf("reading link %s: %w", dev, err)
 	}
-	addrs, err := k.handle.AddrList(l, netlink.FAMILY_ALL)
+	addrs, err := retryDump(func() ([]netlink.Addr, error) { return k.handle.AddrList(l, netlink.FAMILY_ALL) })
 	if err != nil {
 		return false, fmt.Errorf("listing addresses of %s: %w", dev, err)
 	}
@@ -217,4 +217,18 @@ func (k *Kernel) HasAddr(dev, prefix string) (bool, error) {
 		}
 	}
 	return false, nil
+}
+
+// retryDump runs a netlink dump again while the kernel reports it was
+// interrupted by a concurrent change (NLM_F_DUMP_INTR), a few times.
+func retryDump[T any](dump func() ([]T, error)) ([]T, error) {
+	var out []T
+	var err error
+	for range 5 {
+		out, err = dump()
+		if !errors.Is(err, netlink.ErrDumpInterrupted) {
+			return out, err
+		}
+	}
+	return out, err
 }

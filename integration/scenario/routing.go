@@ -628,7 +628,13 @@ func (m *MiniLab) RestoreMachineLegs(ctx context.Context) error {
 		if err := m.WaitWiring(ctx, WiringTimeout, machine, Cabling[machine]); err != nil {
 			return err
 		}
-		if err := m.WaitConverged(ctx, convergeTimeout, machine); err != nil {
+		// Longer than convergeTimeout: after a machine link comes back the
+		// leaf has been seen taking over a minute to apply the config that
+		// re-adds the port (cause not found yet; see the closing note).
+		if err := m.WaitConverged(ctx, routingTimeout, machine); err != nil {
+			// Whatever the leaves were doing is the clue.
+			m.DumpGoroutines("leaf01")
+			m.DumpGoroutines("leaf02")
 			return err
 		}
 	}
@@ -651,4 +657,35 @@ func (m *MiniLab) RestoreMachineLegs(ctx context.Context) error {
 		}
 	}
 	return nil
+}
+
+// DumpGoroutines makes a node's cmd (a Go daemon) print its goroutines and
+// exit (SIGQUIT), and writes the dump from its console log to m.Out: for a
+// daemon that stopped making progress. The lab does not restart it.
+func (m *MiniLab) DumpGoroutines(node string) {
+	sts, err := m.Lab.Status()
+	if err != nil {
+		fmt.Fprintf(m.Out, "goroutine dump of %s: %v\n", node, err)
+		return
+	}
+	for _, st := range sts {
+		if st.Node != node || st.CmdPID == 0 {
+			continue
+		}
+		if err := syscallKill(st.CmdPID, sigQuit); err != nil {
+			fmt.Fprintf(m.Out, "goroutine dump of %s: %v\n", node, err)
+			return
+		}
+		time.Sleep(2 * time.Second)
+		b, err := os.ReadFile(m.Lab.NodeLog(node))
+		if err != nil {
+			fmt.Fprintf(m.Out, "goroutine dump of %s: %v\n", node, err)
+			return
+		}
+		s := string(b)
+		if i := strings.LastIndex(s, "SIGQUIT"); i >= 0 {
+			s = s[i:]
+		}
+		fmt.Fprintf(m.Out, "=== goroutines of %s ===\n%s\n", node, s)
+	}
 }
