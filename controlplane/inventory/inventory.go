@@ -879,13 +879,24 @@ func (inv *Inventory) Convergence(ctx context.Context, machine string) (model.Co
 			if err != nil && !errors.Is(err, ErrNotFound) {
 				return err
 			}
+			// The change at m.Revision may have left this device's config
+			// as it was (e.g. a NIC of the machine on another switch came
+			// back): then its current config already holds the machine's
+			// state, and that is the version it must have applied.
+			required := m.Revision
+			var cfg model.DeviceConfig
+			if gerr := t.get(bucketConfigs, h, &cfg); gerr == nil && cfg.Version > 0 && cfg.Version < required {
+				required = cfg.Version
+			} else if gerr != nil && !errors.Is(gerr, store.ErrNotFound) {
+				return gerr
+			}
 			dc := model.DeviceConvergence{
 				Hostname:        h,
-				RequiredVersion: m.Revision,
+				RequiredVersion: required,
 				AppliedVersion:  d.AppliedVersion,
 				Errors:          d.Errors,
 			}
-			dc.Converged = err == nil && d.AppliedVersion >= m.Revision && len(d.Errors) == 0
+			dc.Converged = err == nil && d.AppliedVersion >= required && len(d.Errors) == 0
 			out.Converged = out.Converged && dc.Converged
 			out.Devices = append(out.Devices, dc)
 		}

@@ -148,6 +148,28 @@ func TestVersioning(t *testing.T) {
 	if c.Revision != rev+1 || len(c.Devices) != 1 || c.Devices[0].RequiredVersion != rev+1 {
 		t.Errorf("convergence after recable = %+v, want leaf2 requiring %d", c, rev+1)
 	}
+
+	// A second NIC on leaf1: only leaf1's config changes. leaf2's config
+	// is still the one of rev+1 and already holds the machine, so that is
+	// what convergence requires of it, not the machine's new revision.
+	m = must(inv.CableMachine(ctx, "m1", []model.Connection{{Device: "leaf1", Port: "swp1"}, {Device: "leaf2", Port: "swp1"}}))(t)
+	rec.take()
+	c = must(inv.Convergence(ctx, "m1"))(t)
+	want2 := map[string]uint64{"leaf1": m.Revision, "leaf2": rev + 1}
+	for _, d := range c.Devices {
+		if d.RequiredVersion != want2[d.Hostname] {
+			t.Errorf("convergence of %s requires %d, want %d", d.Hostname, d.RequiredVersion, want2[d.Hostname])
+		}
+	}
+	if len(c.Devices) != 2 || m.Revision != rev+2 {
+		t.Errorf("convergence after the second NIC = %+v (machine revision %d), want both leaves", c, m.Revision)
+	}
+	for h, v := range want2 {
+		must(struct{}{}, inv.ReportStatus(ctx, h, inventory.Status{AppliedVersion: v}))(t)
+	}
+	if c = must(inv.Convergence(ctx, "m1"))(t); !c.Converged {
+		t.Errorf("not converged with both leaves at their current configs: %+v", c)
+	}
 }
 
 func TestErrorKinds(t *testing.T) {

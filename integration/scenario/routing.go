@@ -628,9 +628,7 @@ func (m *MiniLab) RestoreMachineLegs(ctx context.Context) error {
 		if err := m.WaitWiring(ctx, WiringTimeout, machine, Cabling[machine]); err != nil {
 			return err
 		}
-		// Longer than convergeTimeout: after a machine link comes back the
-		// leaf has been seen taking over a minute to apply the config that
-		// re-adds the port (cause not found yet; see the closing note).
+		// LLDP has to see the machine again on the restored port first.
 		if err := m.WaitConverged(ctx, routingTimeout, machine); err != nil {
 			// Whatever the leaves were doing is the clue.
 			m.DumpGoroutines("leaf01")
