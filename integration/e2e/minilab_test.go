@@ -247,32 +247,35 @@ func TestMiniLab(t *testing.T) {
 	}
 	// settle waits until leaf01 is back in sync with all sessions up, and
 	// past its stale-route sweep (all sessions up plus a quiet period).
-	settle := func(t *testing.T) {
+	settle := func(t *testing.T, restarted time.Time) {
 		if err := m.WaitInSync(ctx, 2*time.Minute, "leaf01"); err != nil {
 			t.Fatalf("leaf01 did not re-converge: %v", err)
 		}
-		if err := m.WaitSessions(ctx, "leaf01", "swp2"); err != nil {
+		if err := m.WaitSessionsSince(ctx, "leaf01", restarted, "swp2"); err != nil {
 			t.Fatal(err)
 		}
+		t.Logf("leaf01's BGP sessions (but swp2, down) established again %s after the restart", time.Since(restarted).Round(100*time.Millisecond))
 		time.Sleep(8 * time.Second)
 	}
 	fault("leaf agent restarted (SIGTERM)", restartLoss, func(t *testing.T) {
 		if err := m.Lab.StopNode(ctx, "leaf01"); err != nil {
 			t.Fatal(err)
 		}
+		restarted := time.Now()
 		if err := m.Lab.StartNode(ctx, "leaf01"); err != nil {
 			t.Fatal(err)
 		}
-		settle(t)
+		settle(t, restarted)
 	})
 	fault("leaf agent killed (SIGKILL) and restarted", restartLoss, func(t *testing.T) {
 		if err := m.Lab.KillNode(ctx, "leaf01"); err != nil {
 			t.Fatal(err)
 		}
+		restarted := time.Now()
 		if err := m.Lab.StartNode(ctx, "leaf01"); err != nil {
 			t.Fatal(err)
 		}
-		settle(t)
+		settle(t, restarted)
 	})
 	fault("controller stopped for 10s, then restarted", noLoss, func(t *testing.T) {
 		if err := m.Lab.StopNode(ctx, scenario.ControllerNode); err != nil {
@@ -443,6 +446,11 @@ func TestMiniLab(t *testing.T) {
 			if err := m.WaitWiring(ctx, scenario.WiringTimeout, machine, scenario.Cabling[machine]); err != nil {
 				t.Fatal(err)
 			}
+		}
+		// ... and the configs the relearned wiring led to must be applied
+		// (else the tail of that apply lands while the controller is down).
+		if err := m.WaitInSync(ctx, 2*time.Minute, m.Switches()...); err != nil {
+			t.Fatal(err)
 		}
 		nets, err := api.ListNetworks(ctx, &apiv1.ListNetworksRequest{})
 		if err != nil {
