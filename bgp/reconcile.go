@@ -73,8 +73,16 @@ type Reconciler struct {
 	remRefs   map[remoteKey]int
 	exports   map[vrfPrefix]Path
 	injects   map[vrfPrefix]Path
-	failed    map[RouteKey]error
-	swept     bool
+	// held are the destinations whose export (true) or import (false)
+	// adoptLocked re-originated from the previous run's kernel routes and
+	// no best path of that kind has confirmed yet: recompute leaves them,
+	// their originations and their kernel routes as they are until one
+	// does, or until the sweep (graceful restart: a destination is not
+	// withdrawn because the sessions that will confirm it are not back
+	// yet, nor because the speaker reports our own re-origination).
+	held   map[vrfPrefix]bool
+	failed map[RouteKey]error
+	swept  bool
 	// lastChange is when the last best-path batch arrived (the sweep
 	// waits for quiet).
 	lastChange time.Time
@@ -129,6 +137,7 @@ func (r *Reconciler) reset() {
 	r.remRefs = make(map[remoteKey]int)
 	r.exports = make(map[vrfPrefix]Path)
 	r.injects = make(map[vrfPrefix]Path)
+	r.held = make(map[vrfPrefix]bool)
 	r.failed = make(map[RouteKey]error)
 	r.swept = false
 }
@@ -452,6 +461,12 @@ func (r *Reconciler) recompute(ctx context.Context, s scope, removed map[string]
 	}
 	vrfDest := func(v TenantVRF, k vrfPrefix) {
 		out := r.rib.vrfDestination(d, v, k.Prefix)
+		if export, held := r.held[k]; held {
+			if (export && out.export == nil) || (!export && out.inject == nil) {
+				return
+			}
+			delete(r.held, k)
+		}
 		route(RouteKey{Table: v.Table, Prefix: k.Prefix}, out.route, out.remotes)
 		orig(r.exports, k, out.export)
 		orig(r.injects, k, out.inject)
@@ -468,6 +483,7 @@ func (r *Reconciler) recompute(ctx context.Context, s scope, removed map[string]
 				route(RouteKey{Table: o.Table, Prefix: k.Prefix}, nil, nil)
 			}
 			if _, moved := r.vrfs[k.VRF]; !moved {
+				delete(r.held, k)
 				orig(r.exports, k, nil)
 				orig(r.injects, k, nil)
 				continue
@@ -798,9 +814,11 @@ func (r *Reconciler) stopLocked(ctx context.Context) error {
 // adoptLocked re-originates, from the routes of ours the kernel holds, the
 // EVPN exports (a VRF route via a machine port) and the imports handed to
 // machines (a VRF route via the L3VNI's SVI) of the previous run, and books
-// them like any other origination: the first recompute of a destination
-// keeps, changes or withdraws them, and the sweep withdraws those no best
-// path confirmed.
+// them like any other origination, held (r.held) until a best path of the
+// same kind confirms them: the speaker's report of the re-origination
+// itself, or an import arriving before the machine's session is back, must
+// not withdraw them or touch their kernel routes. The sweep withdraws those
+// no best path confirmed.
 func (r *Reconciler) adoptLocked(ctx context.Context) error {
 	routes, err := r.fib.Kernel(ctx)
 	if err != nil {
@@ -828,6 +846,7 @@ func (r *Reconciler) adoptLocked(ctx context.Context) error {
 				p.Family = IPv6Unicast
 			}
 			r.injects[k] = p
+			r.held[k] = false
 			adv = append(adv, p)
 			continue
 		}
@@ -836,6 +855,7 @@ func (r *Reconciler) adoptLocked(ctx context.Context) error {
 			RouteTargets: []string{RT(d.ASN, v.VNI)}, RouterMAC: v.RouterMAC, VNI: v.VNI,
 		}
 		r.exports[k] = p
+		r.held[k] = true
 		adv = append(adv, p)
 	}
 	if len(adv) == 0 {
@@ -857,6 +877,7 @@ func (r *Reconciler) sweepOrigins(ctx context.Context) error {
 	if !r.started {
 		return nil
 	}
+	clear(r.held)
 	s := newScope()
 	for k := range r.exports {
 		s.vrf[k] = struct{}{}

@@ -538,6 +538,25 @@ func TestRestartAdoptsOriginations(t *testing.T) {
 	if diff := cmp.Diff(sortPaths(want), sortPaths(sp.originated()), cmpOpts); diff != "" {
 		t.Errorf("originated after the restart (-want +got):\n%s", diff)
 	}
+	kernelBefore := f.kernel()
+	// The speaker reports our own re-originations as best paths (GoBGP
+	// does), and an import of the machine's prefix from another leaf
+	// arrives before the machine's session is back: nothing adopted may be
+	// withdrawn, and the kernel must not move (this withdrew the import
+	// handed to the machines, which dropped it on our End-of-RIB).
+	var own []Update
+	for _, p := range sp.originated() {
+		p.Local = true
+		own = append(own, Update{Family: p.Family, VRF: p.VRF, RD: p.RD, Prefix: p.Prefix, Paths: []Path{p}})
+	}
+	sp.push(t, own...)
+	sp.push(t, type5("192.0.2.1/32", netip.MustParseAddr("10.255.0.3"), macRed, 10, RT(4200000003, 10)))
+	if diff := cmp.Diff(sortPaths(want), sortPaths(sp.originated()), cmpOpts); diff != "" {
+		t.Errorf("originated while the sessions come back (-want +got):\n%s", diff)
+	}
+	if diff := cmp.Diff(kernelBefore, f.kernel(), cmpOpts); diff != "" {
+		t.Errorf("kernel while the sessions come back (-want +got):\n%s", diff)
+	}
 	// The machine announces 192.0.2.1 again, the remote VTEP its prefix;
 	// 192.0.2.9 is gone. All sessions up: the sweep withdraws 192.0.2.9.
 	sp.push(t, machineUpdate("red", "192.0.2.1/32", "swp1", machine), type5("203.0.113.5/32", remote, macRed, 10, RT(4200000002, 10)))
@@ -550,6 +569,8 @@ func TestRestartAdoptsOriginations(t *testing.T) {
 		time.Sleep(20 * time.Millisecond)
 	}
 	want = slices.DeleteFunc(want, func(p Path) bool { return p.Prefix == pfx("192.0.2.9/32") })
+	// The other leaf's import of 192.0.2.1 is handed to the machines too.
+	want = append(want, Path{Family: IPv4Unicast, VRF: "red", Prefix: pfx("192.0.2.1/32"), LocalPref: importLocalPref})
 	if diff := cmp.Diff(sortPaths(want), sortPaths(sp.originated()), cmpOpts); diff != "" {
 		t.Errorf("originated after the sweep (-want +got):\n%s", diff)
 	}

@@ -151,32 +151,7 @@ func benchFanout(b *testing.B, be benchBackend, leaves, changes int) []time.Dura
 		go f.runAgent(ctx, be.addrs[i%len(be.addrs)], leafName(i), &ready)
 	}
 	ready.Wait()
-	var fan []time.Duration
-	for i := range changes {
-		t0 := time.Now()
-		var v uint64
-		if i%2 == 0 {
-			m, err := f.op.AllocateMachine(ctx, &apiv1.AllocateMachineRequest{Machine: "wide", Network: "bench"})
-			if err != nil {
-				b.Fatal(err)
-			}
-			v = m.GetAllocation().GetRevision()
-		} else {
-			if _, err := f.op.FreeMachine(ctx, &apiv1.FreeMachineRequest{Machine: "wide"}); err != nil {
-				b.Fatal(err)
-			}
-			c, err := f.op.GetConvergence(ctx, &apiv1.GetConvergenceRequest{Machine: "wide"})
-			if err != nil {
-				b.Fatal(err)
-			}
-			v = c.GetRevision()
-		}
-		if err := f.waitAcks(all, v); err != nil {
-			b.Fatal(err)
-		}
-		fan = append(fan, time.Since(t0))
-	}
-	return fan
+	return f.toggleWide(ctx, all, changes)
 }
 
 // BenchmarkEtcdVsBolt compares the controller on a three-member etcd

@@ -210,31 +210,7 @@ func BenchmarkControllerFanout(b *testing.B) {
 		b.Logf("setup: %d leaves registered and watching in %s", leaves, time.Since(start).Round(time.Millisecond))
 
 		b.ResetTimer()
-		var fan []time.Duration
-		for i := range changes {
-			t0 := time.Now()
-			var v uint64
-			if i%2 == 0 {
-				m, err := f.op.AllocateMachine(ctx, &apiv1.AllocateMachineRequest{Machine: "wide", Network: "bench"})
-				if err != nil {
-					b.Fatal(err)
-				}
-				v = m.GetAllocation().GetRevision()
-			} else {
-				if _, err := f.op.FreeMachine(ctx, &apiv1.FreeMachineRequest{Machine: "wide"}); err != nil {
-					b.Fatal(err)
-				}
-				c, err := f.op.GetConvergence(ctx, &apiv1.GetConvergenceRequest{Machine: "wide"})
-				if err != nil {
-					b.Fatal(err)
-				}
-				v = c.GetRevision()
-			}
-			if err := f.waitAcks(all, v); err != nil {
-				b.Fatal(err)
-			}
-			fan = append(fan, time.Since(t0))
-		}
+		fan := f.toggleWide(ctx, all, changes)
 		var lat []time.Duration
 		for i := range allocs {
 			name := fmt.Sprintf("m%d", i)
@@ -319,4 +295,37 @@ func envInt(name string, def int) int {
 		return v
 	}
 	return def
+}
+
+// toggleWide allocates and frees the machine "wide" changes times in turn
+// and returns how long each change took to be acknowledged by every agent
+// in all.
+func (f *benchFabric) toggleWide(ctx context.Context, all map[string]bool, changes int) []time.Duration {
+	b := f.b
+	var fan []time.Duration
+	for i := range changes {
+		t0 := time.Now()
+		var v uint64
+		if i%2 == 0 {
+			m, err := f.op.AllocateMachine(ctx, &apiv1.AllocateMachineRequest{Machine: "wide", Network: "bench"})
+			if err != nil {
+				b.Fatal(err)
+			}
+			v = m.GetAllocation().GetRevision()
+		} else {
+			if _, err := f.op.FreeMachine(ctx, &apiv1.FreeMachineRequest{Machine: "wide"}); err != nil {
+				b.Fatal(err)
+			}
+			c, err := f.op.GetConvergence(ctx, &apiv1.GetConvergenceRequest{Machine: "wide"})
+			if err != nil {
+				b.Fatal(err)
+			}
+			v = c.GetRevision()
+		}
+		if err := f.waitAcks(all, v); err != nil {
+			b.Fatal(err)
+		}
+		fan = append(fan, time.Since(t0))
+	}
+	return fan
 }

@@ -544,6 +544,13 @@ func (m *MiniLab) WaitAcrossLeaves(ctx context.Context, table uint32, ip1, ip2 n
 // WaitSessions waits until every BGP session a switch reports is
 // established, but those on the except ports (links known to be down).
 func (m *MiniLab) WaitSessions(ctx context.Context, name string, except ...string) error {
+	return m.WaitSessionsSince(ctx, name, time.Time{}, except...)
+}
+
+// WaitSessionsSince is WaitSessions for sessions that came up after since
+// (a status still showing the sessions of an agent's previous run does not
+// count).
+func (m *MiniLab) WaitSessionsSince(ctx context.Context, name string, since time.Time, except ...string) error {
 	return poll(ctx, routingTimeout, func(ctx context.Context) (bool, string, error) {
 		d, err := m.API.GetDevice(ctx, &apiv1.GetDeviceRequest{Hostname: name})
 		if err != nil {
@@ -554,8 +561,14 @@ func (m *MiniLab) WaitSessions(ctx context.Context, name string, except ...strin
 			return false, name + " reports no BGP sessions", nil
 		}
 		for _, s := range ss {
-			if s.GetState() != "established" && !slices.Contains(except, s.GetPeer()) {
+			if slices.Contains(except, s.GetPeer()) {
+				continue
+			}
+			if s.GetState() != "established" {
 				return false, fmt.Sprintf("%s: session %s %s is %s", name, s.GetVrf(), s.GetPeer(), s.GetState()), nil
+			}
+			if up := s.GetUptime().AsDuration(); !since.IsZero() && up > time.Since(since) {
+				return false, fmt.Sprintf("%s: session %s %s is up for %s, since before %s", name, s.GetVrf(), s.GetPeer(), up, since.Format(time.TimeOnly)), nil
 			}
 		}
 		return true, "", nil
