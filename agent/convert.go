@@ -166,7 +166,7 @@ func routingFromProto(cfg *apiv1.DeviceConfig, state fabric.Actual) (bgp.Desired
 		d.VTEP = a
 	}
 	for _, u := range cfg.GetUnderlay() {
-		d.Underlay = append(d.Underlay, bgp.UnderlayPeer{Interface: u.GetPort(), ASN: u.GetPeerAsn(), Description: u.GetPeer()})
+		d.Underlay = append(d.Underlay, bgp.UnderlayPeer{Interface: u.GetPort(), ASN: u.GetPeerAsn(), Description: u.GetPeer(), Passive: u.GetPassive()})
 	}
 	for _, v := range cfg.GetVrfs() {
 		name := v.GetName()
