@@ -166,7 +166,7 @@ func routingFromProto(cfg *apiv1.DeviceConfig, state fabric.Actual) (bgp.Desired
 		d.VTEP = a
 	}
 	for _, u := range cfg.GetUnderlay() {
-		d.Underlay = append(d.Underlay, bgp.UnderlayPeer{Interface: u.GetPort(), ASN: u.GetPeerAsn(), Description: u.GetPeer()})
+		d.Underlay = append(d.Underlay, bgp.UnderlayPeer{Interface: u.GetPort(), ASN: u.GetPeerAsn(), Description: u.GetPeer(), Passive: u.GetPassive()})
 	}
 	// On firewalls: the default route into tenant VNIs, egress IPs into
 	// the external VNI (firewall.go; a malformed policy is reported by the

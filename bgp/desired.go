@@ -34,6 +34,9 @@ type UnderlayPeer struct {
 	// ASN of the neighbour switch; 0 accepts any external AS.
 	ASN         uint32
 	Description string
+	// Passive: this end listens and the neighbour dials (one active end
+	// per link; see Peer.Passive).
+	Passive bool
 }
 
 // TenantVRF is one tenant VRF with its L3VNI and machine sessions.
@@ -176,7 +179,7 @@ func (d Desired) peers() []Peer {
 	for _, u := range d.Underlay {
 		out = append(out, Peer{
 			Interface: u.Interface, ASN: u.ASN, Families: []Family{IPv4Unicast, EVPN},
-			GracefulRestart: true, Description: u.Description,
+			GracefulRestart: true, Description: u.Description, Passive: u.Passive,
 		})
 	}
 	for _, v := range d.VRFs {
@@ -231,12 +234,14 @@ func samePeer(a, b Peer) bool {
 	return a.Interface == b.Interface && a.Address == b.Address && a.ASN == b.ASN && a.VRF == b.VRF &&
 		slices.Equal(a.Families, b.Families) && slices.Equal(a.Allowed, b.Allowed) && (a.Allowed == nil) == (b.Allowed == nil) &&
 		a.MaxPrefixes == b.MaxPrefixes && a.HoldTime == b.HoldTime && a.KeepaliveInterval == b.KeepaliveInterval &&
-		a.ConnectRetry == b.ConnectRetry && a.GracefulRestart == b.GracefulRestart && a.Description == b.Description
+		a.ConnectRetry == b.ConnectRetry && a.GracefulRestart == b.GracefulRestart && a.Description == b.Description &&
+		a.Passive == b.Passive
 }
 
 // needsReset tells whether changing a into b cannot be done in place.
 func needsReset(a, b Peer) bool {
-	return a.ASN != b.ASN || !slices.Equal(a.Families, b.Families) || a.GracefulRestart != b.GracefulRestart
+	return a.ASN != b.ASN || !slices.Equal(a.Families, b.Families) || a.GracefulRestart != b.GracefulRestart ||
+		a.Passive != b.Passive
 }
 
 func sameVRF(a, b VRF) bool {

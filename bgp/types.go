@@ -82,6 +82,9 @@ type Peer struct {
 	GracefulRestart bool
 	// Description is free text (e.g. the neighbour's hostname).
 	Description string
+	// Passive makes the session wait for the neighbour to connect; it
+	// never dials.
+	Passive bool
 }
 
 // Key identifies a peer: VRF plus interface or address.

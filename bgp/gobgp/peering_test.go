@@ -90,7 +90,8 @@ func TestNumberedTwoSpeakers(t *testing.T) {
 func TestUnnumberedTwoSpeakers(t *testing.T) {
 	a, b, nsA, nsB := twoSpeakers(t, true)
 	a.must(helperReq{Op: "addpeer", Peer: bgp.Peer{Interface: "eth-a"}})
-	b.must(helperReq{Op: "addpeer", Peer: bgp.Peer{Interface: "eth-b"}})
+	// b listens, as a spine does towards its leaves: a dials.
+	b.must(helperReq{Op: "addpeer", Peer: bgp.Peer{Interface: "eth-b", Passive: true}})
 	a.must(helperReq{Op: "advertise", Paths: []bgp.Path{{Family: bgp.IPv4Unicast, Prefix: pfx("10.1.0.1/32")}}})
 	b.must(helperReq{Op: "advertise", Paths: []bgp.Path{{Family: bgp.IPv4Unicast, Prefix: pfx("10.2.0.1/32")}}})
 

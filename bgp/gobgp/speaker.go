@@ -425,7 +425,15 @@ func (s *Speaker) apiPeer(p bgp.Peer, gaddr string) *api.Peer {
 			Description:     p.Description,
 			Vrf:             p.VRF,
 		},
-		Transport: &api.Transport{},
+		// A passive end never dials. GoBGP refuses connections for 5 s
+		// (holdtimeIdle, fixed) after every failed or dropped session,
+		// and in OpenSent closes an accepted connection instead of
+		// resolving the collision: two GoBGP ends that both dial can
+		// refuse each other in turn for minutes (measured 112 s and 161 s
+		// after an agent restart). With one end listening, the dialling
+		// end gets through at its next attempt after the listener's idle
+		// hold.
+		Transport: &api.Transport{PassiveMode: p.Passive},
 	}
 	ap.Timers = &api.Timers{Config: &api.TimersConfig{
 		ConnectRetry:      connectRetry,

@@ -59,7 +59,7 @@ func Compile(in Input) []model.DeviceConfig {
 	}
 	out := make([]model.DeviceConfig, 0, len(in.Devices))
 	for _, d := range in.Devices {
-		cfg := Device(d, networks, byDevice[d.Hostname], Underlay(in.Neighbors[d.Hostname], devices))
+		cfg := Device(d, networks, byDevice[d.Hostname], Underlay(d, in.Neighbors[d.Hostname], devices))
 		if d.Role == model.RoleFirewall {
 			Firewall(&cfg, d, in.Firewalls, networks)
 		}
@@ -162,7 +162,10 @@ func Device(d model.Device, networks map[string]model.Network, atts []model.Atta
 // table: one per port whose neighbour identity names a registered device
 // (devices keyed by lower-case hostname), sorted by port. A port that sees
 // several devices (a hub, a miswiring) gets no session.
-func Underlay(nbrs []model.Neighbor, devices map[string]model.Device) []model.UnderlayPeer {
+//
+// Exactly one end of each session dials: self listens (Passive) when it
+// ranks above the neighbour (listens), so both ends' configs agree.
+func Underlay(self model.Device, nbrs []model.Neighbor, devices map[string]model.Device) []model.UnderlayPeer {
 	seen := make(map[string][]model.Device)
 	for _, n := range nbrs {
 		peer, ok := devices[strings.ToLower(n.Identity())]
@@ -174,10 +177,27 @@ func Underlay(nbrs []model.Neighbor, devices map[string]model.Device) []model.Un
 	var out []model.UnderlayPeer
 	for _, port := range slices.Sorted(maps.Keys(seen)) {
 		if ds := seen[port]; len(ds) == 1 {
-			out = append(out, model.UnderlayPeer{Port: port, Peer: ds[0].Hostname, PeerASN: ds[0].ASN})
+			out = append(out, model.UnderlayPeer{Port: port, Peer: ds[0].Hostname, PeerASN: ds[0].ASN, Passive: listens(self, ds[0])})
 		}
 	}
 	return out
+}
+
+// listens tells which end of a session between two devices waits for the
+// other to connect: the spine (to leaves and firewalls), the firewall (to
+// leaves), and between equals the greater hostname.
+func listens(self, peer model.Device) bool {
+	tier := func(r model.Role) int {
+		switch r {
+		case model.RoleSpine:
+			return 2
+		case model.RoleFirewall:
+			return 1
+		}
+		return 0
+	}
+	return cmp.Or(cmp.Compare(tier(self.Role), tier(peer.Role)),
+		cmp.Compare(strings.ToLower(self.Hostname), strings.ToLower(peer.Hostname))) > 0
 }
 
 // FirewallTenants returns what a firewall gets of the policies: each with

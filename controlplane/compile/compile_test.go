@@ -259,8 +259,8 @@ func TestCompile(t *testing.T) {
 				{Hostname: "leaf2", Role: model.RoleLeaf, ASN: 4210000002,
 					Underlay: []model.UnderlayPeer{{Port: "swp52", Peer: "spine1", PeerASN: 4210000009}}},
 				{Hostname: "spine1", Role: model.RoleSpine, ASN: 4210000009, Underlay: []model.UnderlayPeer{
-					{Port: "swp1", Peer: "leaf1", PeerASN: 4210000001},
-					{Port: "swp2", Peer: "leaf2", PeerASN: 4210000002},
+					{Port: "swp1", Peer: "leaf1", PeerASN: 4210000001, Passive: true},
+					{Port: "swp2", Peer: "leaf2", PeerASN: 4210000002, Passive: true},
 				}},
 			},
 		},
@@ -280,6 +280,7 @@ func TestCompile(t *testing.T) {
 }
 
 func TestUnderlay(t *testing.T) {
+	self := model.Device{Hostname: "leaf0", Role: model.RoleLeaf, ASN: 65000} // dials every session below
 	devices := map[string]model.Device{}
 	for _, d := range []model.Device{
 		{Hostname: "leaf1", Role: model.RoleLeaf, ASN: 65001},
@@ -353,14 +354,52 @@ func TestUnderlay(t *testing.T) {
 	}
 	for _, tc := range tests {
 		t.Run(tc.name, func(t *testing.T) {
-			got := compile.Underlay(tc.nbrs, devices)
+			got := compile.Underlay(self, tc.nbrs, devices)
 			if diff := cmp.Diff(tc.want, got); diff != "" {
 				t.Errorf("Underlay (-want +got):\n%s", diff)
 			}
 		})
 	}
-	if got := compile.Underlay([]model.Neighbor{nbr("swp51", "spine2")}, nil); got != nil {
+	if got := compile.Underlay(self, []model.Neighbor{nbr("swp51", "spine2")}, nil); got != nil {
 		t.Errorf("Underlay without registered devices = %v, want none", got)
+	}
+}
+
+// TestUnderlayOneEndDials: of the two configs of a session, exactly one
+// listens (two GoBGP ends that both dial can refuse each other for
+// minutes), and which one is the documented choice.
+func TestUnderlayOneEndDials(t *testing.T) {
+	devs := []model.Device{
+		{Hostname: "leaf01", Role: model.RoleLeaf, ASN: 1},
+		{Hostname: "leaf02", Role: model.RoleLeaf, ASN: 2},
+		{Hostname: "spine01", Role: model.RoleSpine, ASN: 3},
+		{Hostname: "Spine02", Role: model.RoleSpine, ASN: 4},
+		{Hostname: "fw01", Role: model.RoleFirewall, ASN: 5},
+	}
+	devices := map[string]model.Device{}
+	for _, d := range devs {
+		devices[strings.ToLower(d.Hostname)] = d
+	}
+	listener := map[[2]string]string{
+		{"leaf01", "spine01"}:  "spine01",
+		{"leaf01", "fw01"}:     "fw01",
+		{"spine01", "fw01"}:    "spine01",
+		{"leaf01", "leaf02"}:   "leaf02",
+		{"spine01", "Spine02"}: "Spine02",
+	}
+	for pair, want := range listener {
+		a, b := devices[strings.ToLower(pair[0])], devices[strings.ToLower(pair[1])]
+		ua := compile.Underlay(a, []model.Neighbor{nbr("swp1", b.Hostname)}, devices)
+		ub := compile.Underlay(b, []model.Neighbor{nbr("swp1", a.Hostname)}, devices)
+		if len(ua) != 1 || len(ub) != 1 {
+			t.Fatalf("%v: sessions %v and %v, want one each", pair, ua, ub)
+		}
+		if ua[0].Passive == ub[0].Passive {
+			t.Errorf("%v: passive %t on both ends, want exactly one", pair, ua[0].Passive)
+		}
+		if got := map[bool]string{true: a.Hostname, false: b.Hostname}[ua[0].Passive]; got != want {
+			t.Errorf("%v: %s listens, want %s", pair, got, want)
+		}
 	}
 }
 

@@ -345,7 +345,7 @@ func (t txn) recompile(rev uint64) (map[string]model.DeviceConfig, []model.Devic
 				devices[strings.ToLower(d.Hostname)] = d
 			}
 		}
-		cfg := compile.Device(d, networks, atts, compile.Underlay(nbrs, devices))
+		cfg := compile.Device(d, networks, atts, compile.Underlay(d, nbrs, devices))
 		if d.Role == model.RoleFirewall {
 			pols, nets, err := t.firewallInput()
 			if err != nil {

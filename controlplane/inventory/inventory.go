@@ -452,6 +452,7 @@ func (inv *Inventory) Register(ctx context.Context, d model.Device) (uint64, err
 		if err != nil && !created {
 			return err
 		}
+		roleChanged := !created && cur.Role != d.Role
 		cur.Hostname = d.Hostname
 		cur.Role = d.Role
 		cur.ChassisMAC = d.ChassisMAC
@@ -473,7 +474,8 @@ func (inv *Inventory) Register(ctx context.Context, d model.Device) (uint64, err
 		t.touch(d.Hostname)
 		// A new device turns neighbours announcing its name from machines
 		// into fabric links: the devices that see it get underlay sessions.
-		if created {
+		// A new role can change which end of those sessions listens.
+		if created || roleChanged {
 			tables, err := t.neighborTables()
 			if err != nil {
 				return err

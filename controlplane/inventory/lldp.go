@@ -141,7 +141,8 @@ func (inv *Inventory) ReportNeighbors(ctx context.Context, hostname string, nbrs
 		for _, d := range devs {
 			devices[strings.ToLower(d.Hostname)] = d
 		}
-		if !slices.Equal(compile.Underlay(before, devices), compile.Underlay(nbrs, devices)) {
+		self := devices[strings.ToLower(hostname)]
+		if !slices.Equal(compile.Underlay(self, before, devices), compile.Underlay(self, nbrs, devices)) {
 			if _, err := bump(); err != nil {
 				return err
 			}

@@ -82,7 +82,7 @@ func TestUnderlaySessions(t *testing.T) {
 			}
 			want := map[string][]model.UnderlayPeer{
 				"leaf1":  {{Port: "swp51", Peer: "spine1", PeerASN: spineASN}},
-				"spine1": {{Port: "swp1", Peer: "leaf1", PeerASN: leafASN}},
+				"spine1": {{Port: "swp1", Peer: "leaf1", PeerASN: leafASN, Passive: true}},
 			}
 			if diff := cmp.Diff(want, underlays(t, inv)); diff != "" {
 				t.Errorf("stored underlay sessions (-want +got):\n%s", diff)

@@ -327,6 +327,9 @@ type UnderlayPeer struct {
 	// Peer is the neighbour switch's hostname, PeerASN its AS number.
 	Peer    string `json:"peer"`
 	PeerASN uint32 `json:"peerASN"`
+	// Passive: this end listens, the neighbour dials (exactly one end of
+	// every link dials; see compile.Underlay).
+	Passive bool `json:"passive,omitempty"`
 }
 
 // PortConfig is a port the controller hands to the agent.

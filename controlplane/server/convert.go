@@ -104,7 +104,7 @@ func configToProto(c model.DeviceConfig) *apiv1.DeviceConfig {
 		})
 	}
 	for _, u := range c.Underlay {
-		out.Underlay = append(out.Underlay, &apiv1.UnderlayPeer{Port: u.Port, Peer: u.Peer, PeerAsn: u.PeerASN})
+		out.Underlay = append(out.Underlay, &apiv1.UnderlayPeer{Port: u.Port, Peer: u.Peer, PeerAsn: u.PeerASN, Passive: u.Passive})
 	}
 	for _, f := range c.Firewall {
 		out.Firewall = append(out.Firewall, &apiv1.FirewallTenant{

@@ -71,7 +71,7 @@ func TestUnderlayAPI(t *testing.T) {
 	}
 	for host, want := range map[string][]*apiv1.UnderlayPeer{
 		"leaf1":  {{Port: "swp51", Peer: "spine1", PeerAsn: spineASN}},
-		"spine1": {{Port: "swp1", Peer: "leaf1", PeerAsn: leafASN}},
+		"spine1": {{Port: "swp1", Peer: "leaf1", PeerAsn: leafASN, Passive: true}},
 	} {
 		got := e.watch(host).next()
 		if diff := cmp.Diff(want, got.GetUnderlay(), protocmp.Transform()); diff != "" {

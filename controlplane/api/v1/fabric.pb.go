@@ -901,8 +901,12 @@ type UnderlayPeer struct {
 	state protoimpl.MessageState `protogen:"open.v1"`
 	Port  string                 `protobuf:"bytes,1,opt,name=port,proto3" json:"port,omitempty"`
 	// The neighbour switch's hostname and AS number.
-	Peer          string `protobuf:"bytes,2,opt,name=peer,proto3" json:"peer,omitempty"`
-	PeerAsn       uint32 `protobuf:"varint,3,opt,name=peer_asn,json=peerAsn,proto3" json:"peer_asn,omitempty"`
+	Peer    string `protobuf:"bytes,2,opt,name=peer,proto3" json:"peer,omitempty"`
+	PeerAsn uint32 `protobuf:"varint,3,opt,name=peer_asn,json=peerAsn,proto3" json:"peer_asn,omitempty"`
+	// This end listens and the neighbour dials: one end of every link dials
+	// (the spine listens to leaves, the firewall to leaves, else the greater
+	// hostname listens).
+	Passive       bool `protobuf:"varint,4,opt,name=passive,proto3" json:"passive,omitempty"`
 	unknownFields protoimpl.UnknownFields
 	sizeCache     protoimpl.SizeCache
 }
@@ -956,6 +960,13 @@ func (x *UnderlayPeer) GetPeerAsn() uint32 {
 		return x.PeerAsn
 	}
 	return 0
+}
+
+func (x *UnderlayPeer) GetPassive() bool {
+	if x != nil {
+		return x.Passive
+	}
+	return false
 }
 
 // MachinePeer is a BGP session with a machine on a port, inside the VRF.
@@ -3622,11 +3633,12 @@ const file_fabric_proto_rawDesc = "" +
 	"\x18SetFirewallPolicyRequest\x121\n" +
 	"\x06policy\x18\x01 \x01(\v2\x19.fabric.v1.FirewallPolicyR\x06policy\"4\n" +
 	"\x18GetFirewallPolicyRequest\x12\x18\n" +
-	"\anetwork\x18\x01 \x01(\tR\anetwork\"Q\n" +
+	"\anetwork\x18\x01 \x01(\tR\anetwork\"k\n" +
 	"\fUnderlayPeer\x12\x12\n" +
 	"\x04port\x18\x01 \x01(\tR\x04port\x12\x12\n" +
 	"\x04peer\x18\x02 \x01(\tR\x04peer\x12\x19\n" +
-	"\bpeer_asn\x18\x03 \x01(\rR\apeerAsn\"x\n" +
+	"\bpeer_asn\x18\x03 \x01(\rR\apeerAsn\x12\x18\n" +
+	"\apassive\x18\x04 \x01(\bR\apassive\"x\n" +
 	"\vMachinePeer\x12\x12\n" +
 	"\x04port\x18\x01 \x01(\tR\x04port\x12\x18\n" +
 	"\amachine\x18\x02 \x01(\tR\amachine\x12\x18\n" +
