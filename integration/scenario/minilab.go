@@ -230,8 +230,17 @@ func poll(ctx context.Context, timeout time.Duration, check func(context.Context
 	for {
 		cctx, ccancel := context.WithTimeout(ctx, 5*time.Second)
 		done, reason, err := check(cctx)
+		slow := cctx.Err() != nil && ctx.Err() == nil
 		ccancel()
-		if err != nil {
+		switch {
+		case err != nil && slow:
+			// One check that overran its 5 s (a command killed on a
+			// loaded machine) is not the answer: try again.
+			done, reason = false, fmt.Sprintf("check did not finish in 5s: %v", err)
+		case err != nil:
+			if why != "" {
+				return fmt.Errorf("%w (before: %s)", err, why)
+			}
 			return err
 		}
 		if done {
