@@ -485,6 +485,7 @@ func (m *MiniLab) FirewallIngressDemo(ctx context.Context) error {
 // tenant-a tables (machines re-advertise a default they learned, which
 // would skew later session counters).
 func (m *MiniLab) RemoveFirewallPolicy(ctx context.Context, network string) error {
+	since := time.Now().UTC().Format(time.TimeOnly)
 	if err := m.Fabricctl(ctx, "firewall", "set", network, "-f", "/dev/null"); err != nil {
 		return err
 	}
@@ -503,7 +504,11 @@ func (m *MiniLab) RemoveFirewallPolicy(ctx context.Context, network string) erro
 			}
 			return !found, fmt.Sprintf("%s table %d still has %s", w.node, w.table, r), nil
 		}); err != nil {
-			return err
+			for _, n := range []string{"fw01", "leaf01", "spine01"} {
+				fmt.Fprintf(m.Out, "\n=== %s since %s ===\n%s\n", n, since, m.RoutingLog(n, since))
+				_ = m.Fabricctl(ctx, "device", "show", n)
+			}
+			return m.firewallDebug(ctx, err)
 		}
 	}
 	fmt.Fprintf(m.Out, "firewall policy of %s removed: no default route left on the leaves and machines\n", network)
