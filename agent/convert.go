@@ -4,6 +4,7 @@ import (
 	"fmt"
 	"net"
 	"net/netip"
+	"slices"
 
 	"google.golang.org/protobuf/types/known/durationpb"
 	"google.golang.org/protobuf/types/known/timestamppb"
@@ -77,7 +78,52 @@ func desiredFromProto(cfg *apiv1.DeviceConfig, vlans fabric.VLANRange) (fabric.D
 			VRF:         vrfOf[p.GetName()],
 		})
 	}
+	// A numbered underlay session puts its /31 on the port, which is then
+	// a routed port in the default VRF, set up.
+	for _, u := range cfg.GetUnderlay() {
+		local, _, err := underlayAddrs(u)
+		if err != nil {
+			return fabric.Desired{}, err
+		}
+		if !local.IsValid() {
+			continue
+		}
+		if i := slices.IndexFunc(d.Ports, func(p fabric.Port) bool { return p.Name == u.GetPort() }); i >= 0 {
+			d.Ports[i].Addrs = append(d.Ports[i].Addrs, local)
+			continue
+		}
+		d.Ports = append(d.Ports, fabric.Port{Name: u.GetPort(), AdminUp: true, Addrs: []netip.Prefix{local}})
+	}
 	return d, nil
+}
+
+// underlayAddrs returns a numbered underlay session's own address on its
+// port and the neighbour's address; both invalid for an unnumbered one. The
+// two must come together, be IPv4, and the peer must be the other address
+// of a /31 (or another address of a longer prefix).
+func underlayAddrs(u *apiv1.UnderlayPeer) (netip.Prefix, netip.Addr, error) {
+	if u.GetAddress() == "" && u.GetPeerAddress() == "" {
+		return netip.Prefix{}, netip.Addr{}, nil
+	}
+	what := fmt.Sprintf("underlay session on %s", u.GetPort())
+	if u.GetAddress() == "" || u.GetPeerAddress() == "" {
+		return netip.Prefix{}, netip.Addr{}, fmt.Errorf("%s: address %q and peer address %q: want both or neither", what, u.GetAddress(), u.GetPeerAddress())
+	}
+	local, err := netip.ParsePrefix(u.GetAddress())
+	if err != nil {
+		return netip.Prefix{}, netip.Addr{}, fmt.Errorf("%s: address %q: %w", what, u.GetAddress(), err)
+	}
+	peer, err := netip.ParseAddr(u.GetPeerAddress())
+	if err != nil {
+		return netip.Prefix{}, netip.Addr{}, fmt.Errorf("%s: peer address %q: %w", what, u.GetPeerAddress(), err)
+	}
+	if !local.Addr().Is4() || !peer.Is4() || local.Bits() > 31 {
+		return netip.Prefix{}, netip.Addr{}, fmt.Errorf("%s: address %s and peer address %s: want IPv4 in a /31", what, local, peer)
+	}
+	if !local.Contains(peer) || peer == local.Addr() {
+		return netip.Prefix{}, netip.Addr{}, fmt.Errorf("%s: peer address %s is not the other address of %s", what, peer, local)
+	}
+	return local, peer, nil
 }
 
 func driftToProto(s DriftStats) *apiv1.Drift {
@@ -166,7 +212,11 @@ func routingFromProto(cfg *apiv1.DeviceConfig, state fabric.Actual) (bgp.Desired
 		d.VTEP = a
 	}
 	for _, u := range cfg.GetUnderlay() {
-		d.Underlay = append(d.Underlay, bgp.UnderlayPeer{Interface: u.GetPort(), ASN: u.GetPeerAsn(), Description: u.GetPeer(), Passive: u.GetPassive()})
+		_, peer, err := underlayAddrs(u)
+		if err != nil {
+			return bgp.Desired{}, err
+		}
+		d.Underlay = append(d.Underlay, bgp.UnderlayPeer{Interface: u.GetPort(), Address: peer, ASN: u.GetPeerAsn(), Description: u.GetPeer(), Passive: u.GetPassive()})
 	}
 	// On firewalls: the default route into tenant VNIs, egress IPs into
 	// the external VNI (firewall.go; a malformed policy is reported by the

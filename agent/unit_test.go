@@ -3,6 +3,7 @@ package agent
 import (
 	"net"
 	"net/netip"
+	"strings"
 	"testing"
 	"time"
 
@@ -10,6 +11,7 @@ import (
 	"github.com/google/go-cmp/cmp/cmpopts"
 	"google.golang.org/protobuf/testing/protocmp"
 
+	"github.com/metalfabric/fabric/bgp"
 	apiv1 "github.com/metalfabric/fabric/controlplane/api/v1"
 	"github.com/metalfabric/fabric/fabric"
 )
@@ -66,6 +68,67 @@ func TestDesiredFromProto(t *testing.T) {
 	} {
 		if _, err := desiredFromProto(bad, vlans); err == nil {
 			t.Errorf("desiredFromProto(%v): want an error", bad)
+		}
+	}
+}
+
+// TestNumberedUnderlayFromProto: a numbered underlay session puts its /31
+// on the port (merged into a handed port of that name) and becomes a bgp
+// session with the peer address; unnumbered ones add no port; an
+// inconsistent pair of addresses rejects the snapshot.
+func TestNumberedUnderlayFromProto(t *testing.T) {
+	cfg := &apiv1.DeviceConfig{
+		Hostname: "leaf1", Asn: 65001, Loopback: "10.255.0.1/32",
+		Ports: []*apiv1.PortConfig{{Name: "swp52", Description: "odd", AdminUp: true}},
+		Underlay: []*apiv1.UnderlayPeer{
+			{Port: "swp51", Peer: "spine1", PeerAsn: 65101, Address: "10.254.0.0/31", PeerAddress: "10.254.0.1"},
+			{Port: "swp52", Peer: "spine2", PeerAsn: 65102, Passive: true, Address: "10.254.0.3/31", PeerAddress: "10.254.0.2"},
+			{Port: "swp53", Peer: "spine3", PeerAsn: 65103},
+		},
+	}
+	eq := cmpopts.EquateComparable(netip.Addr{}, netip.Prefix{})
+	fd, err := desiredFromProto(cfg, fabric.VLANRange{})
+	if err != nil {
+		t.Fatal(err)
+	}
+	wantPorts := []fabric.Port{
+		{Name: "swp52", Description: "odd", AdminUp: true, Addrs: []netip.Prefix{netip.MustParsePrefix("10.254.0.3/31")}},
+		{Name: "swp51", AdminUp: true, Addrs: []netip.Prefix{netip.MustParsePrefix("10.254.0.0/31")}},
+	}
+	if diff := cmp.Diff(wantPorts, fd.Ports, eq); diff != "" {
+		t.Errorf("fabric ports (-want +got):\n%s", diff)
+	}
+	bd, err := routingFromProto(cfg, fabric.Actual{})
+	if err != nil {
+		t.Fatal(err)
+	}
+	wantPeers := []bgp.UnderlayPeer{
+		{Interface: "swp51", Address: netip.MustParseAddr("10.254.0.1"), ASN: 65101, Description: "spine1"},
+		{Interface: "swp52", Address: netip.MustParseAddr("10.254.0.2"), ASN: 65102, Description: "spine2", Passive: true},
+		{Interface: "swp53", ASN: 65103, Description: "spine3"},
+	}
+	if diff := cmp.Diff(wantPeers, bd.Underlay, eq); diff != "" {
+		t.Errorf("bgp underlay (-want +got):\n%s", diff)
+	}
+	if err := bd.Validate(); err != nil {
+		t.Errorf("bgp desired: %v", err)
+	}
+	for _, bad := range []*apiv1.UnderlayPeer{
+		{Port: "swp51", Address: "10.254.0.0/31"},
+		{Port: "swp51", PeerAddress: "10.254.0.1"},
+		{Port: "swp51", Address: "10.254.0.0", PeerAddress: "10.254.0.1"},
+		{Port: "swp51", Address: "10.254.0.0/31", PeerAddress: "10.254.0.2"},
+		{Port: "swp51", Address: "10.254.0.0/31", PeerAddress: "10.254.0.0"},
+		{Port: "swp51", Address: "10.254.0.0/32", PeerAddress: "10.254.0.0"},
+		{Port: "swp51", Address: "fd00::/127", PeerAddress: "fd00::1"},
+		{Port: "swp51", Address: "10.254.0.0/31", PeerAddress: "x"},
+	} {
+		c := &apiv1.DeviceConfig{Asn: 65001, Loopback: "10.255.0.1/32", Underlay: []*apiv1.UnderlayPeer{bad}}
+		if _, err := desiredFromProto(c, fabric.VLANRange{}); err == nil || !strings.Contains(err.Error(), "underlay session on swp51") {
+			t.Errorf("desiredFromProto(%v): error %v, want one naming the session", bad, err)
+		}
+		if _, err := routingFromProto(c, fabric.Actual{}); err == nil {
+			t.Errorf("routingFromProto(%v): no error", bad)
 		}
 	}
 }

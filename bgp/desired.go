@@ -27,10 +27,17 @@ type Desired struct {
 	VRFs []TenantVRF
 }
 
-// UnderlayPeer is an eBGP unnumbered session on a fabric link, carrying
-// IPv4 unicast (RFC 5549) and EVPN.
+// UnderlayPeer is an eBGP session on a fabric link, carrying IPv4 unicast
+// and EVPN: unnumbered (IPv6 link-local, RFC 5549 next hops) unless Address
+// is set.
 type UnderlayPeer struct {
+	// Interface is the fabric port the session runs over (also for a
+	// numbered session: a port that loses carrier resets it).
 	Interface string
+	// Address makes the session numbered: the neighbour's IPv4 address on
+	// the link (the other address of the port's /31, which the fabric
+	// reconciler puts on the port).
+	Address netip.Addr
 	// ASN of the neighbour switch; 0 accepts any external AS.
 	ASN         uint32
 	Description string
@@ -112,10 +119,21 @@ func (d Desired) Validate() error {
 		ports[port] = what
 		return nil
 	}
+	numbered := make(map[netip.Addr]string)
 	for _, u := range d.Underlay {
 		if err := claim(u.Interface, "underlay session"); err != nil {
 			return err
 		}
+		if !u.Address.IsValid() {
+			continue
+		}
+		if a := u.Address; !a.Is4() || a.IsUnspecified() || a.IsLoopback() || a.IsMulticast() || a.IsLinkLocalUnicast() || a == netip.AddrFrom4([4]byte{255, 255, 255, 255}) {
+			return fmt.Errorf("underlay session on %s: peer address %s is not a unicast IPv4 address", u.Interface, a)
+		}
+		if o, ok := numbered[u.Address]; ok {
+			return fmt.Errorf("underlay sessions on %s and %s have the same peer address %s", o, u.Interface, u.Address)
+		}
+		numbered[u.Address] = u.Interface
 	}
 	names := make(map[string]bool)
 	vnis := make(map[uint32]string)
@@ -177,10 +195,14 @@ func (d Desired) global(listenPort int32, restarting bool) Global {
 func (d Desired) peers() []Peer {
 	var out []Peer
 	for _, u := range d.Underlay {
-		out = append(out, Peer{
+		p := Peer{
 			Interface: u.Interface, ASN: u.ASN, Families: []Family{IPv4Unicast, EVPN},
 			GracefulRestart: true, Description: u.Description, Passive: u.Passive,
-		})
+		}
+		if u.Address.IsValid() {
+			p.Interface, p.Address = "", u.Address
+		}
+		out = append(out, p)
 	}
 	for _, v := range d.VRFs {
 		for _, m := range v.Machines {

@@ -775,6 +775,15 @@ func (r *Reconciler) LinkDown(ctx context.Context, iface string) {
 			keys = append(keys, k)
 		}
 	}
+	// Numbered underlay sessions are keyed by address; their port is in
+	// the desired state.
+	for _, u := range r.desired.Underlay {
+		if k := (PeerKey{Name: u.Address.String()}); u.Interface == iface && u.Address.IsValid() && !slices.Contains(keys, k) {
+			if _, ok := r.peers[k]; ok {
+				keys = append(keys, k)
+			}
+		}
+	}
 	r.mu.Unlock()
 	for _, k := range keys {
 		if err := r.sp.ResetPeer(ctx, k); err != nil {

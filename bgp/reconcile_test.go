@@ -137,6 +137,7 @@ func TestApplySessionChanges(t *testing.T) {
 			d.VRFs[1].Machines = nil
 		}, []string{"AddPeer blue/swp1", "DeletePeer red/swp1"}},
 		{"underlay session removed", func(d *Desired) { d.Underlay = d.Underlay[:1] }, []string{"DeletePeer swp32"}},
+		{"underlay session numbered", func(d *Desired) { d.Underlay[1].Address = netip.MustParseAddr("10.254.0.1") }, []string{"AddPeer 10.254.0.1", "DeletePeer swp32"}},
 		{"network added", func(d *Desired) { d.Networks = append(d.Networks, pfx("10.255.1.0/24")) }, []string{"Advertise ipv4-unicast 10.255.1.0/24"}},
 		{"network removed", func(d *Desired) { d.Networks = nil }, []string{"Withdraw ipv4-unicast 10.255.0.1/32"}},
 	}
@@ -337,6 +338,29 @@ func TestLinkDown(t *testing.T) {
 				t.Errorf("calls (-want +got):\n%s", diff)
 			}
 		})
+	}
+}
+
+// TestNumberedUnderlayPeer: a numbered underlay session is a speaker peer
+// keyed by its address, with the unnumbered one's families, graceful
+// restart and passive flag, and is reset when its port loses carrier.
+func TestNumberedUnderlayPeer(t *testing.T) {
+	d := leaf()
+	d.Underlay[0].Address = netip.MustParseAddr("10.254.0.1")
+	d.Underlay[0].Passive = true
+	h := newHarness(t, d)
+	want := Peer{Address: netip.MustParseAddr("10.254.0.1"), ASN: d.Underlay[0].ASN, Families: []Family{IPv4Unicast, EVPN},
+		GracefulRestart: true, Description: d.Underlay[0].Description, Passive: true}
+	if diff := cmp.Diff(want, h.sp.peers[PeerKey{Name: "10.254.0.1"}], cmpOpts); diff != "" {
+		t.Errorf("speaker peer (-want +got):\n%s", diff)
+	}
+	if _, ok := h.sp.peers[PeerKey{Name: "swp31"}]; ok {
+		t.Errorf("the numbered session also has an unnumbered peer on swp31")
+	}
+	h.sp.takeCalls()
+	h.r.LinkDown(t.Context(), "swp31")
+	if diff := cmp.Diff([]string{"ResetPeer 10.254.0.1"}, h.sp.takeCalls()); diff != "" {
+		t.Errorf("link down calls (-want +got):\n%s", diff)
 	}
 }
 

@@ -117,6 +117,14 @@ func TestValidate(t *testing.T) {
 		{"IPv6 VTEP", func(d *Desired) { d.VTEP = netip.MustParseAddr("2001:db8::2") }, "VTEP 2001:db8::2 is not an IPv4 address"},
 		{"underlay without interface", func(d *Desired) { d.Underlay[1].Interface = "" }, "underlay session: no interface"},
 		{"two underlay sessions on a link", func(d *Desired) { d.Underlay[1].Interface = "swp31" }, "interface swp31 has two sessions"},
+		{"numbered underlay", func(d *Desired) { d.Underlay[0].Address = netip.MustParseAddr("10.254.0.1") }, ""},
+		{"numbered underlay, IPv6 peer", func(d *Desired) { d.Underlay[0].Address = netip.MustParseAddr("2001:db8::1") },
+			"underlay session on swp31: peer address 2001:db8::1 is not a unicast IPv4 address"},
+		{"numbered underlay, unspecified peer", func(d *Desired) { d.Underlay[0].Address = netip.IPv4Unspecified() }, "peer address 0.0.0.0 is not a unicast IPv4 address"},
+		{"numbered underlay, same peer twice", func(d *Desired) {
+			d.Underlay[0].Address = netip.MustParseAddr("10.254.0.1")
+			d.Underlay[1].Address = netip.MustParseAddr("10.254.0.1")
+		}, "underlay sessions on swp31 and swp32 have the same peer address 10.254.0.1"},
 		{"machine on an underlay link", func(d *Desired) { d.VRFs[1].Machines[0].Interface = "swp31" }, "interface swp31 has two sessions (underlay session and machine session in red)"},
 		{"machine without interface", func(d *Desired) { d.VRFs[1].Machines[0].Interface = "" }, "machine session in red: no interface"},
 		{"VRF without name", func(d *Desired) { d.VRFs[0].Name = "" }, `VRF name "" empty or duplicate`},

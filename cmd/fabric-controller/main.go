@@ -65,6 +65,8 @@ func run() error {
 		alive    = flag.Duration("liveness-alive", server.DefaultLivenessAlive, "a machine whose newest LLDP frame is at most this old is alive")
 		dead     = flag.Duration("liveness-dead", server.DefaultLivenessDead, "a machine not seen by LLDP for longer than this is dead (unknown in between)")
 		loopPool = flag.String("loopback-pool", inventory.DefaultLoopbackPool.String(), "prefix device loopbacks (router id, VTEP) are allocated from")
+		underlay = flag.String("underlay", string(inventory.UnderlayUnnumbered), "underlay sessions: unnumbered (IPv6 link-local, RFC 5549) or numbered (a /31 per fabric link from --underlay-pool)")
+		linkPool = flag.String("underlay-pool", inventory.DefaultLinkPool.String(), "IPv4 prefix the /31s of fabric links are allocated from (--underlay numbered); must not overlap --loopback-pool")
 		logLevel = flag.String("log-level", "info", "log level: debug, info, warn, error")
 		metricsL = flag.String("metrics-listen", metrics.DefaultControllerListen, "address of the Prometheus /metrics endpoint (\"\" for none)")
 		tlsCert  = flag.String("tls-cert", "", "the controller's TLS certificate (PEM); with --tls-key and --tls-client-ca, mutual TLS")
@@ -103,6 +105,17 @@ func run() error {
 	if err != nil {
 		return usageError{fmt.Errorf("--loopback-pool: %w", err)}
 	}
+	mode, err := inventory.ParseUnderlayMode(*underlay)
+	if err != nil {
+		return usageError{fmt.Errorf("--underlay: %w", err)}
+	}
+	links, err := ipam.ParsePrefix(*linkPool)
+	if err != nil {
+		return usageError{fmt.Errorf("--underlay-pool: %w", err)}
+	}
+	if mode == inventory.UnderlayNumbered && links.Overlaps(loopbacks) {
+		return usageError{fmt.Errorf("--underlay-pool %s overlaps --loopback-pool %s", links, loopbacks)}
+	}
 	secOpts, err := security(*tlsCert, *tlsKey, *clientCA, *plain, *tokFile, *opNames)
 	if err != nil {
 		return usageError{err}
@@ -121,6 +134,7 @@ func run() error {
 	}()
 
 	srvOpts := []server.Option{server.WithVNIRange(vnis), server.WithASNRange(asns), server.WithLoopbackPool(loopbacks),
+		server.WithUnderlay(mode, links),
 		server.WithLiveness(*alive, *dead), server.WithLogger(log)}
 	srvOpts = append(srvOpts, secOpts...)
 	var ctlMetrics *metrics.Controller
@@ -150,7 +164,7 @@ func run() error {
 		return fmt.Errorf("listening: %w", err)
 	}
 
-	log.Info("starting", "tls", !*plain, "store", *backend, "state", where, "vni_range", vnis.String(), "asn_range", asns.String(), "listen", lis.Addr().String())
+	log.Info("starting", "tls", !*plain, "store", *backend, "state", where, "vni_range", vnis.String(), "asn_range", asns.String(), "underlay", mode, "listen", lis.Addr().String())
 
 	// systemd: ready once the listener is bound (connections queue until
 	// Run accepts them); the watchdog pings while the store answers.

@@ -8,6 +8,7 @@ import (
 	"fmt"
 	"maps"
 	"net/netip"
+	"net/url"
 	"reflect"
 	"slices"
 	"strings"
@@ -26,6 +27,10 @@ type Input struct {
 	// Firewalls are the tenant networks' firewall policies; every firewall
 	// device gets all of them.
 	Firewalls []model.FirewallPolicy
+	// Numbered makes the underlay sessions numbered: each gets the
+	// addresses of its link's /31 in LinkNets (see Number).
+	Numbered bool
+	LinkNets map[Link]netip.Prefix
 }
 
 // DefaultMachineMaxPrefixes is the max-prefix guard of machine sessions.
@@ -34,7 +39,8 @@ const DefaultMachineMaxPrefixes = 256
 // Compile returns one config per device, sorted by hostname.
 //
 // Every device gets its loopback, its ASN and an underlay session on every
-// port where LLDP sees another registered device. A leaf gets one VRF per network that has
+// port where LLDP sees another registered device (numbered with
+// Input.LinkNets when Input.Numbered, see Number). A leaf gets one VRF per network that has
 // at least one allocated machine cabled to one of its ports; the VRF holds
 // those ports and has an L3VNI (the leaf's loopback is its VTEP, its chassis
 // MAC the router MAC), and each such port is handed to the agent up, with the
@@ -59,7 +65,12 @@ func Compile(in Input) []model.DeviceConfig {
 	}
 	out := make([]model.DeviceConfig, 0, len(in.Devices))
 	for _, d := range in.Devices {
-		cfg := Device(d, networks, byDevice[d.Hostname], Underlay(d, in.Neighbors[d.Hostname], devices))
+		sessions := Sessions(d, in.Neighbors[d.Hostname], devices)
+		underlay := Unnumbered(sessions)
+		if in.Numbered {
+			underlay = Number(sessions, in.LinkNets)
+		}
+		cfg := Device(d, networks, byDevice[d.Hostname], underlay)
 		if d.Role == model.RoleFirewall {
 			Firewall(&cfg, d, in.Firewalls, networks)
 		}
@@ -158,29 +169,131 @@ func Device(d model.Device, networks map[string]model.Network, atts []model.Atta
 	return cfg
 }
 
-// Underlay returns a device's underlay sessions from its LLDP neighbour
-// table: one per port whose neighbour identity names a registered device
-// (devices keyed by lower-case hostname), sorted by port. A port that sees
-// several devices (a hub, a miswiring) gets no session.
+// Underlay returns a device's unnumbered underlay sessions from its LLDP
+// neighbour table: one per port whose neighbour identity names a registered
+// device (devices keyed by lower-case hostname), sorted by port. A port that
+// sees several devices (a hub, a miswiring) gets no session.
 //
 // Exactly one end of each session dials: self listens (Passive) when it
 // ranks above the neighbour (listens), so both ends' configs agree.
 func Underlay(self model.Device, nbrs []model.Neighbor, devices map[string]model.Device) []model.UnderlayPeer {
-	seen := make(map[string][]model.Device)
+	return Unnumbered(Sessions(self, nbrs, devices))
+}
+
+// Session is an underlay session (unnumbered) with the fabric link it runs
+// over.
+type Session struct {
+	model.UnderlayPeer
+	Link Link
+}
+
+// Sessions is Underlay with each session's link: self's port and the
+// neighbour's port as its LLDP port id names it (the agents announce the
+// interface name; a neighbour that announces no port id gives a link
+// without a remote port, which cannot be numbered). A device seen twice on
+// one port counts once, with the port id of its first entry.
+func Sessions(self model.Device, nbrs []model.Neighbor, devices map[string]model.Device) []Session {
+	type seen struct {
+		dev    model.Device
+		portID string
+	}
+	byPort := make(map[string][]seen)
 	for _, n := range nbrs {
 		peer, ok := devices[strings.ToLower(n.Identity())]
-		if !ok || slices.ContainsFunc(seen[n.Port], func(d model.Device) bool { return d.Hostname == peer.Hostname }) {
+		if !ok || slices.ContainsFunc(byPort[n.Port], func(s seen) bool { return s.dev.Hostname == peer.Hostname }) {
 			continue
 		}
-		seen[n.Port] = append(seen[n.Port], peer)
+		byPort[n.Port] = append(byPort[n.Port], seen{peer, n.PortID})
 	}
-	var out []model.UnderlayPeer
-	for _, port := range slices.Sorted(maps.Keys(seen)) {
-		if ds := seen[port]; len(ds) == 1 {
-			out = append(out, model.UnderlayPeer{Port: port, Peer: ds[0].Hostname, PeerASN: ds[0].ASN, Passive: listens(self, ds[0])})
+	var out []Session
+	for _, port := range slices.Sorted(maps.Keys(byPort)) {
+		if ss := byPort[port]; len(ss) == 1 {
+			peer := ss[0].dev
+			out = append(out, Session{
+				UnderlayPeer: model.UnderlayPeer{Port: port, Peer: peer.Hostname, PeerASN: peer.ASN, Passive: listens(self, peer)},
+				Link:         NewLink(LinkEnd{Device: self.Hostname, Port: port}, LinkEnd{Device: peer.Hostname, Port: ss[0].portID}),
+			})
 		}
 	}
 	return out
+}
+
+// Unnumbered returns the sessions as unnumbered underlay peers.
+func Unnumbered(ss []Session) []model.UnderlayPeer {
+	var out []model.UnderlayPeer
+	for _, s := range ss {
+		out = append(out, s.UnderlayPeer)
+	}
+	return out
+}
+
+// Number returns the sessions as numbered underlay peers, each with the
+// addresses of its link's /31 in nets: the end that dials (not Passive)
+// gets the lower address, the end that listens the upper one, so the two
+// ends of a link always agree (both derive Passive from the same rule). A
+// session whose link has no IPv4 /31 in nets is left out: a numbered
+// underlay does not fall back to unnumbered sessions per link (the
+// inventory allocates a /31 for every link whose ends are both known).
+func Number(ss []Session, nets map[Link]netip.Prefix) []model.UnderlayPeer {
+	var out []model.UnderlayPeer
+	for _, s := range ss {
+		p, ok := nets[s.Link]
+		if !ok || !p.Addr().Is4() || p.Bits() != 31 || p != p.Masked() {
+			continue
+		}
+		lo, hi := p.Addr(), p.Addr().Next()
+		own, peer := lo, hi
+		if s.Passive {
+			own, peer = hi, lo
+		}
+		u := s.UnderlayPeer
+		u.Address = netip.PrefixFrom(own, 31)
+		u.PeerAddress = peer
+		out = append(out, u)
+	}
+	return out
+}
+
+// LinkEnd is one end of a fabric link: a device (lower-case hostname) and
+// its port.
+type LinkEnd struct {
+	Device string `json:"device"`
+	Port   string `json:"port"`
+}
+
+// Link is a fabric link between two device ports, its ends in order (by
+// device, then port), so that both ends' neighbour tables name it alike.
+type Link struct {
+	A LinkEnd `json:"a"`
+	B LinkEnd `json:"b"`
+}
+
+// NewLink returns the link between x and y.
+func NewLink(x, y LinkEnd) Link {
+	x.Device, y.Device = strings.ToLower(x.Device), strings.ToLower(y.Device)
+	if cmp.Or(cmp.Compare(x.Device, y.Device), cmp.Compare(x.Port, y.Port)) > 0 {
+		x, y = y, x
+	}
+	return Link{A: x, B: y}
+}
+
+// Complete reports whether both ends' devices and ports are known (a
+// neighbour that announces no port id leaves its end's port empty).
+func (l Link) Complete() bool {
+	return l.A.Device != "" && l.A.Port != "" && l.B.Device != "" && l.B.Port != ""
+}
+
+// Has reports whether device is one of the link's ends.
+func (l Link) Has(device string) bool {
+	d := strings.ToLower(device)
+	return l.A.Device == d || l.B.Device == d
+}
+
+// String names the link as "a:port~b:port"; each part is query-escaped,
+// so distinct links have distinct names (a store key).
+func (l Link) String() string {
+	e := url.QueryEscape
+	return e(l.A.Device) + ":" + e(l.A.Port) + "~" + e(l.B.Device) + ":" + e(l.B.Port)
 }
 
 // listens tells which end of a session between two devices waits for the

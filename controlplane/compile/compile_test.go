@@ -355,7 +355,7 @@ func TestUnderlay(t *testing.T) {
 	for _, tc := range tests {
 		t.Run(tc.name, func(t *testing.T) {
 			got := compile.Underlay(self, tc.nbrs, devices)
-			if diff := cmp.Diff(tc.want, got); diff != "" {
+			if diff := cmp.Diff(tc.want, got, netipEqual); diff != "" {
 				t.Errorf("Underlay (-want +got):\n%s", diff)
 			}
 		})
@@ -501,5 +501,69 @@ func TestFirewallVRFs(t *testing.T) {
 	}
 	if len(got[1].VRFs) != 0 {
 		t.Errorf("leaf1 (no machines) got VRFs %v", got[1].VRFs)
+	}
+}
+
+// TestNumber: the two ends of a link name it alike and get the two
+// addresses of its /31 (the dialer the lower, whichever end is compiled);
+// a session without a /31, or without the neighbour's port, is left out
+// of a numbered underlay; a full Compile numbers with Input.LinkNets.
+func TestNumber(t *testing.T) {
+	devs := []model.Device{
+		{Hostname: "leaf01", Role: model.RoleLeaf, ASN: 1},
+		{Hostname: "Spine01", Role: model.RoleSpine, ASN: 3},
+	}
+	devices := map[string]model.Device{}
+	for _, d := range devs {
+		devices[strings.ToLower(d.Hostname)] = d
+	}
+	withPort := func(port, name, remote string) model.Neighbor {
+		n := nbr(port, name)
+		n.PortID = remote
+		return n
+	}
+	leafNbrs := []model.Neighbor{withPort("swp51", "SPINE01", "swp1"), withPort("swp52", "spine01", "swp2"), nbr("swp53", "spine01")}
+	spineNbrs := []model.Neighbor{withPort("swp1", "leaf01", "swp51"), withPort("swp2", "leaf01", "swp52")}
+	ls := compile.Sessions(devs[0], leafNbrs, devices)
+	ss := compile.Sessions(devs[1], spineNbrs, devices)
+	if len(ls) != 3 || len(ss) != 2 {
+		t.Fatalf("sessions: leaf %+v, spine %+v", ls, ss)
+	}
+	for i := range ss {
+		if ls[i].Link != ss[i].Link {
+			t.Errorf("session %d: leaf names the link %s, spine %s", i, ls[i].Link, ss[i].Link)
+		}
+	}
+	if ls[2].Link.Complete() {
+		t.Errorf("link without the neighbour's port id is complete: %s", ls[2].Link)
+	}
+	if a, b := compile.NewLink(compile.LinkEnd{Device: "B", Port: "p1"}, compile.LinkEnd{Device: "a", Port: "p2"}),
+		compile.NewLink(compile.LinkEnd{Device: "a", Port: "p2"}, compile.LinkEnd{Device: "b", Port: "p1"}); a != b || a.String() != "a:p2~b:p1" {
+		t.Errorf("NewLink not order and case independent: %s, %s", a, b)
+	}
+	nets := map[compile.Link]netip.Prefix{
+		ls[0].Link: netip.MustParsePrefix("10.254.0.6/31"),
+		ls[1].Link: netip.MustParsePrefix("10.254.0.0/30"), // not a /31: left out
+		ls[2].Link: netip.MustParsePrefix("10.254.0.8/31"),
+	}
+	pfx, addr := netip.MustParsePrefix, netip.MustParseAddr
+	wantLeaf := []model.UnderlayPeer{
+		{Port: "swp51", Peer: "Spine01", PeerASN: 3, Address: pfx("10.254.0.6/31"), PeerAddress: addr("10.254.0.7")},
+		{Port: "swp53", Peer: "Spine01", PeerASN: 3, Address: pfx("10.254.0.8/31"), PeerAddress: addr("10.254.0.9")},
+	}
+	wantSpine := []model.UnderlayPeer{{Port: "swp1", Peer: "leaf01", PeerASN: 1, Passive: true, Address: pfx("10.254.0.7/31"), PeerAddress: addr("10.254.0.6")}}
+	if diff := cmp.Diff(wantLeaf, compile.Number(ls, nets), netipEqual); diff != "" {
+		t.Errorf("leaf (-want +got):\n%s", diff)
+	}
+	if diff := cmp.Diff(wantSpine, compile.Number(ss, nets), netipEqual); diff != "" {
+		t.Errorf("spine (-want +got):\n%s", diff)
+	}
+	out := compile.Compile(compile.Input{Devices: devs, Neighbors: map[string][]model.Neighbor{"leaf01": leafNbrs, "Spine01": spineNbrs},
+		Numbered: true, LinkNets: nets})
+	if diff := cmp.Diff(wantLeaf, out[1].Underlay, netipEqual); diff != "" {
+		t.Errorf("Compile leaf01 (-want +got):\n%s", diff)
+	}
+	if diff := cmp.Diff(wantSpine, out[0].Underlay, netipEqual); diff != "" {
+		t.Errorf("Compile Spine01 (-want +got):\n%s", diff)
 	}
 }

@@ -26,6 +26,10 @@ func fullCompile(t *testing.T, inv *inventory.Inventory) map[string]model.Device
 	t.Helper()
 	ctx := context.Background()
 	in := compile.Input{Neighbors: map[string][]model.Neighbor{}}
+	if mode, _ := inv.Underlay(); mode == inventory.UnderlayNumbered {
+		in.Numbered = true
+		in.LinkNets = must(inv.LinkNets(ctx))(t)
+	}
 	for _, d := range must(inv.ListDevices(ctx))(t) {
 		in.Devices = append(in.Devices, d.Device)
 		if len(d.Neighbors) > 0 {
@@ -65,7 +69,17 @@ var configOpts = cmp.Options{cmpopts.EquateEmpty(), netipEqual}
 // mutation (successful or rejected), closing and reopening the store now
 // and then, and after each one compares every stored config with what a
 // full compile.Compile of all records gives.
+//
+// Numbered: fabric links carry their neighbour's port id, and after each
+// step the stored /31s are exactly those of the links some neighbour table
+// shows (none leaks), distinct, and in the pool.
 func TestIncrementalCompileMatchesFull(t *testing.T) {
+	for _, mode := range []inventory.UnderlayMode{inventory.UnderlayUnnumbered, inventory.UnderlayNumbered} {
+		t.Run(string(mode), func(t *testing.T) { testIncrementalCompileMatchesFull(t, mode) })
+	}
+}
+
+func testIncrementalCompileMatchesFull(t *testing.T, mode inventory.UnderlayMode) {
 	for seed := range uint64(8) {
 		t.Run(fmt.Sprintf("seed%d", seed), func(t *testing.T) {
 			ctx := context.Background()
@@ -79,7 +93,7 @@ func TestIncrementalCompileMatchesFull(t *testing.T) {
 				if st, err = bolt.Open(path, bolt.WithNoSync()); err != nil {
 					t.Fatal(err)
 				}
-				inv, err := inventory.New(st)
+				inv, err := inventory.New(st, inventory.WithUnderlay(mode))
 				if err != nil {
 					t.Fatal(err)
 				}
@@ -124,7 +138,11 @@ func TestIncrementalCompileMatchesFull(t *testing.T) {
 							if r.IntN(4) == 0 {
 								name = strings.ToUpper(name)
 							}
-							nbrs = append(nbrs, nb(port(), name))
+							n := nb(port(), name)
+							if mode == inventory.UnderlayNumbered {
+								n.PortID = port()
+							}
+							nbrs = append(nbrs, n)
 						}
 					}
 					what = fmt.Sprintf("neighbours of %s: %d", h, len(nbrs))
@@ -178,6 +196,14 @@ func TestIncrementalCompileMatchesFull(t *testing.T) {
 				}
 				for _, c := range stored {
 					underlay += len(c.Underlay)
+					for _, u := range c.Underlay {
+						if u.Address.IsValid() != (mode == inventory.UnderlayNumbered) {
+							t.Fatalf("step %d (%s): %s session on %s: address %v in %s mode", step, what, c.Hostname, u.Port, u.Address, mode)
+						}
+					}
+				}
+				if mode == inventory.UnderlayNumbered {
+					checkLinkNets(t, inv, step, what)
 				}
 			}
 			t.Logf("%d operations applied, %d rejected, %d underlay sessions over all steps", applied, rejected, underlay)
@@ -237,5 +263,45 @@ func TestIndexesBuiltForOldStore(t *testing.T) {
 	}
 	if cmp.Equal(before, after, configOpts) {
 		t.Errorf("m2's allocation did not change leaf1's config")
+	}
+}
+
+// checkLinkNets checks the numbered links' /31s: one per complete link that
+// some device's neighbour table shows, no other, all distinct and in the
+// default pool.
+func checkLinkNets(t *testing.T, inv *inventory.Inventory, step int, what string) {
+	t.Helper()
+	ctx := context.Background()
+	devs := must(inv.ListDevices(ctx))(t)
+	devices := map[string]model.Device{}
+	for _, d := range devs {
+		devices[strings.ToLower(d.Hostname)] = d.Device
+	}
+	shown := map[compile.Link]bool{}
+	for _, d := range devs {
+		for _, s := range compile.Sessions(d.Device, d.Neighbors, devices) {
+			if s.Link.Complete() {
+				shown[s.Link] = true
+			}
+		}
+	}
+	nets := must(inv.LinkNets(ctx))(t)
+	owner := map[netip.Prefix]compile.Link{}
+	for l, p := range nets {
+		if !shown[l] {
+			t.Errorf("step %d (%s): link %s keeps %s, but no neighbour table shows it", step, what, l, p)
+		}
+		if o, dup := owner[p]; dup {
+			t.Errorf("step %d (%s): links %s and %s share %s", step, what, o, l, p)
+		}
+		owner[p] = l
+		if p.Bits() != 31 || !inventory.DefaultLinkPool.Contains(p.Addr()) {
+			t.Errorf("step %d (%s): link %s got %s, not a /31 of %s", step, what, l, p, inventory.DefaultLinkPool)
+		}
+	}
+	for l := range shown {
+		if _, ok := nets[l]; !ok {
+			t.Errorf("step %d (%s): link %s has no /31", step, what, l)
+		}
 	}
 }

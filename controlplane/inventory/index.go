@@ -296,78 +296,151 @@ func (t txn) deleteNetworkRecord(n model.Network) error {
 
 // recompile compiles the touched devices' configs and stores, with version
 // rev, those that differ from what is stored. It returns the touched
-// devices' configs and the changed ones.
-func (t txn) recompile(rev uint64) (map[string]model.DeviceConfig, []model.DeviceConfig, error) {
-	hosts := make([]string, 0, len(t.touched))
-	for h := range t.touched {
-		hosts = append(hosts, h)
-	}
-	slices.Sort(hosts)
+// devices' configs and the changed ones. In numbered mode it allocates and
+// frees the links' /31s (underlay.go); a device at the other end of a link
+// whose /31 it allocated or moved is touched and compiled too.
+func (t txn) recompile(rev uint64, u underlaySettings) (map[string]model.DeviceConfig, []model.DeviceConfig, error) {
+	numbered := u.Mode == UnderlayNumbered
 	networks := make(map[string]model.Network)
-	all := make(map[string]model.DeviceConfig, len(hosts))
+	all := make(map[string]model.DeviceConfig, len(t.touched))
 	var changed []model.DeviceConfig
 	var devices map[string]model.Device // by lower-case hostname, read once when needed
-	for _, h := range hosts {
-		d, err := t.device(h)
-		if errors.Is(err, ErrNotFound) {
-			continue // connections to unknown devices are ignored
+	loadDevices := func() error {
+		if devices != nil {
+			return nil
 		}
+		devs, err := list[model.Device](t, bucketDevices)
 		if err != nil {
-			return nil, nil, fmt.Errorf("recompiling %s: %w", h, err)
+			return err
 		}
-		atts, err := listPrefix[model.Attachment](t, bucketAttachments, h+"/")
-		if err != nil {
-			return nil, nil, fmt.Errorf("recompiling %s: %w", h, err)
+		devices = make(map[string]model.Device, len(devs))
+		for _, d := range devs {
+			devices[strings.ToLower(d.Hostname)] = d
 		}
-		for _, a := range atts {
-			if _, ok := networks[a.Network]; ok {
-				continue
-			}
-			n, err := t.network(a.Network)
-			if err != nil && !errors.Is(err, ErrNotFound) {
-				return nil, nil, fmt.Errorf("recompiling %s: %w", h, err)
-			}
-			if err == nil {
-				networks[a.Network] = n
-			}
+		return nil
+	}
+	// sessionsOf compiles another device's sessions from its stored
+	// neighbour table (host in lower case).
+	sessionsOf := func(host string) ([]compile.Session, error) {
+		d, ok := devices[host]
+		if !ok {
+			return nil, nil
 		}
 		var nbrs []model.Neighbor
-		if err := t.get(bucketNeighbors, h, &nbrs); err != nil && !errors.Is(err, store.ErrNotFound) {
-			return nil, nil, fmt.Errorf("recompiling %s: %w", h, err)
+		if err := t.get(bucketNeighbors, d.Hostname, &nbrs); err != nil && !errors.Is(err, store.ErrNotFound) {
+			return nil, err
 		}
-		if len(nbrs) > 0 && devices == nil {
-			devs, err := list[model.Device](t, bucketDevices)
-			if err != nil {
-				return nil, nil, fmt.Errorf("recompiling %s: %w", h, err)
-			}
-			devices = make(map[string]model.Device, len(devs))
-			for _, d := range devs {
-				devices[strings.ToLower(d.Hostname)] = d
-			}
-		}
-		cfg := compile.Device(d, networks, atts, compile.Underlay(d, nbrs, devices))
-		if d.Role == model.RoleFirewall {
-			pols, nets, err := t.firewallInput()
-			if err != nil {
-				return nil, nil, fmt.Errorf("recompiling %s: %w", h, err)
-			}
-			compile.Firewall(&cfg, d, pols, nets)
-		}
-		var old model.DeviceConfig
-		err = t.get(bucketConfigs, h, &old)
-		switch {
-		case err == nil && compile.Equal(old, cfg):
-			all[h] = old
-			continue
-		case err != nil && !errors.Is(err, store.ErrNotFound):
-			return nil, nil, fmt.Errorf("recompiling %s: %w", h, err)
-		}
-		cfg.Version = rev
-		if err := t.put(bucketConfigs, h, cfg); err != nil {
-			return nil, nil, fmt.Errorf("storing config of %s: %w", h, err)
-		}
-		all[h] = cfg
-		changed = append(changed, cfg)
+		return compile.Sessions(d, nbrs, devices), nil
 	}
+	var lk *links
+	done := make(map[string]bool, len(t.touched))
+	for {
+		var hosts []string
+		for h := range t.touched {
+			if !done[h] {
+				hosts = append(hosts, h)
+			}
+		}
+		if len(hosts) == 0 {
+			break
+		}
+		slices.Sort(hosts)
+		for _, h := range hosts {
+			done[h] = true
+			d, err := t.device(h)
+			if errors.Is(err, ErrNotFound) {
+				continue // connections to unknown devices are ignored
+			}
+			if err != nil {
+				return nil, nil, fmt.Errorf("recompiling %s: %w", h, err)
+			}
+			cfg, err := t.compileDevice(d, networks, numbered, loadDevices, func(d model.Device, nbrs []model.Neighbor) ([]model.UnderlayPeer, error) {
+				sessions := compile.Sessions(d, nbrs, devices)
+				if !numbered {
+					return compile.Unnumbered(sessions), nil
+				}
+				if lk == nil {
+					var err error
+					if lk, err = t.loadLinks(u.Pool); err != nil {
+						return nil, err
+					}
+				}
+				others, err := lk.number(d, sessions, sessionsOf)
+				if err != nil {
+					return nil, err
+				}
+				for _, o := range others {
+					t.touch(o)
+				}
+				return compile.Number(sessions, lk.nets), nil
+			})
+			if err != nil {
+				return nil, nil, fmt.Errorf("recompiling %s: %w", h, err)
+			}
+			var old model.DeviceConfig
+			err = t.get(bucketConfigs, h, &old)
+			switch {
+			case err == nil && compile.Equal(old, cfg):
+				all[h] = old
+				continue
+			case err != nil && !errors.Is(err, store.ErrNotFound):
+				return nil, nil, fmt.Errorf("recompiling %s: %w", h, err)
+			}
+			cfg.Version = rev
+			if err := t.put(bucketConfigs, h, cfg); err != nil {
+				return nil, nil, fmt.Errorf("storing config of %s: %w", h, err)
+			}
+			all[h] = cfg
+			changed = append(changed, cfg)
+		}
+	}
+	slices.SortFunc(changed, func(a, b model.DeviceConfig) int { return strings.Compare(a.Hostname, b.Hostname) })
 	return all, changed, nil
+}
+
+// compileDevice compiles one device's config from the store; underlay
+// turns its neighbour table into its sessions (devices are loaded by then
+// when the table is not empty or numbered is set).
+func (t txn) compileDevice(d model.Device, networks map[string]model.Network, numbered bool, loadDevices func() error,
+	underlay func(model.Device, []model.Neighbor) ([]model.UnderlayPeer, error)) (model.DeviceConfig, error) {
+	h := d.Hostname
+	atts, err := listPrefix[model.Attachment](t, bucketAttachments, h+"/")
+	if err != nil {
+		return model.DeviceConfig{}, err
+	}
+	for _, a := range atts {
+		if _, ok := networks[a.Network]; ok {
+			continue
+		}
+		n, err := t.network(a.Network)
+		if err != nil && !errors.Is(err, ErrNotFound) {
+			return model.DeviceConfig{}, err
+		}
+		if err == nil {
+			networks[a.Network] = n
+		}
+	}
+	var nbrs []model.Neighbor
+	if err := t.get(bucketNeighbors, h, &nbrs); err != nil && !errors.Is(err, store.ErrNotFound) {
+		return model.DeviceConfig{}, err
+	}
+	// Numbered: a device whose table emptied may still hold links to free.
+	if len(nbrs) > 0 || numbered {
+		if err := loadDevices(); err != nil {
+			return model.DeviceConfig{}, err
+		}
+	}
+	peers, err := underlay(d, nbrs)
+	if err != nil {
+		return model.DeviceConfig{}, err
+	}
+	cfg := compile.Device(d, networks, atts, peers)
+	if d.Role == model.RoleFirewall {
+		pols, nets, err := t.firewallInput()
+		if err != nil {
+			return model.DeviceConfig{}, err
+		}
+		compile.Firewall(&cfg, d, pols, nets)
+	}
+	return cfg, nil
 }

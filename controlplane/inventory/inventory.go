@@ -55,6 +55,8 @@ type Inventory struct {
 	vnis      ipam.VNIRange
 	asns      ipam.ASNRange
 	loopbacks netip.Prefix
+	underlay  UnderlayMode
+	linkPool  netip.Prefix
 	now       func() time.Time
 	notify    Notifier
 	log       *slog.Logger
@@ -93,6 +95,8 @@ func New(st store.Store, opts ...Option) (*Inventory, error) {
 		vnis:      ipam.DefaultVNIRange,
 		asns:      ipam.DefaultASNRange,
 		loopbacks: DefaultLoopbackPool,
+		underlay:  UnderlayUnnumbered,
+		linkPool:  DefaultLinkPool,
 		now:       time.Now,
 		log:       slog.New(slog.DiscardHandler),
 	}
@@ -107,6 +111,9 @@ func New(st store.Store, opts ...Option) (*Inventory, error) {
 	}
 	if !inv.loopbacks.IsValid() || inv.loopbacks != inv.loopbacks.Masked() {
 		return nil, fmt.Errorf("loopback pool %s is not a network prefix", inv.loopbacks)
+	}
+	if err := inv.validUnderlay(); err != nil {
+		return nil, err
 	}
 	return inv, nil
 }
@@ -170,6 +177,9 @@ func (inv *Inventory) mutateMaybe(ctx context.Context, fn func(t txn, bump func(
 			rev = r
 			return rev, nil
 		}
+		if err := inv.ensureUnderlay(t, bump); err != nil {
+			return err
+		}
 		if err := fn(t, bump); err != nil {
 			return err
 		}
@@ -177,7 +187,7 @@ func (inv *Inventory) mutateMaybe(ctx context.Context, fn func(t txn, bump func(
 			return nil
 		}
 		var err error
-		c.configs, c.changed, err = t.recompile(rev)
+		c.configs, c.changed, err = t.recompile(rev, inv.settings())
 		c.rev = rev
 		return err
 	})
@@ -225,6 +235,9 @@ func (inv *Inventory) CreateNetwork(ctx context.Context, name, prefix string, op
 		}
 		if inv.loopbacks.Overlaps(p) {
 			return errorf(ErrPrecondition, "prefix %s overlaps the device loopback pool %s", p, inv.loopbacks)
+		}
+		if inv.numbered() && inv.linkPool.Overlaps(p) {
+			return errorf(ErrPrecondition, "prefix %s overlaps the underlay link pool %s", p, inv.linkPool)
 		}
 		if no.external {
 			if err := t.touchFirewalls(); err != nil {

@@ -142,7 +142,13 @@ func (inv *Inventory) ReportNeighbors(ctx context.Context, hostname string, nbrs
 			devices[strings.ToLower(d.Hostname)] = d
 		}
 		self := devices[strings.ToLower(hostname)]
-		if !slices.Equal(compile.Underlay(self, before, devices), compile.Underlay(self, nbrs, devices)) {
+		changed := !slices.Equal(compile.Underlay(self, before, devices), compile.Underlay(self, nbrs, devices))
+		if inv.numbered() {
+			// A neighbour port that moved keeps the session but changes
+			// its link, and so its /31.
+			changed = !slices.Equal(compile.Sessions(self, before, devices), compile.Sessions(self, nbrs, devices))
+		}
+		if changed {
 			if _, err := bump(); err != nil {
 				return err
 			}

@@ -68,7 +68,7 @@ func TestLearnedWiring(t *testing.T) {
 	var changed []string
 	for _, c := range rec.take() {
 		changed = append(changed, c.Hostname)
-		if diff := cmp.Diff([]model.UnderlayPeer{{Port: "swp3", Peer: "spine1", PeerASN: spineASN}}, c.Underlay); diff != "" {
+		if diff := cmp.Diff([]model.UnderlayPeer{{Port: "swp3", Peer: "spine1", PeerASN: spineASN}}, c.Underlay, netipEqual); diff != "" {
 			t.Errorf("%s underlay after first report (-want +got):\n%s", c.Hostname, diff)
 		}
 		if len(c.VRFs) != 0 || len(c.Ports) != 0 {

@@ -84,7 +84,7 @@ func TestUnderlaySessions(t *testing.T) {
 				"leaf1":  {{Port: "swp51", Peer: "spine1", PeerASN: spineASN}},
 				"spine1": {{Port: "swp1", Peer: "leaf1", PeerASN: leafASN, Passive: true}},
 			}
-			if diff := cmp.Diff(want, underlays(t, inv)); diff != "" {
+			if diff := cmp.Diff(want, underlays(t, inv), netipEqual); diff != "" {
 				t.Errorf("stored underlay sessions (-want +got):\n%s", diff)
 			}
 			// What was last published for each device is what is stored.
@@ -150,7 +150,7 @@ func TestUnderlayFollowsNeighbors(t *testing.T) {
 		before := must(inv.DeviceConfig(ctx, "leaf1"))(t)
 		bumped := must(inv.ReportNeighbors(ctx, "leaf1", s.nbrs))(t)
 		cfg := must(inv.DeviceConfig(ctx, "leaf1"))(t)
-		if diff := cmp.Diff(s.wantPeers, cfg.Underlay); diff != "" {
+		if diff := cmp.Diff(s.wantPeers, cfg.Underlay, netipEqual); diff != "" {
 			t.Errorf("%s: leaf1 underlay (-want +got):\n%s", s.name, diff)
 		}
 		gotRev := must(inv.Revision(ctx))(t)

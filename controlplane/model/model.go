@@ -320,8 +320,9 @@ type MachinePeer struct {
 	MaxPrefixes uint32 `json:"maxPrefixes,omitempty"`
 }
 
-// UnderlayPeer is an underlay BGP session (eBGP unnumbered over IPv6
-// link-local) on a fabric link to another switch, as LLDP sees the link.
+// UnderlayPeer is an underlay BGP session on a fabric link to another
+// switch, as LLDP sees the link: eBGP unnumbered over IPv6 link-local, or
+// numbered over a /31 when Address is set.
 type UnderlayPeer struct {
 	Port string `json:"port"`
 	// Peer is the neighbour switch's hostname, PeerASN its AS number.
@@ -330,6 +331,11 @@ type UnderlayPeer struct {
 	// Passive: this end listens, the neighbour dials (exactly one end of
 	// every link dials; see compile.Underlay).
 	Passive bool `json:"passive,omitempty"`
+	// Address is this end's address on the port, a /31 (numbered
+	// underlay); PeerAddress the neighbour's address in the same /31, the
+	// session's peer. Both invalid: unnumbered.
+	Address     netip.Prefix `json:"address,omitzero"`
+	PeerAddress netip.Addr   `json:"peerAddress,omitzero"`
 }
 
 // PortConfig is a port the controller hands to the agent.

@@ -104,7 +104,14 @@ func configToProto(c model.DeviceConfig) *apiv1.DeviceConfig {
 		})
 	}
 	for _, u := range c.Underlay {
-		out.Underlay = append(out.Underlay, &apiv1.UnderlayPeer{Port: u.Port, Peer: u.Peer, PeerAsn: u.PeerASN, Passive: u.Passive})
+		pu := &apiv1.UnderlayPeer{Port: u.Port, Peer: u.Peer, PeerAsn: u.PeerASN, Passive: u.Passive}
+		if u.Address.IsValid() {
+			pu.Address = u.Address.String()
+		}
+		if u.PeerAddress.IsValid() {
+			pu.PeerAddress = u.PeerAddress.String()
+		}
+		out.Underlay = append(out.Underlay, pu)
 	}
 	for _, f := range c.Firewall {
 		out.Firewall = append(out.Firewall, &apiv1.FirewallTenant{

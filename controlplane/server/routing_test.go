@@ -1,6 +1,7 @@
 package server_test
 
 import (
+	"net/netip"
 	"testing"
 	"time"
 
@@ -9,7 +10,9 @@ import (
 	"google.golang.org/protobuf/types/known/durationpb"
 
 	apiv1 "github.com/metalfabric/fabric/controlplane/api/v1"
+	"github.com/metalfabric/fabric/controlplane/inventory"
 	"github.com/metalfabric/fabric/controlplane/ipam"
+	"github.com/metalfabric/fabric/controlplane/server"
 )
 
 // TestAllocateAnnounceAPI: announceable prefixes go in as CIDR strings,
@@ -46,6 +49,34 @@ func TestAllocateAnnounceAPI(t *testing.T) {
 	want.Ports = []*apiv1.PortConfig{{Name: "swp1", Description: "exit1", AdminUp: true}}
 	if diff := cmp.Diff(want, w.next(), protocmp.Transform()); diff != "" {
 		t.Errorf("leaf1 after allocate (-want +got):\n%s", diff)
+	}
+}
+
+// TestNumberedUnderlayAPI: with server.WithUnderlay numbered, the pushed
+// configs carry both ends' addresses of the link's /31 (the leaf dials and
+// has the lower one).
+func TestNumberedUnderlayAPI(t *testing.T) {
+	e := newEnv(t, server.WithUnderlay(inventory.UnderlayNumbered, netip.MustParsePrefix("10.254.0.0/16")))
+	e.register("leaf1", apiv1.Role_ROLE_LEAF, "swp51")
+	e.register("spine1", apiv1.Role_ROLE_SPINE, "swp1")
+	devs := e.devices()
+	leafASN, spineASN := devs["leaf1"].GetAsn(), devs["spine1"].GetAsn()
+	for host, nbr := range map[string]*apiv1.Neighbor{
+		"leaf1":  {Port: "swp51", ChassisId: "c-spine1", PortId: "swp1", SystemName: "spine1"},
+		"spine1": {Port: "swp1", ChassisId: "c-leaf1", PortId: "swp51", SystemName: "leaf1"},
+	} {
+		_, err := e.dev.ReportNeighbors(ctx(t), &apiv1.ReportNeighborsRequest{Hostname: host, Neighbors: []*apiv1.Neighbor{nbr}})
+		if err != nil {
+			t.Fatalf("ReportNeighbors(%s): %v", host, err)
+		}
+	}
+	for host, want := range map[string][]*apiv1.UnderlayPeer{
+		"leaf1":  {{Port: "swp51", Peer: "spine1", PeerAsn: spineASN, Address: "10.254.0.0/31", PeerAddress: "10.254.0.1"}},
+		"spine1": {{Port: "swp1", Peer: "leaf1", PeerAsn: leafASN, Passive: true, Address: "10.254.0.1/31", PeerAddress: "10.254.0.0"}},
+	} {
+		if diff := cmp.Diff(want, e.watch(host).next().GetUnderlay(), protocmp.Transform()); diff != "" {
+			t.Errorf("%s underlay (-want +got):\n%s", host, diff)
+		}
 	}
 }
 

@@ -68,6 +68,8 @@ type config struct {
 	alive     time.Duration
 	dead      time.Duration
 	loopbacks netip.Prefix
+	underlay  inventory.UnderlayMode
+	linkPool  netip.Prefix
 	log       *slog.Logger
 	grace     time.Duration
 	now       func() time.Time
@@ -104,6 +106,14 @@ func WithLiveness(alive, dead time.Duration) Option {
 // inventory.DefaultLoopbackPool).
 func WithLoopbackPool(p netip.Prefix) Option { return func(c *config) { c.loopbacks = p } }
 
+// WithUnderlay sets how underlay sessions are addressed (default
+// inventory.UnderlayUnnumbered) and, for inventory.UnderlayNumbered, the
+// pool of the links' /31s (default inventory.DefaultLinkPool; must not
+// overlap the loopback pool).
+func WithUnderlay(mode inventory.UnderlayMode, linkPool netip.Prefix) Option {
+	return func(c *config) { c.underlay, c.linkPool = mode, linkPool }
+}
+
 // WithLogger sets the logger (default: discard).
 func WithLogger(l *slog.Logger) Option { return func(c *config) { c.log = l } }
 
@@ -130,6 +140,8 @@ func New(st store.Store, opts ...Option) (*Server, error) {
 		alive:     DefaultLivenessAlive,
 		dead:      DefaultLivenessDead,
 		loopbacks: inventory.DefaultLoopbackPool,
+		underlay:  inventory.UnderlayUnnumbered,
+		linkPool:  inventory.DefaultLinkPool,
 		log:       slog.New(slog.DiscardHandler),
 		grace:     DefaultGracePeriod,
 		now:       time.Now,
@@ -145,6 +157,8 @@ func New(st store.Store, opts ...Option) (*Server, error) {
 		inventory.WithVNIRange(c.vnis),
 		inventory.WithASNRange(c.asns),
 		inventory.WithLoopbackPool(c.loopbacks),
+		inventory.WithUnderlay(c.underlay),
+		inventory.WithLinkPool(c.linkPool),
 		inventory.WithClock(c.now),
 		inventory.WithNotifier(hub),
 		inventory.WithLogger(c.log),

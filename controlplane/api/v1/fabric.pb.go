@@ -906,7 +906,13 @@ type UnderlayPeer struct {
 	// This end listens and the neighbour dials: one end of every link dials
 	// (the spine listens to leaves, the firewall to leaves, else the greater
 	// hostname listens).
-	Passive       bool `protobuf:"varint,4,opt,name=passive,proto3" json:"passive,omitempty"`
+	Passive bool `protobuf:"varint,4,opt,name=passive,proto3" json:"passive,omitempty"`
+	// Numbered underlay (controller option --underlay numbered): this end's
+	// address on the port as a /31 in CIDR form ("10.254.0.0/31"), and the
+	// neighbour's address in the same /31, the session's peer address. Both
+	// empty: the session is unnumbered (IPv6 link-local, RFC 5549).
+	Address       string `protobuf:"bytes,5,opt,name=address,proto3" json:"address,omitempty"`
+	PeerAddress   string `protobuf:"bytes,6,opt,name=peer_address,json=peerAddress,proto3" json:"peer_address,omitempty"`
 	unknownFields protoimpl.UnknownFields
 	sizeCache     protoimpl.SizeCache
 }
@@ -967,6 +973,20 @@ func (x *UnderlayPeer) GetPassive() bool {
 		return x.Passive
 	}
 	return false
+}
+
+func (x *UnderlayPeer) GetAddress() string {
+	if x != nil {
+		return x.Address
+	}
+	return ""
+}
+
+func (x *UnderlayPeer) GetPeerAddress() string {
+	if x != nil {
+		return x.PeerAddress
+	}
+	return ""
 }
 
 // MachinePeer is a BGP session with a machine on a port, inside the VRF.
@@ -3633,12 +3653,14 @@ const file_fabric_proto_rawDesc = "" +
 	"\x18SetFirewallPolicyRequest\x121\n" +
 	"\x06policy\x18\x01 \x01(\v2\x19.fabric.v1.FirewallPolicyR\x06policy\"4\n" +
 	"\x18GetFirewallPolicyRequest\x12\x18\n" +
-	"\anetwork\x18\x01 \x01(\tR\anetwork\"k\n" +
+	"\anetwork\x18\x01 \x01(\tR\anetwork\"\xa8\x01\n" +
 	"\fUnderlayPeer\x12\x12\n" +
 	"\x04port\x18\x01 \x01(\tR\x04port\x12\x12\n" +
 	"\x04peer\x18\x02 \x01(\tR\x04peer\x12\x19\n" +
 	"\bpeer_asn\x18\x03 \x01(\rR\apeerAsn\x12\x18\n" +
-	"\apassive\x18\x04 \x01(\bR\apassive\"x\n" +
+	"\apassive\x18\x04 \x01(\bR\apassive\x12\x18\n" +
+	"\aaddress\x18\x05 \x01(\tR\aaddress\x12!\n" +
+	"\fpeer_address\x18\x06 \x01(\tR\vpeerAddress\"x\n" +
 	"\vMachinePeer\x12\x12\n" +
 	"\x04port\x18\x01 \x01(\tR\x04port\x12\x18\n" +
 	"\amachine\x18\x02 \x01(\tR\amachine\x12\x18\n" +
