@@ -114,10 +114,6 @@ func (m *MiniLab) UseController(node string) {
 // Controller is the node API and Fabricctl talk to.
 func (m *MiniLab) Controller() string { return m.controller }
 
-// ReplicaAPI is a client of the controller replica on node (nil for a node
-// that runs none).
-func (m *MiniLab) ReplicaAPI(node string) apiv1.OperatorServiceClient { return m.apis[node] }
-
 func (m *MiniLab) closeConns() {
 	for _, c := range m.conns {
 		c.Close()
@@ -133,8 +129,9 @@ func (m *MiniLab) Close(ctx context.Context) error {
 // Switches are the topology's agent nodes.
 func (m *MiniLab) Switches() []string { return []string{"leaf01", "leaf02", "spine01", "spine02"} }
 
-// Fabricctl runs bin/fabricctl in the namespace of the controller API talks to, printing to Out,
-// exactly as an operator on the management network would.
+// Fabricctl runs bin/fabricctl in the namespace of the controller replica
+// API talks to, printing to Out, exactly as an operator on the management
+// network would.
 func (m *MiniLab) Fabricctl(ctx context.Context, args ...string) error {
 	fmt.Fprintf(m.Out, "\n$ fabricctl %s\n", joinArgs(args))
 	// The operator token, as an operator without a client certificate.
