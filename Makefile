@@ -6,7 +6,14 @@ GO         ?= go
 BIN        := $(CURDIR)/bin
 TOOLS      := $(BIN)/tools
 GOTESTSUM  := $(TOOLS)/gotestsum
+# LAB_STORE=etcd: the mini-lab on a three-member etcd cluster with two
+# controller replicas (make lab also shows failover there).
+LAB_STORE  ?= bolt
+ifeq ($(LAB_STORE),etcd)
+TOPO       ?= containerlab/mini-lab-etcd.clab.yml
+else
 TOPO       ?= containerlab/mini-lab.clab.yml
+endif
 # Go packages whose tests need a full kernel (VRF, VLAN); they re-run
 # themselves in the VM when the host kernel lacks those.
 E2E_PKGS   := ./integration/e2e/
@@ -53,9 +60,10 @@ e2e: deps build
 	$(GOTESTSUM) --format standard-verbose -- -count=1 -timeout 30m $(E2E_PKGS)
 
 # Bring up the mini-lab, allocate both machines and check the leaves' kernels.
-# LAB_KEEP=1 leaves it running (in the VM: an interactive shell).
+# LAB_KEEP=1 leaves it running (in the VM: an interactive shell);
+# LAB_STORE=etcd runs the etcd variant.
 lab: deps build
-	@./scripts/lab.sh $(TOPO)
+	@LAB_STORE=$(LAB_STORE) ./scripts/lab.sh $(TOPO)
 
 lab-down: build
 	$(BIN)/fabric-lab down $(TOPO)

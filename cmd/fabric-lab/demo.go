@@ -16,7 +16,9 @@ import (
 
 // cmdDemo runs the mini-lab walk-through: bring the topology up, allocate
 // both machines through the controller, show the fabric with fabricctl and
-// check the leaves' kernels. The lab is torn down afterwards unless -keep.
+// check the leaves' kernels; with several controller replicas (the etcd
+// mini-lab) also fail a replica and an etcd member over. The lab is torn
+// down afterwards unless -keep.
 func cmdDemo(ctx context.Context, log *slog.Logger, args []string, stdout, stderr io.Writer) error {
 	fs := newFlags("demo", stderr, "[-keep] [-bin DIR] TOPO.yml")
 	keep := fs.Bool("keep", false, "leave the lab running afterwards")
@@ -49,8 +51,14 @@ func cmdDemo(ctx context.Context, log *slog.Logger, args []string, stdout, stder
 	if demoErr == nil {
 		demoErr = m.FirewallIngressDemo(ctx)
 	}
+	// A lab with several controller replicas (on etcd) also shows failover.
+	replicas := len(m.Controllers) > 1
+	if demoErr == nil && replicas {
+		demoErr = m.ReplicaFailoverDemo(ctx)
+	}
 	if demoErr != nil {
-		for _, n := range []string{scenario.ControllerNode, "leaf01", "leaf02", "spine01", "spine02", "fw01"} {
+		nodes := slices.Concat(m.Controllers, scenario.EtcdNodes(m.Topo), []string{"leaf01", "leaf02", "spine01", "spine02", "fw01"})
+		for _, n := range nodes {
 			if b, err := os.ReadFile(m.Lab.NodeLog(n)); err == nil {
 				fmt.Fprintf(stderr, "=== %s: last lines of %s ===\n%s\n", n, m.Lab.NodeLog(n), lastLines(string(b), 20))
 			}
@@ -59,12 +67,16 @@ func cmdDemo(ctx context.Context, log *slog.Logger, args []string, stdout, stder
 		slices.Sort(latencies)
 		fmt.Fprintf(stdout, "\nlab: ok: every machine port is in its tenant VRF, same-tenant machines ping each other across the leaves over VXLAN, other tenants cannot, tenant-a reaches the internet host only through fw01 (SNAT to its egress IP, denied port blocked), the internet reaches machine02's public IP only where an ingress rule allows; allocation -> kernel latency min %s max %s over %d leaf ports\n",
 			latencies[0].Round(time.Millisecond), latencies[len(latencies)-1].Round(time.Millisecond), len(latencies))
+		if replicas {
+			fmt.Fprintf(stdout, "lab: ok: controller replicas %v on etcd %v: leaf01's agent moved to another replica when its replica was killed, allocations through the survivor reached the kernels; with the etcd leader killed the replicas kept serving (a write through one read back through the other, an allocation through one reaching agents on the other)\n",
+				m.Controllers, scenario.EtcdNodes(m.Topo))
+		}
 	}
 	if *keep && demoErr == nil {
 		fmt.Fprintf(stdout, "lab: LAB_KEEP: left running. Try:\n"+
-			"  bin/fabric-lab exec %[1]s controller -- /opt/fabric/bin/fabricctl machine list\n"+
+			"  bin/fabric-lab exec %[1]s %[3]s -- /opt/fabric/bin/fabricctl machine list\n"+
 			"  ip -n %[2]s -d link show swp1\n"+
-			"  bin/fabric-lab down %[1]s\n", pos[0], m.Lab.NetNS("leaf01"))
+			"  bin/fabric-lab down %[1]s\n", pos[0], m.Lab.NetNS("leaf01"), m.Controller())
 		return nil
 	}
 	if err := m.Close(context.WithoutCancel(ctx)); err != nil && demoErr == nil {

@@ -356,3 +356,41 @@ func TestShellQuoteRoundTrip(t *testing.T) {
 		}
 	}
 }
+
+// TestRepositoryTopologies loads every topology file under containerlab/
+// (what make lab runs): Load validates them (unique mgmt addresses, link
+// endpoints naming nodes, binds, commands), and each survives a Marshal
+// round trip.
+func TestRepositoryTopologies(t *testing.T) {
+	files, err := filepath.Glob(filepath.Join("..", "..", "containerlab", "*.clab.yml"))
+	if err != nil {
+		t.Fatal(err)
+	}
+	if len(files) == 0 {
+		t.Fatal("no containerlab/*.clab.yml found")
+	}
+	for _, f := range files {
+		t.Run(filepath.Base(f), func(t *testing.T) {
+			topo, err := Load(f)
+			if err != nil {
+				t.Fatalf("Load: %v", err)
+			}
+			if len(topo.Nodes) == 0 || len(topo.Links) == 0 {
+				t.Errorf("%d nodes, %d links; want some of each", len(topo.Nodes), len(topo.Links))
+			}
+			// The round trip through Marshal (topology-data.json's YAML twin)
+			// must parse again to the same nodes.
+			data, err := topo.Marshal()
+			if err != nil {
+				t.Fatalf("Marshal: %v", err)
+			}
+			again, err := Parse(data, topo.Dir)
+			if err != nil {
+				t.Fatalf("Parse(Marshal): %v", err)
+			}
+			if diff := cmp.Diff(topo.Nodes, again.Nodes, cmpAddrs); diff != "" {
+				t.Errorf("nodes after a Marshal round trip (-want +got):\n%s", diff)
+			}
+		})
+	}
+}

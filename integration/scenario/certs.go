@@ -3,6 +3,7 @@ package scenario
 import (
 	"fmt"
 	"path/filepath"
+	"slices"
 
 	"github.com/metalfabric/fabric/integration/lab"
 	"github.com/metalfabric/fabric/pki"
@@ -17,19 +18,25 @@ const Operator = "admin"
 
 // CertBundle is the certificate bundle of topo's lab: a device certificate
 // per node (the agents' hostnames are their node names), the controller's
-// certificate for its node name, its management address and loopback, and
-// an operator certificate.
+// certificate, and an operator certificate. The controller certificate is
+// one for all controller replicas (the nodes ControllerNodes finds): its
+// SANs are every replica's node name and management address, plus
+// localhost and the loopback address.
 func CertBundle(topo *lab.Topology) pki.Bundle {
 	b := pki.Bundle{CAName: "metalfabric " + topo.Name + " lab CA", Operators: []string{Operator}}
 	b.ControllerHosts = []string{ControllerNode, "localhost", "127.0.0.1"}
+	controllers := ControllerNodes(topo)
 	for _, n := range topo.Nodes {
-		if n.Name == ControllerNode {
-			if n.MgmtIPv4.IsValid() {
-				b.ControllerHosts = append(b.ControllerHosts, n.MgmtIPv4.String())
-			}
+		if !slices.Contains(controllers, n.Name) {
+			b.Devices = append(b.Devices, n.Name)
 			continue
 		}
-		b.Devices = append(b.Devices, n.Name)
+		if n.Name != ControllerNode {
+			b.ControllerHosts = append(b.ControllerHosts, n.Name)
+		}
+		if n.MgmtIPv4.IsValid() {
+			b.ControllerHosts = append(b.ControllerHosts, n.MgmtIPv4.String())
+		}
 	}
 	return b
 }

@@ -27,7 +27,8 @@ import (
 	"github.com/metalfabric/fabric/pki"
 )
 
-// ControllerNode is the topology node that runs fabric-controller.
+// ControllerNode is the topology node that runs fabric-controller (the
+// first replica when there are several, see ControllerNodes).
 const ControllerNode = "controller"
 
 // controllerPort is where the lab's controller listens.
@@ -41,8 +42,14 @@ type MiniLab struct {
 	BinDir string
 	Out    io.Writer
 	Log    *slog.Logger
+	// Controllers are the nodes running a controller replica (one in the
+	// default mini-lab), in topology order. API and Fabricctl talk to one
+	// of them, the first unless UseController chose another.
+	Controllers []string
 
-	conn *grpc.ClientConn
+	controller string
+	apis       map[string]apiv1.OperatorServiceClient
+	conns      []*grpc.ClientConn
 }
 
 // Start brings the topology up and connects to its controller. The caller
@@ -75,37 +82,62 @@ func Start(ctx context.Context, topoPath, binDir string, out io.Writer, log *slo
 	if err != nil {
 		return nil, fmt.Errorf("bringing up %s: %w", topo.Name, err)
 	}
-	m := &MiniLab{Lab: l, Topo: topo, BinDir: binDir, Out: out, Log: log}
-	ns := l.NetNS(ControllerNode)
-	addr := net.JoinHostPort(l.MgmtIP(ControllerNode).String(), controllerPort)
-	m.conn, err = grpc.NewClient("passthrough:///"+addr,
-		grpc.WithTransportCredentials(credentials.NewTLS(tlsCfg)),
-		grpc.WithContextDialer(func(ctx context.Context, a string) (net.Conn, error) { return dialIn(ctx, ns, a) }))
-	if err != nil {
-		l.Down(context.WithoutCancel(ctx))
-		return nil, fmt.Errorf("connecting to controller: %w", err)
+	m := &MiniLab{Lab: l, Topo: topo, BinDir: binDir, Out: out, Log: log,
+		Controllers: ControllerNodes(topo), apis: map[string]apiv1.OperatorServiceClient{}}
+	if len(m.Controllers) == 0 {
+		m.Controllers = []string{ControllerNode}
 	}
-	m.API = apiv1.NewOperatorServiceClient(m.conn)
+	for _, node := range m.Controllers {
+		ns := l.NetNS(node)
+		addr := net.JoinHostPort(l.MgmtIP(node).String(), controllerPort)
+		conn, err := grpc.NewClient("passthrough:///"+addr,
+			grpc.WithTransportCredentials(credentials.NewTLS(tlsCfg)),
+			grpc.WithContextDialer(func(ctx context.Context, a string) (net.Conn, error) { return dialIn(ctx, ns, a) }))
+		if err != nil {
+			m.closeConns()
+			l.Down(context.WithoutCancel(ctx))
+			return nil, fmt.Errorf("connecting to %s: %w", node, err)
+		}
+		m.conns = append(m.conns, conn)
+		m.apis[node] = apiv1.NewOperatorServiceClient(conn)
+	}
+	m.UseController(m.Controllers[0])
 	return m, nil
+}
+
+// UseController points API and Fabricctl at the controller replica on node.
+func (m *MiniLab) UseController(node string) {
+	m.controller = node
+	m.API = m.apis[node]
+}
+
+// Controller is the node API and Fabricctl talk to.
+func (m *MiniLab) Controller() string { return m.controller }
+
+func (m *MiniLab) closeConns() {
+	for _, c := range m.conns {
+		c.Close()
+	}
 }
 
 // Close disconnects and tears the lab down.
 func (m *MiniLab) Close(ctx context.Context) error {
-	m.conn.Close()
+	m.closeConns()
 	return m.Lab.Down(ctx)
 }
 
 // Switches are the topology's agent nodes.
 func (m *MiniLab) Switches() []string { return []string{"leaf01", "leaf02", "spine01", "spine02"} }
 
-// Fabricctl runs bin/fabricctl in the controller's namespace, printing to Out,
-// exactly as an operator on the management network would.
+// Fabricctl runs bin/fabricctl in the namespace of the controller replica
+// API talks to, printing to Out, exactly as an operator on the management
+// network would.
 func (m *MiniLab) Fabricctl(ctx context.Context, args ...string) error {
 	fmt.Fprintf(m.Out, "\n$ fabricctl %s\n", joinArgs(args))
 	// The operator token, as an operator without a client certificate.
 	argv := append([]string{filepath.Join(m.BinDir, "fabricctl"), "--controller", "127.0.0.1:" + controllerPort,
 		"--tls-ca", "/etc/fabric/pki/ca.pem", "--token-file", "/etc/fabric/pki/operator.token"}, args...)
-	out, err := m.Lab.Exec(ctx, ControllerNode, argv...)
+	out, err := m.Lab.Exec(ctx, m.controller, argv...)
 	m.Out.Write(out)
 	if err != nil {
 		return fmt.Errorf("fabricctl %s: %w", joinArgs(args), err)
@@ -125,16 +157,16 @@ func joinArgs(args []string) string {
 }
 
 // WaitRegistered waits until every named device is registered and holds a
-// watch stream.
+// watch stream (on any controller replica, see Devices).
 func (m *MiniLab) WaitRegistered(ctx context.Context, timeout time.Duration, names ...string) error {
 	return poll(ctx, timeout, func(ctx context.Context) (bool, string, error) {
-		resp, err := m.API.ListDevices(ctx, &apiv1.ListDevicesRequest{})
+		devs, err := m.Devices(ctx)
 		if err != nil {
 			return false, err.Error(), nil // controller may still be starting
 		}
 		var missing []string
 		for _, n := range names {
-			if !slices.ContainsFunc(resp.GetDevices(), func(d *apiv1.Device) bool { return d.GetHostname() == n && d.GetConnected() }) {
+			if !slices.ContainsFunc(devs, func(d *apiv1.Device) bool { return d.GetHostname() == n && d.GetConnected() }) {
 				missing = append(missing, n)
 			}
 		}
@@ -146,18 +178,18 @@ func (m *MiniLab) WaitRegistered(ctx context.Context, timeout time.Duration, nam
 // without errors.
 func (m *MiniLab) WaitInSync(ctx context.Context, timeout time.Duration, names ...string) error {
 	return poll(ctx, timeout, func(ctx context.Context) (bool, string, error) {
-		resp, err := m.API.ListDevices(ctx, &apiv1.ListDevicesRequest{})
+		devs, err := m.Devices(ctx)
 		if err != nil {
 			return false, err.Error(), nil
 		}
 		var behind []string
 		for _, n := range names {
-			i := slices.IndexFunc(resp.GetDevices(), func(d *apiv1.Device) bool { return d.GetHostname() == n })
+			i := slices.IndexFunc(devs, func(d *apiv1.Device) bool { return d.GetHostname() == n })
 			if i < 0 {
 				behind = append(behind, n+" (unknown)")
 				continue
 			}
-			d := resp.GetDevices()[i]
+			d := devs[i]
 			if !d.GetConnected() || d.GetAppliedVersion() < d.GetDesiredVersion() || len(d.GetErrors()) > 0 {
 				behind = append(behind, fmt.Sprintf("%s (connected=%t applied=%d desired=%d errors=%v)", n, d.GetConnected(), d.GetAppliedVersion(), d.GetDesiredVersion(), d.GetErrors()))
 			}
