@@ -198,6 +198,9 @@ func (d Desired) peers() []Peer {
 		p := Peer{
 			Interface: u.Interface, ASN: u.ASN, Families: []Family{IPv4Unicast, EVPN},
 			GracefulRestart: true, Description: u.Description, Passive: u.Passive,
+			// The end that dials is the lower tier (compile.Underlay):
+			// the neighbour it dials is upstream.
+			Upstream: !u.Passive,
 		}
 		if u.Address.IsValid() {
 			p.Interface, p.Address = "", u.Address
@@ -257,7 +260,7 @@ func samePeer(a, b Peer) bool {
 		slices.Equal(a.Families, b.Families) && slices.Equal(a.Allowed, b.Allowed) && (a.Allowed == nil) == (b.Allowed == nil) &&
 		a.MaxPrefixes == b.MaxPrefixes && a.HoldTime == b.HoldTime && a.KeepaliveInterval == b.KeepaliveInterval &&
 		a.ConnectRetry == b.ConnectRetry && a.GracefulRestart == b.GracefulRestart && a.Description == b.Description &&
-		a.Passive == b.Passive
+		a.Passive == b.Passive && a.Upstream == b.Upstream
 }
 
 // needsReset tells whether changing a into b cannot be done in place.

@@ -426,8 +426,12 @@ func (r *Reconciler) recompute(ctx context.Context, s scope, removed map[string]
 	newRem := make(map[RouteKey][]fib.Remote)
 	var adv, wd []Path
 
+	debug := r.log.Enabled(ctx, slog.LevelDebug)
 	route := func(k RouteKey, rt *fib.Route, rems []fib.Remote) {
 		cur, ok := r.installed[k]
+		if debug {
+			r.log.Debug("recompute: route", "table", k.Table, "prefix", k.Prefix, "want", rt != nil, "installed", ok)
+		}
 		switch {
 		case rt == nil && ok:
 			delR[k] = cur

@@ -85,6 +85,10 @@ type Peer struct {
 	// Passive makes the session wait for the neighbour to connect; it
 	// never dials.
 	Passive bool
+	// Upstream marks a neighbour of a higher tier (a leaf's spines, a
+	// firewall's leaves): paths learned from one upstream neighbour are
+	// not passed on to another (valley-free; needs ASN).
+	Upstream bool
 }
 
 // Key identifies a peer: VRF plus interface or address.

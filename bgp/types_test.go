@@ -78,8 +78,8 @@ func TestPeerKey(t *testing.T) {
 func TestDesiredPeersAndVRFs(t *testing.T) {
 	d := leaf()
 	want := []Peer{
-		{Interface: "swp31", Families: []Family{IPv4Unicast, EVPN}, GracefulRestart: true, Description: "spine1"},
-		{Interface: "swp32", Families: []Family{IPv4Unicast, EVPN}, GracefulRestart: true, Description: "spine2"},
+		{Interface: "swp31", Families: []Family{IPv4Unicast, EVPN}, GracefulRestart: true, Description: "spine1", Upstream: true},
+		{Interface: "swp32", Families: []Family{IPv4Unicast, EVPN}, GracefulRestart: true, Description: "spine2", Upstream: true},
 		{Interface: "swp2", VRF: "blue", Families: []Family{IPv4Unicast}, Allowed: []netip.Prefix{pfx("198.51.100.0/24")}, GracefulRestart: true},
 		{Interface: "swp1", VRF: "red", Families: []Family{IPv4Unicast}, Allowed: []netip.Prefix{pfx("192.0.2.0/24")}, MaxPrefixes: 10, GracefulRestart: true},
 	}

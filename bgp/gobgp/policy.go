@@ -1,6 +1,7 @@
 package gobgp
 
 import (
+	"fmt"
 	"net/netip"
 	"slices"
 
@@ -85,26 +86,69 @@ func importPolicy(as []allowance) ([]*api.DefinedSet, *api.Policy) {
 	return sets, pol
 }
 
-// evpnNextHopPolicyName is the global export policy that keeps the next hop
-// of EVPN routes.
-const evpnNextHopPolicyName = "fabric-evpn-nexthop-unchanged"
+// The global export policy, exportPolicyName, has two statements:
+//
+//   - valley-free: a path learned from an upstream peer (the AS after our
+//     own in its AS path is an upstream peer's) is not passed on to an upstream
+//     peer. A leaf does not carry one spine's routes to another spine, and
+//     a firewall (whose upstreams are the leaves) is not a transit between
+//     leaves. Without it, path hunting after a withdrawal left stale EVPN
+//     routes in the fabric for good: GoBGP drops a path whose AS path holds
+//     the receiving peer's AS before the export policy (isASLoop in
+//     filterpath) and then withdraws nothing, so a peer keeps the path it
+//     was sent before (seen in the lab: a firewall's default route stayed on
+//     both leaves after the firewall withdrew it). A path rejected by the
+//     export policy, by contrast, makes GoBGP withdraw what it sent before.
+//   - EVPN next hop unchanged: GoBGP sets itself as next hop towards eBGP
+//     peers; for EVPN the next hop is the VTEP the traffic is tunnelled to,
+//     so a spine passing a leaf's type-5 route on must keep it (as FRR does
+//     for EVPN).
+const exportPolicyName = "fabric-export"
 
-// evpnNextHopPolicy keeps the BGP next hop of l2vpn-evpn routes unchanged on
-// export. GoBGP sets itself as next hop towards eBGP peers; for EVPN the
-// next hop is the VTEP the traffic is tunnelled to, so a spine passing a
-// leaf's type-5 route on must keep it (as FRR does for EVPN).
-func evpnNextHopPolicy() *api.Policy {
-	return &api.Policy{
-		Name: evpnNextHopPolicyName,
-		Statements: []*api.Statement{{
-			Name: evpnNextHopPolicyName,
+// upstream is an upstream underlay peer: its transport address and AS.
+type upstream struct {
+	Neighbor netip.Addr
+	ASN      uint32
+}
+
+// exportPolicy builds the defined sets and the global export policy for the
+// given upstream peers (pure; order-independent). Without upstream peers
+// there is no valley-free statement (GoBGP matches an empty set as "any").
+func exportPolicy(up []upstream) ([]*api.DefinedSet, *api.Policy) {
+	pol := &api.Policy{Name: exportPolicyName}
+	var sets []*api.DefinedSet
+	if len(up) > 0 {
+		var nbrs, paths []string
+		for _, u := range up {
+			nbrs = append(nbrs, netip.PrefixFrom(u.Neighbor.WithZone(""), u.Neighbor.BitLen()).String())
+			// GoBGP applies the export policy after prepending our own
+			// AS: the AS the path was learned from is the second one.
+			paths = append(paths, fmt.Sprintf("^[0-9]+_%d_", u.ASN))
+		}
+		slices.Sort(nbrs)
+		slices.Sort(paths)
+		sets = []*api.DefinedSet{
+			{DefinedType: api.DefinedType_NEIGHBOR, Name: "fabric-upstream", List: slices.Compact(nbrs)},
+			{DefinedType: api.DefinedType_AS_PATH, Name: "fabric-from-upstream", List: slices.Compact(paths)},
+		}
+		pol.Statements = append(pol.Statements, &api.Statement{
+			Name: "valley-free",
 			Conditions: &api.Conditions{
-				AfiSafiIn: []*api.Family{{Afi: api.Family_AFI_L2VPN, Safi: api.Family_SAFI_EVPN}},
+				NeighborSet: &api.MatchSet{Type: api.MatchSet_ANY, Name: "fabric-upstream"},
+				AsPathSet:   &api.MatchSet{Type: api.MatchSet_ANY, Name: "fabric-from-upstream"},
 			},
-			Actions: &api.Actions{
-				RouteAction: api.RouteAction_NONE,
-				Nexthop:     &api.NexthopAction{Unchanged: true},
-			},
-		}},
+			Actions: &api.Actions{RouteAction: api.RouteAction_REJECT},
+		})
 	}
+	pol.Statements = append(pol.Statements, &api.Statement{
+		Name: "evpn-nexthop-unchanged",
+		Conditions: &api.Conditions{
+			AfiSafiIn: []*api.Family{{Afi: api.Family_AFI_L2VPN, Safi: api.Family_SAFI_EVPN}},
+		},
+		Actions: &api.Actions{
+			RouteAction: api.RouteAction_NONE,
+			Nexthop:     &api.NexthopAction{Unchanged: true},
+		},
+	})
+	return sets, pol
 }

@@ -340,7 +340,7 @@ func (s *Speaker) AddPeer(ctx context.Context, p bgp.Peer) error {
 		}
 		s.peers[k] = e
 		s.byAddr[e.addr] = k
-		if p.Allowed != nil {
+		if p.Allowed != nil || p.Upstream {
 			if err := s.applyPolicyLocked(ctx, nil); err != nil {
 				return fmt.Errorf("adding peer %s: %w", k, err)
 			}
@@ -518,7 +518,7 @@ func (s *Speaker) UpdatePeer(ctx context.Context, p bgp.Peer) error {
 	if err != nil {
 		return fmt.Errorf("updating peer %s: %w", k, err)
 	}
-	if !allowanceEqual(old.Allowed, p.Allowed) {
+	if !allowanceEqual(old.Allowed, p.Allowed) || old.Upstream != p.Upstream || (p.Upstream && old.ASN != p.ASN) {
 		if err := s.applyPolicyLocked(ctx, []string{e.gaddr}); err != nil {
 			return fmt.Errorf("updating peer %s: %w", k, err)
 		}
@@ -557,7 +557,7 @@ func (s *Speaker) DeletePeer(ctx context.Context, k bgp.PeerKey) error {
 		}
 		delete(s.byAddr, e.addr)
 	}
-	if e.cfg.Allowed != nil {
+	if e.cfg.Allowed != nil || e.cfg.Upstream {
 		if err := s.applyPolicyLocked(ctx, nil); err != nil {
 			return fmt.Errorf("deleting peer %s: %w", k, err)
 		}
@@ -605,9 +605,16 @@ func (s *Speaker) applyPolicyLocked(ctx context.Context, extra []string) error {
 		reset = append(reset, e.gaddr)
 	}
 	sets, pol := importPolicy(as)
-	// SetPolicies replaces every policy: the EVPN next-hop policy goes in
-	// again, or its export assignment would point at nothing.
-	if err := s.srv.SetPolicies(ctx, &api.SetPoliciesRequest{DefinedSets: sets, Policies: []*api.Policy{pol, evpnNextHopPolicy()}}); err != nil {
+	var up []upstream
+	for _, e := range s.peers {
+		if e.cfg.Upstream && e.addr.IsValid() && e.cfg.ASN != 0 {
+			up = append(up, upstream{Neighbor: e.addr, ASN: e.cfg.ASN})
+		}
+	}
+	esets, epol := exportPolicy(up)
+	// SetPolicies replaces every policy: the export policy goes in again,
+	// or its assignment would point at nothing.
+	if err := s.srv.SetPolicies(ctx, &api.SetPoliciesRequest{DefinedSets: append(sets, esets...), Policies: []*api.Policy{pol, epol}}); err != nil {
 		return fmt.Errorf("setting import policy: %w", err)
 	}
 	slices.Sort(reset)
@@ -735,7 +742,7 @@ func (s *Speaker) setUnnumberedAddrLocked(ctx context.Context, k bgp.PeerKey, e 
 	e.addr, e.gaddr = addr, gaddr
 	s.byAddr[addr] = k
 	s.log.Info("unnumbered neighbour resolved", "peer", k.String(), "addr", addr)
-	if e.cfg.Allowed != nil {
+	if e.cfg.Allowed != nil || e.cfg.Upstream {
 		return s.applyPolicyLocked(ctx, nil)
 	}
 	return nil
@@ -972,7 +979,7 @@ func (s *Speaker) policiesLocked(ctx context.Context) error {
 	if err := s.srv.SetPolicyAssignment(ctx, &api.SetPolicyAssignmentRequest{Assignment: &api.PolicyAssignment{
 		Name:          "global",
 		Direction:     api.PolicyDirection_EXPORT,
-		Policies:      []*api.Policy{{Name: evpnNextHopPolicyName}},
+		Policies:      []*api.Policy{{Name: exportPolicyName}},
 		DefaultAction: api.RouteAction_ACCEPT,
 	}}); err != nil {
 		return fmt.Errorf("starting speaker: assigning export policy: %w", err)

@@ -297,14 +297,16 @@ func (l Link) String() string {
 }
 
 // listens tells which end of a session between two devices waits for the
-// other to connect: the spine (to leaves and firewalls), the firewall (to
-// leaves), and between equals the greater hostname.
+// other to connect: the higher tier (spine above leaf above firewall), and
+// between equals the greater hostname. The end that dials treats the other
+// as upstream (bgp.Peer.Upstream: valley-free export), so a firewall, at the
+// bottom, is never a transit between leaves.
 func listens(self, peer model.Device) bool {
 	tier := func(r model.Role) int {
 		switch r {
 		case model.RoleSpine:
 			return 2
-		case model.RoleFirewall:
+		case model.RoleLeaf:
 			return 1
 		}
 		return 0

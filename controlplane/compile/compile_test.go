@@ -382,7 +382,7 @@ func TestUnderlayOneEndDials(t *testing.T) {
 	}
 	listener := map[[2]string]string{
 		{"leaf01", "spine01"}:  "spine01",
-		{"leaf01", "fw01"}:     "fw01",
+		{"leaf01", "fw01"}:     "leaf01",
 		{"spine01", "fw01"}:    "spine01",
 		{"leaf01", "leaf02"}:   "leaf02",
 		{"spine01", "Spine02"}: "Spine02",

@@ -152,9 +152,21 @@ func TestMiniLab(t *testing.T) {
 			netip.MustParsePrefix("0.0.0.0/0"),        // a default route
 		}
 		vrf := fmt.Sprintf("vrf%d", vni)
-		before, err := m.Session(ctx, "leaf01", vrf, "swp1")
-		if err != nil {
-			t.Fatal(err)
+		// The counters before, once two status reports (every 2 s) agree:
+		// a status from before the firewall subtest removed its default
+		// route would still count machine01's echo of it as rejected.
+		var before *apiv1.BgpSession
+		for i := 0; ; i++ {
+			s, err := m.Session(ctx, "leaf01", vrf, "swp1")
+			if err != nil {
+				t.Fatal(err)
+			}
+			if before != nil && s.GetRejected() == before.GetRejected() && s.GetAccepted() == before.GetAccepted() || i == 10 {
+				before = s
+				break
+			}
+			before = s
+			time.Sleep(2500 * time.Millisecond)
 		}
 		if err := m.FRRNetworks(ctx, "machine01", scenario.MachineASN(1), false, bad...); err != nil {
 			t.Fatal(err)

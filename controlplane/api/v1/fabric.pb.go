@@ -904,7 +904,7 @@ type UnderlayPeer struct {
 	Peer    string `protobuf:"bytes,2,opt,name=peer,proto3" json:"peer,omitempty"`
 	PeerAsn uint32 `protobuf:"varint,3,opt,name=peer_asn,json=peerAsn,proto3" json:"peer_asn,omitempty"`
 	// This end listens and the neighbour dials: one end of every link dials
-	// (the spine listens to leaves, the firewall to leaves, else the greater
+	// (the spine listens to leaves, the leaf to firewalls, else the greater
 	// hostname listens).
 	Passive bool `protobuf:"varint,4,opt,name=passive,proto3" json:"passive,omitempty"`
 	// Numbered underlay (controller option --underlay numbered): this end's
