@@ -5,6 +5,7 @@ package nft
 import (
 	"bufio"
 	"context"
+	"maps"
 	"net"
 	"slices"
 	"strings"
@@ -94,6 +95,22 @@ func dial(ns netns.NsHandle, local, addr string) (string, error) {
 	return strings.TrimSpace(line), err
 }
 
+// settledCounters reads the counters once they stand still for 100 ms (the
+// teardown of the last connection may still be on its way), or after 2 s.
+func settledCounters(t *testing.T, f *Firewall) map[string]uint64 {
+	t.Helper()
+	cur := counters(t, f)
+	for range 20 {
+		time.Sleep(100 * time.Millisecond)
+		now := counters(t, f)
+		if maps.Equal(now, cur) {
+			break
+		}
+		cur = now
+	}
+	return cur
+}
+
 func counters(t *testing.T, f *Firewall) map[string]uint64 {
 	t.Helper()
 	cs, err := f.Counters(context.Background())
@@ -172,7 +189,7 @@ func TestPackets(t *testing.T) {
 			[]string{"t1/ingress/dropped"}},
 	}
 	for _, fl := range flows {
-		before := counters(t, f)
+		before := settledCounters(t, f)
 		seen, err := dial(fl.from, fl.local, fl.to)
 		after := counters(t, f)
 		switch {
@@ -199,8 +216,10 @@ func TestPackets(t *testing.T) {
 	if seen, err := dial(l.client, "", "203.0.113.99:80"); err != nil || seen != "203.0.113.1" {
 		t.Errorf("after unblocking 203.0.113.99: saw %q, %v; want 203.0.113.1", seen, err)
 	}
-	// Counters survive a full replace (a new rule changes the shape).
-	before := counters(t, f)
+	// Counters survive a full replace (a new rule changes the shape). The
+	// last connection's teardown may still be on its way: read them once
+	// they stand still.
+	before := settledCounters(t, f)
 	p.Tenants[0].Egress = append(p.Tenants[0].Egress, Rule{Action: Accept, Protocol: ProtoUDP, Ports: []PortRange{{53, 53}}})
 	if res := mustApply(t, f, p); !res.Full {
 		t.Errorf("Apply with a new rule: Full = false, want a full replace")
