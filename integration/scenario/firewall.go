@@ -61,17 +61,7 @@ func (m *MiniLab) FirewallDemo(ctx context.Context) error {
 	if err := m.setupInternetHost(ctx); err != nil {
 		return err
 	}
-	dir, err := os.MkdirTemp("", "fabric-lab-fw")
-	if err != nil {
-		return err
-	}
-	defer os.RemoveAll(dir)
-	file := filepath.Join(dir, "tenant-a.yaml")
-	if err := os.WriteFile(file, []byte(firewallPolicyFile), 0o644); err != nil {
-		return err
-	}
-	fmt.Fprintf(m.Out, "\n$ cat tenant-a.yaml\n%s", firewallPolicyFile)
-	if err := m.Fabricctl(ctx, "firewall", "set", "tenant-a", "-f", file); err != nil {
+	if err := m.setFirewallPolicy(ctx, "tenant-a", firewallPolicyFile); err != nil {
 		return err
 	}
 	vniA, err := m.NetworkVNI(ctx, "tenant-a")
@@ -204,6 +194,22 @@ func firewallCounterLines(out string) string {
 		}
 	}
 	return strings.Join(lines, "\n") + "\n"
+}
+
+// setFirewallPolicy sets a network's firewall policy the way an operator
+// does: the YAML in a file, `fabricctl firewall set NETWORK -f FILE`.
+func (m *MiniLab) setFirewallPolicy(ctx context.Context, network, policy string) error {
+	dir, err := os.MkdirTemp("", "fabric-lab-fw")
+	if err != nil {
+		return err
+	}
+	defer os.RemoveAll(dir)
+	file := filepath.Join(dir, network+".yaml")
+	if err := os.WriteFile(file, []byte(policy), 0o644); err != nil {
+		return err
+	}
+	fmt.Fprintf(m.Out, "\n$ cat %s.yaml\n%s", network, policy)
+	return m.Fabricctl(ctx, "firewall", "set", network, "-f", file)
 }
 
 // setupInternetHost gives inet01 its address and a default route via
@@ -418,17 +424,7 @@ func (m *MiniLab) FirewallIngressDemo(ctx context.Context) error {
 	if err := m.FRRNetworks(ctx, "machine02", MachineASN(2), false, host); err != nil {
 		return err
 	}
-	dir, err := os.MkdirTemp("", "fabric-lab-fw")
-	if err != nil {
-		return err
-	}
-	defer os.RemoveAll(dir)
-	file := filepath.Join(dir, "tenant-a.yaml")
-	if err := os.WriteFile(file, []byte(firewallIngressPolicyFile), 0o644); err != nil {
-		return err
-	}
-	fmt.Fprintf(m.Out, "\n$ cat tenant-a.yaml\n%s", firewallIngressPolicyFile)
-	if err := m.Fabricctl(ctx, "firewall", "set", "tenant-a", "-f", file); err != nil {
+	if err := m.setFirewallPolicy(ctx, "tenant-a", firewallIngressPolicyFile); err != nil {
 		return err
 	}
 	vniInet, err := m.NetworkVNI(ctx, "internet")
